@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title IPlayReporting
+/// @notice Play batches signed by devices (EIP-712), submitted many at a time by anyone.
+/// @dev Signed type (domain: name "RoyaltyLedger", version "1", chainId, this contract):
+///
+///      PlayBatch(address device,uint256 nonce,uint64 fromTime,uint64 toTime,bytes entries)
+///
+///      `entries` is n records of 6 bytes: work id (uint32, big-endian) then play count
+///      (uint16), work ids strictly increasing, counts at least 1, 1 <= n <= 1024.
+///
+///      Calldata of `submitBatches(bytes data)`, all integers big-endian:
+///        data  = tableBits(uint8) group*
+///        group = licenseeIndex(uint32) batchCount(uint16) batch*batchCount
+///        batch = deviceNumber(uint32) nonce(uint32) fromTime(uint32) toTime(uint32) n(uint16)
+///                entries(6n bytes) r(32 bytes) yParityAndS(32 bytes, EIP-2098)
+///      The device id is licenseeIndex << 32 | deviceNumber. `tableBits` sizes the in-memory
+///      table of works touched by the call: 2**tableBits must exceed the number of distinct
+///      licensed works in the call (use twice that for speed).
+///
+///      A batch is skipped (BatchSkipped, nonce left unused except where noted) when its device
+///      is unknown or revoked, its times are out of order or in the future, its nonce was used
+///      or fell out of the window, its signature is not the device's, its entries are
+///      malformed, or its licensee's escrow cannot pay all of it. Other batches still apply.
+///      Licensed plays (METERED license with expiry >= toTime) are charged `count * rate`;
+///      unlicensed plays are recorded in the event and charged nothing.
+interface IPlayReporting {
+    /// @notice Why a batch was skipped.
+    enum SkipReason {
+        UnknownDevice,
+        DeviceRevoked,
+        BadTimeRange,
+        NonceUsed,
+        BadSignature,
+        MalformedEntries,
+        InsufficientEscrow
+    }
+
+    /// @notice The batches a call applied, one record after another:
+    ///         deviceId(uint64) nonce(uint32) fromTime(uint32) toTime(uint32) charged(uint96)
+    ///         n(uint16) entries(6n bytes, as signed).
+    ///         Whether an entry was licensed, and at what rate, follows from the licensee's
+    ///         `LicenseBought` events before this one (rate of the license, expiry >= toTime);
+    ///         `charged` is the sum of count * rate over licensed entries.
+    event PlaysRecorded(bytes records);
+
+    /// @notice A batch was not applied.
+    event BatchSkipped(uint64 indexed deviceId, uint32 nonce, SkipReason reason);
+
+    /// @notice The calldata is truncated or a group is empty.
+    error MalformedBatchData(uint256 offset);
+    /// @notice The call touches more distinct works than its table holds.
+    error WorkTableFull(uint256 capacity);
+    /// @notice tableBits must be between 4 and 16.
+    error BadTableBits(uint256 tableBits);
+    /// @notice A work's on-chain accrual or play count would overflow.
+    error WorkCounterOverflow(uint256 workId);
+
+    /// @notice Applies signed play batches; see the encoding above.
+    /// @return applied how many batches were applied
+    function submitBatches(bytes calldata data) external returns (uint256 applied);
+
+    /// @notice The EIP-712 digest a device signs for a batch.
+    function playBatchDigest(address device, uint256 nonce, uint64 fromTime, uint64 toTime, bytes calldata entries)
+        external
+        view
+        returns (bytes32);
+
+    /// @notice How far in the future a batch's toTime may be, in seconds.
+    function maxClockSkew() external pure returns (uint256);
+}

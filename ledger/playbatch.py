@@ -1,0 +1,250 @@
+"""Play batches: the signed EIP-712 type, its entry encoding and the relayer calldata.
+
+This module is the one Python definition of the formats of ``contracts/interfaces/IPlayReporting.sol``.
+It depends only on eth-account / eth-abi / eth-utils, so tests, the relayer and tools share it.
+
+Signed type (domain: name "RoyaltyLedger", version "1", chainId, ledger contract)::
+
+    PlayBatch(address device,uint256 nonce,uint64 fromTime,uint64 toTime,bytes entries)
+
+``entries`` is n records of 6 bytes: work id (uint32 big-endian) then count (uint16), work ids
+strictly increasing, counts >= 1.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak, to_checksum_address
+
+DOMAIN_NAME = "RoyaltyLedger"
+DOMAIN_VERSION = "1"
+MAX_ENTRIES = 1024
+MAX_COUNT = 0xFFFF
+MAX_WORK_ID = 0xFFFFFFFF
+MAX_NONCE = 0xFFFFFFFF
+NONCE_WINDOW = 64
+ENTRY_SIZE = 6
+BATCH_HEADER_SIZE = 18  # deviceNumber u32, nonce u32, fromTime u32, toTime u32, n u16
+SIGNATURE_SIZE = 64
+GROUP_HEADER_SIZE = 6  # licenseeIndex u32, batchCount u16
+
+PLAY_BATCH_TYPES = {
+    "PlayBatch": [
+        {"name": "device", "type": "address"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "fromTime", "type": "uint64"},
+        {"name": "toTime", "type": "uint64"},
+        {"name": "entries", "type": "bytes"},
+    ]
+}
+PLAY_BATCH_TYPE_STRING = "PlayBatch(address device,uint256 nonce,uint64 fromTime,uint64 toTime,bytes entries)"
+PLAY_BATCH_TYPEHASH = keccak(text=PLAY_BATCH_TYPE_STRING)
+
+SKIP_REASONS = (
+    "UnknownDevice",
+    "DeviceRevoked",
+    "BadTimeRange",
+    "NonceUsed",
+    "BadSignature",
+    "MalformedEntries",
+    "InsufficientEscrow",
+)
+
+
+class BatchFormatError(ValueError):
+    """A batch does not fit the on-chain format (too many entries, bad count, ...)."""
+
+
+def encode_entries(counts: Mapping[int, int] | Iterable[tuple[int, int]]) -> bytes:
+    """Packs {work id: count} into the signed entry bytes (sorted by work id)."""
+    items = sorted(counts.items() if isinstance(counts, Mapping) else counts)
+    if not 1 <= len(items) <= MAX_ENTRIES:
+        raise BatchFormatError(f"a batch holds 1 to {MAX_ENTRIES} works, not {len(items)}")
+    out = bytearray()
+    previous = 0
+    for work_id, count in items:
+        if not 1 <= work_id <= MAX_WORK_ID:
+            raise BatchFormatError(f"work id {work_id} is out of range")
+        if work_id <= previous:
+            raise BatchFormatError(f"work id {work_id} appears twice")
+        if not 1 <= count <= MAX_COUNT:
+            raise BatchFormatError(f"count {count} for work {work_id} is not in 1..{MAX_COUNT}")
+        out += struct.pack(">IH", work_id, count)
+        previous = work_id
+    return bytes(out)
+
+
+def decode_entries(entries: bytes) -> list[tuple[int, int]]:
+    """Unpacks entry bytes into [(work id, count)]."""
+    if len(entries) % ENTRY_SIZE:
+        raise BatchFormatError("entry bytes are not a multiple of 6")
+    return [struct.unpack_from(">IH", entries, i) for i in range(0, len(entries), ENTRY_SIZE)]
+
+
+def domain(chain_id: int, ledger_address: str) -> dict:
+    return {
+        "name": DOMAIN_NAME,
+        "version": DOMAIN_VERSION,
+        "chainId": chain_id,
+        "verifyingContract": to_checksum_address(ledger_address),
+    }
+
+
+def batch_message(device: str, nonce: int, from_time: int, to_time: int, entries: bytes) -> dict:
+    return {
+        "device": to_checksum_address(device),
+        "nonce": nonce,
+        "fromTime": from_time,
+        "toTime": to_time,
+        "entries": entries,
+    }
+
+
+def batch_digest(chain_id: int, ledger_address: str, device: str, nonce: int, from_time: int, to_time: int,
+                 entries: bytes) -> bytes:
+    """The EIP-712 digest of a batch (what the contract recovers the signer from)."""
+    signable = encode_typed_data(
+        domain_data=domain(chain_id, ledger_address),
+        message_types=PLAY_BATCH_TYPES,
+        message_data=batch_message(device, nonce, from_time, to_time, entries),
+    )
+    return keccak(b"\x19" + signable.version + signable.header + signable.body)
+
+
+def to_compact_signature(r: int, s: int, v: int) -> bytes:
+    """EIP-2098: r (32 bytes) then yParity << 255 | s (32 bytes)."""
+    y_parity = v - 27 if v >= 27 else v
+    return r.to_bytes(32, "big") + ((y_parity << 255) | s).to_bytes(32, "big")
+
+
+@dataclass(frozen=True)
+class SignedBatch:
+    """A batch as a device signs it, with its 64-byte compact signature."""
+
+    device: str
+    nonce: int
+    from_time: int
+    to_time: int
+    entries: bytes
+    signature: bytes
+
+    @property
+    def plays(self) -> int:
+        return sum(c for _, c in decode_entries(self.entries))
+
+    def encoded_size(self) -> int:
+        return BATCH_HEADER_SIZE + len(self.entries) + SIGNATURE_SIZE
+
+    def recover(self, chain_id: int, ledger_address: str) -> str:
+        digest = batch_digest(chain_id, ledger_address, self.device, self.nonce, self.from_time, self.to_time,
+                              self.entries)
+        r = int.from_bytes(self.signature[:32], "big")
+        vs = int.from_bytes(self.signature[32:], "big")
+        v = (vs >> 255) + 27
+        s = vs & ((1 << 255) - 1)
+        return Account._recover_hash(digest, vrs=(v, r, s))
+
+
+def sign_batch(private_key, chain_id: int, ledger_address: str, nonce: int, from_time: int, to_time: int,
+               entries: bytes) -> SignedBatch:
+    """Signs a batch with a device key (hex string, bytes or eth-account LocalAccount)."""
+    account = private_key if hasattr(private_key, "unsafe_sign_hash") else Account.from_key(private_key)
+    if not 0 <= nonce <= MAX_NONCE:
+        raise BatchFormatError(f"nonce {nonce} is out of range")
+    if not 0 <= from_time <= to_time <= 0xFFFFFFFF:
+        raise BatchFormatError("times must satisfy 0 <= fromTime <= toTime < 2**32")
+    digest = batch_digest(chain_id, ledger_address, account.address, nonce, from_time, to_time, entries)
+    sig = account.unsafe_sign_hash(digest)
+    return SignedBatch(account.address, nonce, from_time, to_time, entries,
+                       to_compact_signature(sig.r, sig.s, sig.v))
+
+
+@dataclass
+class Group:
+    """Batches of one licensee, in the order they are applied."""
+
+    licensee_index: int
+    batches: list[tuple[int, SignedBatch]] = field(default_factory=list)  # (device number, batch)
+
+
+def encode_batch(device_number: int, batch: SignedBatch) -> bytes:
+    n = len(batch.entries) // ENTRY_SIZE
+    return (struct.pack(">IIIIH", device_number, batch.nonce, batch.from_time, batch.to_time, n)
+            + batch.entries + batch.signature)
+
+
+def table_bits_for(distinct_works: int) -> int:
+    """The smallest table (load factor <= 1/2) for a call touching this many works."""
+    bits = 4
+    while (1 << bits) < 2 * max(distinct_works, 1):
+        bits += 1
+    if bits > 16:
+        raise BatchFormatError(f"{distinct_works} distinct works do not fit one call")
+    return bits
+
+
+def encode_submission(groups: Sequence[Group]) -> bytes:
+    """The `data` argument of RoyaltyLedger.submitBatches for these groups."""
+    works: set[int] = set()
+    body = bytearray()
+    for group in groups:
+        if not group.batches:
+            continue
+        if len(group.batches) > 0xFFFF:
+            raise BatchFormatError("a group holds at most 65535 batches")
+        body += struct.pack(">IH", group.licensee_index, len(group.batches))
+        for device_number, batch in group.batches:
+            works.update(w for w, _ in decode_entries(batch.entries))
+            body += encode_batch(device_number, batch)
+    return bytes([table_bits_for(len(works))]) + bytes(body)
+
+
+def split_device_id(device_id: int) -> tuple[int, int]:
+    """(licensee index, device number) of a device id."""
+    return device_id >> 32, device_id & 0xFFFFFFFF
+
+
+def make_device_id(licensee_index: int, device_number: int) -> int:
+    return (licensee_index << 32) | device_number
+
+
+@dataclass(frozen=True)
+class PlayRecord:
+    """One applied batch from a PlaysRecorded event."""
+
+    device_id: int
+    nonce: int
+    from_time: int
+    to_time: int
+    charged: int
+    entries: list[tuple[int, int]]
+
+    @property
+    def licensee_index(self) -> int:
+        return self.device_id >> 32
+
+
+def decode_play_records(records: bytes) -> list[PlayRecord]:
+    """Parses the `records` bytes of a PlaysRecorded event."""
+    out = []
+    i = 0
+    while i < len(records):
+        device_id, nonce, from_time, to_time = struct.unpack_from(">QIII", records, i)
+        charged = int.from_bytes(records[i + 20:i + 32], "big")
+        (n,) = struct.unpack_from(">H", records, i + 32)
+        start = i + 34
+        entries = decode_entries(records[start:start + ENTRY_SIZE * n])
+        out.append(PlayRecord(device_id, nonce, from_time, to_time, charged, entries))
+        i = start + ENTRY_SIZE * n
+    return out
+
+
+def split_shares(amount: int, bps: Sequence[int]) -> list[int]:
+    """Each payee's credit of a distribution: floor(amount*bps/10000), remainder to the first."""
+    parts = [amount * b // 10_000 for b in bps]
+    parts[0] += amount - sum(parts)
+    return parts
