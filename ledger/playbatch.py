@@ -248,3 +248,64 @@ def split_shares(amount: int, bps: Sequence[int]) -> list[int]:
     parts = [amount * b // 10_000 for b in bps]
     parts[0] += amount - sum(parts)
     return parts
+
+
+# --- packing many batches into relayer calls ------------------------------------------------
+
+#: A default geth node refuses transactions whose input exceeds 128 KiB into its mempool.
+MAX_CALL_BYTES = 131_072
+_CALL_OVERHEAD = 4 + 32 + 32  # selector, bytes offset, bytes length (then data padded to 32)
+
+
+@dataclass(frozen=True)
+class QueuedBatch:
+    """A batch waiting for a relayer call, with where its device sits on chain."""
+
+    licensee_index: int
+    device_number: int
+    batch: SignedBatch
+    ref: object = None  # the caller's handle (e.g. a pending-batch row id)
+
+
+def call_input_size(data_length: int) -> int:
+    """Bytes of a submitBatches transaction input whose `data` is this long."""
+    return _CALL_OVERHEAD + (data_length + 31) // 32 * 32
+
+
+def plan_calls(queue: Iterable[QueuedBatch], max_bytes: int = MAX_CALL_BYTES,
+               max_batches: int | None = None) -> list[list[QueuedBatch]]:
+    """Packs batches into as few calls as fit under `max_bytes` of transaction input.
+
+    Batches are sorted by licensee, device and nonce, so each call reads a licensee's escrow
+    and license words once and a device's slot once (the layout the contract is built for).
+    """
+    ordered = sorted(queue, key=lambda q: (q.licensee_index, q.device_number, q.batch.nonce))
+    calls: list[list[QueuedBatch]] = []
+    current: list[QueuedBatch] = []
+    size = 1  # tableBits
+    last_licensee = None
+    for item in ordered:
+        add = item.batch.encoded_size() + (GROUP_HEADER_SIZE if item.licensee_index != last_licensee else 0)
+        full = max_batches is not None and len(current) >= max_batches
+        if current and (call_input_size(size + add) > max_bytes or full):
+            calls.append(current)
+            current, size, last_licensee = [], 1, None
+            add = item.batch.encoded_size() + GROUP_HEADER_SIZE
+        if call_input_size(size + add) > max_bytes:
+            raise BatchFormatError("a single batch does not fit one call")
+        current.append(item)
+        size += add
+        last_licensee = item.licensee_index
+    if current:
+        calls.append(current)
+    return calls
+
+
+def encode_call(items: Sequence[QueuedBatch]) -> bytes:
+    """The submitBatches `data` for items already in call order (see plan_calls)."""
+    groups: list[Group] = []
+    for item in items:
+        if not groups or groups[-1].licensee_index != item.licensee_index:
+            groups.append(Group(item.licensee_index))
+        groups[-1].batches.append((item.device_number, item.batch))
+    return encode_submission(groups)

@@ -251,7 +251,7 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
             let entriesHash := keccak256(scratch, entriesLength)
             let head := calldataload(p)
             mstore(scratch, typeHash)
-            mstore(add(scratch, 0x20), device)
+            mstore(add(scratch, 0x20), and(device, 0xffffffffffffffffffffffffffffffffffffffff))
             mstore(add(scratch, 0x40), and(shr(192, head), 0xffffffff))
             mstore(add(scratch, 0x60), and(shr(160, head), 0xffffffff))
             mstore(add(scratch, 0x80), and(shr(128, head), 0xffffffff))
