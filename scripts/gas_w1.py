@@ -73,7 +73,12 @@ def send(call, sender, gas=None):
         params["gas"] = gas
     receipt = web3.eth.wait_for_transaction_receipt(call.transact(params))
     if receipt.status != 1:
-        raise RuntimeError(f"transaction reverted: {receipt.transactionHash.hex()}")
+        try:
+            call.call(params, block_identifier=receipt.blockNumber - 1)
+            why = "no revert data"
+        except Exception as exc:  # the node's revert reason, for the report
+            why = repr(exc)
+        raise RuntimeError(f"transaction reverted (gas used {receipt.gasUsed}): {why}")
     receipt = dict(receipt)
     receipt["gas_used"] = receipt["gasUsed"]
     return receipt
@@ -155,8 +160,27 @@ def make_round(p, rng, keys, ledger, round_no, small):
     return queue
 
 
+def fit_gas(ledger, calls, relayer):
+    """Splits planned calls until eth_estimateGas puts each under MAX_TX_GAS (as the relayer does)."""
+    fitted = []
+    pending = list(calls)
+    while pending:
+        call = pending.pop(0)
+        try:
+            estimate = ledger.functions.submitBatches(encode_call(call)).estimate_gas(
+                {"from": relayer.address, "gas": 29_000_000})
+        except Exception:  # over the node's cap: treat as too big
+            estimate = MAX_TX_GAS + 1
+        if estimate <= MAX_TX_GAS or len(call) == 1:
+            fitted.append(call)
+        else:
+            half = len(call) // 2
+            pending[:0] = [call[:half], call[half:]]
+    return fitted
+
+
 def send_round(ledger, queue, relayer):
-    calls = plan_calls(queue, MAX_CALL_BYTES)
+    calls = fit_gas(ledger, plan_calls(queue, MAX_CALL_BYTES), relayer)
     gas_used, biggest_gas, biggest_bytes, applied = 0, 0, 0, 0
     plays = sum(q.batch.plays for q in queue)
     for call in calls:
