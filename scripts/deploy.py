@@ -23,6 +23,8 @@ def deploy(deployer=None):
     if token_address:
         token = None
         token_address = web3.to_checksum_address(token_address)
+        # The same key and ABI as `ledger deploy` uses for an external settlement token.
+        contracts["Token"] = {"address": token_address, "abi": TestStablecoin.abi}
     else:
         token = TestStablecoin.deploy({"from": deployer})
         token_address = token.address

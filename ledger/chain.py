@@ -1,0 +1,594 @@
+"""Web3 client for the ledger contracts: deployment, typed calls, reverts as exceptions.
+
+    w3 = connect("http://127.0.0.1:8545")
+    deployment = Deployment.load(settings.deployment_file(w3.eth.chain_id))
+    client = LedgerClient(w3, deployment, account)        # account: LocalAccount or unlocked address
+    work_id = client.register_work(title="Song", isrc="GBABC2600001")
+    client.set_split(work_id, [alice, bob], [7000, 3000])
+
+Every state-changing method estimates gas first, so a revert surfaces before anything is sent
+and is raised as the class of :mod:`ledger.errors` named after the custom error (selectors from
+the deployed ABIs plus :data:`ledger.errors.KNOWN_ERRORS`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from eth_abi import decode as abi_decode
+from eth_utils import is_address, keccak, to_checksum_address
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, TimeExhausted
+
+from . import errors
+from .errors import ChainUnavailableError, ContractRevert, NotDeployedError, UserError
+from .events import DecodedEvent, EventDecoder
+from .metadata import isrc_from_bytes12, isrc_to_bytes12, make_data_uri
+from .playbatch import Group, SKIP_REASONS, decode_play_records, encode_submission
+
+CONTRACT_NAMES = ("TestStablecoin", "WorkRegistry", "RoyaltyLedger")
+TOKEN_KEYS = ("TestStablecoin", "Token")  # an external token (LEDGER_TOKEN_ADDRESS) is stored as "Token"
+
+ERC20_ABI: list[dict] = [
+    {"type": "event", "name": "Transfer", "anonymous": False, "inputs": [
+        {"name": "from", "type": "address", "indexed": True}, {"name": "to", "type": "address", "indexed": True},
+        {"name": "value", "type": "uint256", "indexed": False}]},
+    {"type": "function", "name": "balanceOf", "stateMutability": "view",
+     "inputs": [{"name": "account", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]},
+    {"type": "function", "name": "allowance", "stateMutability": "view",
+     "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
+     "outputs": [{"name": "", "type": "uint256"}]},
+    {"type": "function", "name": "approve", "stateMutability": "nonpayable",
+     "inputs": [{"name": "spender", "type": "address"}, {"name": "value", "type": "uint256"}],
+     "outputs": [{"name": "", "type": "bool"}]},
+    {"type": "function", "name": "decimals", "stateMutability": "view", "inputs": [],
+     "outputs": [{"name": "", "type": "uint8"}]},
+    {"type": "function", "name": "symbol", "stateMutability": "view", "inputs": [],
+     "outputs": [{"name": "", "type": "string"}]},
+]
+
+
+class LicenseKind(IntEnum):
+    FLAT = 0
+    METERED = 1
+
+
+def checksum(address: str, what: str = "address") -> str:
+    """A checksummed address, or UserError naming what was wrong."""
+    if not isinstance(address, str) or not is_address(address):
+        raise UserError(f"{what} {address!r} is not an Ethereum address (0x + 40 hex digits)")
+    return to_checksum_address(address)
+
+
+# ----------------------------------------------------------------------------- deployments
+
+@dataclass(frozen=True)
+class ContractInfo:
+    address: str
+    abi: list
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The deployments/<chainId>.json file (same format as scripts/deploy.py writes)."""
+
+    chain_id: int
+    deploy_block: int
+    deployer: str
+    contracts: dict[str, ContractInfo] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> "Deployment":
+        try:
+            contracts = {name: ContractInfo(to_checksum_address(c["address"]), list(c["abi"]))
+                         for name, c in doc["contracts"].items()}
+            return cls(int(doc["chainId"]), int(doc["deployBlock"]), to_checksum_address(doc["deployer"]),
+                       contracts)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NotDeployedError(f"deployments file is not in the expected format: {exc!r}") from None
+
+    @classmethod
+    def load(cls, path: Path | str) -> "Deployment":
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise NotDeployedError(f"no deployments file {path}: run `ledger deploy` first") from None
+        except json.JSONDecodeError as exc:
+            raise NotDeployedError(f"deployments file {path} is not JSON: {exc}") from None
+        deployment = cls.from_json(doc)
+        for name in ("WorkRegistry", "RoyaltyLedger"):
+            if name not in deployment.contracts:
+                raise NotDeployedError(f"deployments file {path} has no {name}")
+        return deployment
+
+    def to_json(self) -> dict:
+        return {"chainId": self.chain_id, "deployBlock": self.deploy_block, "deployer": self.deployer,
+                "contracts": {name: {"address": c.address, "abi": c.abi} for name, c in self.contracts.items()}}
+
+    def save(self, path: Path | str) -> Path:
+        """Writes the file atomically (temp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.to_json(), fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+        return path
+
+    @property
+    def token(self) -> ContractInfo:
+        for key in TOKEN_KEYS:
+            if key in self.contracts:
+                return self.contracts[key]
+        raise NotDeployedError("the deployment names no settlement token")
+
+    @property
+    def works(self) -> ContractInfo:
+        return self.contracts["WorkRegistry"]
+
+    @property
+    def ledger(self) -> ContractInfo:
+        return self.contracts["RoyaltyLedger"]
+
+    def event_decoder(self) -> EventDecoder:
+        # Only the token's Transfer matters to the index: the standard ERC-20 ABI is enough.
+        return EventDecoder({"Token": (self.token.address, ERC20_ABI),
+                             "WorkRegistry": (self.works.address, self.works.abi),
+                             "RoyaltyLedger": (self.ledger.address, self.ledger.abi)})
+
+
+def load_deployment(w3: Web3, path: Path | str) -> Deployment:
+    """Loads a deployment and checks it belongs to the chain w3 talks to."""
+    deployment = Deployment.load(path)
+    chain_id = w3.eth.chain_id
+    if deployment.chain_id != chain_id:
+        raise NotDeployedError(f"{path} is for chain {deployment.chain_id}, the node is chain {chain_id}")
+    if not w3.eth.get_code(deployment.ledger.address):
+        raise NotDeployedError(f"no contract at RoyaltyLedger {deployment.ledger.address} on chain {chain_id}: "
+                               "redeploy with `ledger deploy` (a devnet restarted without its state?)")
+    return deployment
+
+
+def load_artifact(build_dir: Path | str, name: str) -> tuple[list, str]:
+    """(abi, bytecode) of a compiled contract from build/contracts/<name>.json."""
+    path = Path(build_dir) / f"{name}.json"
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NotDeployedError(f"no compiled contract {path}: run `brownie compile` first") from None
+    bytecode = doc.get("bytecode") or ""
+    if not bytecode or bytecode in ("0x", "0x0"):
+        raise NotDeployedError(f"{path} has no bytecode (an interface or abstract contract?)")
+    return doc["abi"], bytecode if bytecode.startswith("0x") else "0x" + bytecode
+
+
+# ----------------------------------------------------------------------------- connection
+
+def connect(rpc_url: str, timeout: float = 60) -> Web3:
+    """A Web3 for an HTTP(S) or WebSocket-free JSON-RPC URL; ChainUnavailableError when it does not answer."""
+    if not rpc_url.startswith(("http://", "https://")):
+        raise UserError(f"LEDGER_RPC_URL must be an http(s) URL, not {rpc_url!r}")
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    try:
+        w3.eth.chain_id
+    except Exception as exc:  # requests' ConnectionError, timeouts, bad JSON...
+        raise ChainUnavailableError(f"cannot reach the Ethereum node at {rpc_url}: {type(exc).__name__}") from None
+    return w3
+
+
+# ----------------------------------------------------------------------------- reverts
+
+class RevertDecoder:
+    """4-byte selector -> exception class, from ABIs and the known error list."""
+
+    def __init__(self, abis: Iterable[Iterable[Mapping[str, Any]]] = ()):
+        self.by_selector: dict[bytes, tuple[type[ContractRevert], list[str], list[str]]] = {}
+        for name, params in errors.KNOWN_ERRORS.items():
+            self._add(name, [t for t, _ in params], [n for _, n in params])
+        self._add("Error", ["string"], ["reason"])
+        self._add("Panic", ["uint256"], ["code"])
+        for abi in abis:
+            for item in abi:
+                if item.get("type") == "error":
+                    types = [i["type"] if not i["type"].startswith("tuple") else _tuple_type(i) for i in item["inputs"]]
+                    self._add(item["name"], types, [i.get("name") or f"arg{k}" for k, i in enumerate(item["inputs"])])
+
+    def _add(self, name: str, types: list[str], names: list[str]) -> None:
+        selector = keccak(text=f"{name}({','.join(types)})")[:4]
+        cls = errors.error_class(name, list(zip(types, names)))
+        self.by_selector[selector] = (cls, types, names)
+
+    def decode(self, data: bytes | str | None) -> ContractRevert:
+        if isinstance(data, str):
+            data = bytes.fromhex(data[2:] if data.startswith("0x") else data)
+        if not data or len(data) < 4:
+            return errors.UnknownRevert(data=data or b"", message="reverted without data")
+        known = self.by_selector.get(data[:4])
+        if known is None:
+            return errors.UnknownRevert(data=data, message=f"reverted with unknown error 0x{data[:4].hex()}")
+        cls, types, names = known
+        try:
+            values = abi_decode(types, data[4:]) if types else ()
+        except Exception:
+            return cls(data=data, message=f"{cls.error_name} (undecodable arguments 0x{data[4:].hex()})")
+        args = {n: (to_checksum_address(v) if t == "address" else v) for n, t, v in zip(names, types, values)}
+        return cls(args, data)
+
+
+def _tuple_type(item: Mapping[str, Any]) -> str:
+    inner = ",".join(c["type"] if not c["type"].startswith("tuple") else _tuple_type(c) for c in item["components"])
+    return f"({inner}){item['type'][5:]}"
+
+
+def revert_data(exc: BaseException) -> bytes | None:
+    """The raw revert data carried by a web3 exception, if any."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict):  # some nodes nest it
+        data = data.get("data")
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data)
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    return None
+
+
+# ----------------------------------------------------------------------------- results
+
+@dataclass(frozen=True)
+class TxResult:
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    events: list[DecodedEvent]
+
+    def named(self, name: str) -> list[DecodedEvent]:
+        return [e for e in self.events if e.name == name]
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What `submitBatches` did: the batches applied and the ones skipped (with reasons)."""
+
+    tx: TxResult
+    applied: list  # list[PlayRecord]
+    skipped: list[tuple[int, int, str]]  # (device id, nonce, reason)
+
+
+# ----------------------------------------------------------------------------- client
+
+class LedgerClient:
+    """Typed calls for every user action on the ledger contracts.
+
+    ``account`` is an eth-account ``LocalAccount`` (signs locally, any node) or the address of
+    an account the node unlocks (Anvil's dev accounts). Read-only use needs no account.
+    """
+
+    def __init__(self, w3: Web3, deployment: Deployment, account: Any = None, receipt_timeout: float = 120):
+        self.w3 = w3
+        self.deployment = deployment
+        self.account = account
+        self.receipt_timeout = receipt_timeout
+        self.token = w3.eth.contract(address=deployment.token.address, abi=deployment.token.abi or ERC20_ABI)
+        self.works = w3.eth.contract(address=deployment.works.address, abi=deployment.works.abi)
+        self.ledger = w3.eth.contract(address=deployment.ledger.address, abi=deployment.ledger.abi)
+        self.reverts = RevertDecoder([c.abi for c in deployment.contracts.values()])
+        self.events = deployment.event_decoder()
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def address(self) -> str:
+        if self.account is None:
+            raise UserError("this action sends a transaction: give the client an account")
+        return self.account.address if hasattr(self.account, "address") else to_checksum_address(self.account)
+
+    def as_account(self, account: Any) -> "LedgerClient":
+        """The same client acting as another account."""
+        return LedgerClient(self.w3, self.deployment, account, self.receipt_timeout)
+
+    def _raise_revert(self, exc: BaseException) -> None:
+        data = revert_data(exc)
+        if data is not None:
+            raise self.reverts.decode(data) from None
+        if isinstance(exc, ContractPanicError):
+            raise errors.Panic(message=str(exc)) from None
+        raise errors.UnknownRevert(message=str(exc)) from None
+
+    def call(self, fn) -> Any:
+        """Runs a view / a dry run of a function; reverts raised as ContractRevert subclasses."""
+        try:
+            return fn.call({"from": self.address} if self.account is not None else {})
+        except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+            self._raise_revert(exc)
+
+    def transact(self, fn, gas: int | None = None) -> TxResult:
+        """Sends a transaction and waits for its receipt. Reverts are found by estimating first."""
+        sender = self.address
+        params: dict[str, Any] = {"from": sender}
+        try:
+            params["gas"] = gas or int(fn.estimate_gas(params) * 1.2) + 20_000
+        except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+            self._raise_revert(exc)
+        params["nonce"] = self.w3.eth.get_transaction_count(sender, "pending")
+        tx = fn.build_transaction(params)
+        if hasattr(self.account, "sign_transaction"):
+            signed = self.account.sign_transaction(tx)
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        else:
+            tx_hash = self.w3.eth.send_transaction(tx)
+        try:
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout)
+        except TimeExhausted:
+            raise ChainUnavailableError(f"transaction {tx_hash.hex()} not mined within {self.receipt_timeout}s") \
+                from None
+        if receipt["status"] != 1:
+            # Mined but reverted (state changed between estimate and inclusion): replay for the reason.
+            try:
+                self.w3.eth.call({k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")},
+                                 receipt["blockNumber"] - 1)
+            except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+                self._raise_revert(exc)
+            raise errors.UnknownRevert(message=f"transaction 0x{bytes(tx_hash).hex()} reverted")
+        decoded = [e for e in (self.events.decode(log) for log in receipt["logs"]) if e is not None]
+        return TxResult("0x" + bytes(tx_hash).hex(), receipt["blockNumber"], receipt["gasUsed"], decoded)
+
+    # ------------------------------------------------------------------ token
+    def token_balance(self, address: str) -> int:
+        return self.token.functions.balanceOf(checksum(address)).call()
+
+    def allowance(self, owner: str) -> int:
+        return self.token.functions.allowance(checksum(owner), self.ledger.address).call()
+
+    def approve(self, amount: int) -> TxResult:
+        return self.transact(self.token.functions.approve(self.ledger.address, amount))
+
+    def ensure_allowance(self, amount: int) -> None:
+        """Approves the ledger for `amount` when the current allowance is lower."""
+        if amount > 0 and self.allowance(self.address) < amount:
+            self.approve(amount)
+
+    def mint(self, to: str, amount: int) -> TxResult:
+        """TestStablecoin only (devnet)."""
+        return self.transact(self.token.functions.mint(checksum(to), amount))
+
+    def faucet(self, to: str, amount: int) -> TxResult:
+        """TestStablecoin only (devnet)."""
+        return self.transact(self.token.functions.faucet(checksum(to), amount))
+
+    # ------------------------------------------------------------------ works
+    def register_work(self, uri: str | None = None, isrc: str | None = None, *, title: str | None = None,
+                      iswc: str | None = None) -> int:
+        """Registers a work for the account; returns its id. Without `uri`, title/ISWC make a data: URI."""
+        if uri is None:
+            if not title:
+                raise UserError("a work needs a metadata URI or a title")
+            uri = make_data_uri(title, iswc)
+        result = self.transact(self.works.functions.registerWork(uri, isrc_to_bytes12(isrc)))
+        return result.named("WorkRegistered")[0].args["workId"]
+
+    def set_work_uri(self, work_id: int, uri: str) -> TxResult:
+        return self.transact(self.works.functions.setWorkURI(work_id, uri))
+
+    def transfer_work(self, work_id: int, to: str) -> TxResult:
+        return self.transact(self.works.functions.transferFrom(self.address, checksum(to), work_id))
+
+    def owner_of(self, work_id: int) -> str:
+        return self.call(self.works.functions.ownerOf(work_id))
+
+    def isrc_of(self, work_id: int) -> str | None:
+        return isrc_from_bytes12(self.works.functions.isrcOf(work_id).call())
+
+    def total_works(self) -> int:
+        return self.works.functions.totalWorks().call()
+
+    # ------------------------------------------------------------------ splits and payouts
+    def current_split(self, work_id: int) -> tuple[list[str], list[int]]:
+        """The work's split from its latest SplitSet event (([], []) when none)."""
+        topic0 = self.events.topic("RoyaltyLedger", "SplitSet")
+        logs = self.w3.eth.get_logs({"address": self.ledger.address, "fromBlock": self.deployment.deploy_block,
+                                     "toBlock": "latest",
+                                     "topics": [topic0, "0x" + work_id.to_bytes(32, "big").hex()]})
+        if not logs:
+            return [], []
+        event = self.events.decode(logs[-1])
+        return list(event.args["payees"]), list(event.args["bps"])
+
+    def set_split(self, work_id: int, payees: Sequence[str], bps: Sequence[int],
+                  current: tuple[Sequence[str], Sequence[int]] | None = None) -> TxResult:
+        """Sets a work's split; the current split (needed to distribute what is pending) is looked up."""
+        cur_payees, cur_bps = current if current is not None else self.current_split(work_id)
+        return self.transact(self.ledger.functions.setSplit(
+            work_id, [checksum(p, "payee") for p in payees], list(bps), list(cur_payees), list(cur_bps)))
+
+    def lock_split(self, work_id: int) -> TxResult:
+        return self.transact(self.ledger.functions.lockSplit(work_id))
+
+    def distribute(self, work_id: int, split: tuple[Sequence[str], Sequence[int]] | None = None) -> int:
+        """Credits a work's accrual to its payees; returns the amount distributed."""
+        payees, bps = split if split is not None else self.current_split(work_id)
+        result = self.transact(self.ledger.functions.distribute(work_id, list(payees), list(bps)))
+        return sum(e.args["amount"] for e in result.named("Distributed"))
+
+    def withdraw(self, to: str | None = None) -> int:
+        """Sends the account's whole balance to `to` (default: itself); returns the amount."""
+        result = self.transact(self.ledger.functions.withdraw(checksum(to or self.address, "recipient")))
+        return sum(e.args["amount"] for e in result.named("Withdrawn"))
+
+    def balance_of(self, payee: str) -> int:
+        return self.ledger.functions.balanceOf(checksum(payee, "payee")).call()
+
+    def accrued_of(self, work_id: int) -> int:
+        return self.ledger.functions.accruedOf(work_id).call()
+
+    def plays_of(self, work_id: int) -> int:
+        return self.ledger.functions.playsOf(work_id).call()
+
+    def is_split_locked(self, work_id: int) -> bool:
+        return self.ledger.functions.isSplitLocked(work_id).call()
+
+    # ------------------------------------------------------------------ licensing
+    def set_terms(self, work_id: int, kind: LicenseKind | int, fee: int, rate_per_play: int, duration: int,
+                  offered: bool = True) -> TxResult:
+        return self.transact(self.ledger.functions.setTerms(work_id, int(kind), fee, rate_per_play, duration, offered))
+
+    def terms_of(self, work_id: int, kind: LicenseKind | int) -> tuple[int, int, int, bool]:
+        return tuple(self.ledger.functions.termsOf(work_id, int(kind)).call())
+
+    def buy_license(self, work_id: int, kind: LicenseKind | int, max_fee: int | None = None,
+                    max_rate: int | None = None, approve: bool = True) -> int:
+        """Buys or extends a license, approving the fee first when needed; returns the new expiry."""
+        fee, rate, _, _ = self.terms_of(work_id, kind)
+        max_fee = fee if max_fee is None else max_fee
+        max_rate = rate if max_rate is None else max_rate
+        if approve:
+            self.ensure_allowance(min(fee, max_fee))
+        result = self.transact(self.ledger.functions.buyLicense(work_id, int(kind), max_fee, max_rate))
+        return result.named("LicenseBought")[0].args["expiry"]
+
+    def buy_licenses(self, work_ids: Sequence[int], kind: LicenseKind | int, max_total_fee: int,
+                     max_rate: int, approve: bool = True) -> TxResult:
+        if approve:
+            self.ensure_allowance(max_total_fee)
+        return self.transact(self.ledger.functions.buyLicenses(list(work_ids), int(kind), max_total_fee, max_rate))
+
+    def license_of(self, licensee: str, work_id: int, kind: LicenseKind | int) -> tuple[int, int]:
+        return tuple(self.ledger.functions.licenseOf(checksum(licensee, "licensee"), work_id, int(kind)).call())
+
+    def deposit(self, amount: int, approve: bool = True) -> TxResult:
+        if approve:
+            self.ensure_allowance(amount)
+        return self.transact(self.ledger.functions.deposit(amount))
+
+    def deposit_for(self, licensee: str, amount: int, approve: bool = True) -> TxResult:
+        if approve:
+            self.ensure_allowance(amount)
+        return self.transact(self.ledger.functions.depositFor(checksum(licensee, "licensee"), amount))
+
+    def withdraw_escrow(self, amount: int, to: str | None = None) -> TxResult:
+        return self.transact(self.ledger.functions.withdrawEscrow(amount, checksum(to or self.address, "recipient")))
+
+    def escrow_of(self, licensee: str) -> int:
+        return self.ledger.functions.escrowOf(checksum(licensee, "licensee")).call()
+
+    def licensee_index_of(self, licensee: str) -> int:
+        return self.ledger.functions.licenseeIndexOf(checksum(licensee, "licensee")).call()
+
+    # ------------------------------------------------------------------ devices
+    @staticmethod
+    def _territory(territory: str) -> bytes:
+        if not isinstance(territory, str) or len(territory) != 2 or not territory.isascii() \
+                or not territory.isalpha():
+            raise UserError(f"territory {territory!r} is not an ISO 3166-1 alpha-2 code")
+        return territory.upper().encode("ascii")
+
+    def register_device(self, device: str, territory: str) -> int:
+        """Registers a device key for the account; returns the device id."""
+        result = self.transact(self.ledger.functions.registerDevice(checksum(device, "device"),
+                                                                    self._territory(territory)))
+        return result.named("DeviceRegistered")[0].args["deviceId"]
+
+    def register_devices(self, devices: Sequence[str], territories: Sequence[str]) -> list[int]:
+        result = self.transact(self.ledger.functions.registerDevices(
+            [checksum(d, "device") for d in devices], [self._territory(t) for t in territories]))
+        return [e.args["deviceId"] for e in result.named("DeviceRegistered")]
+
+    def revoke_device(self, device_id: int) -> TxResult:
+        return self.transact(self.ledger.functions.revokeDevice(device_id))
+
+    def device_id_of(self, device: str) -> int:
+        return self.ledger.functions.deviceIdOf(checksum(device, "device")).call()
+
+    def device_info(self, device_id: int) -> tuple[str, str, bool]:
+        return tuple(self.ledger.functions.deviceInfo(device_id).call())
+
+    def is_nonce_used(self, device_id: int, nonce: int) -> bool:
+        return self.ledger.functions.isNonceUsed(device_id, nonce).call()
+
+    # ------------------------------------------------------------------ plays
+    def submit_batches(self, data: bytes | Sequence[Group], gas: int | None = None) -> SubmitResult:
+        """Submits signed batches (raw calldata bytes, or groups to encode)."""
+        if not isinstance(data, (bytes, bytearray)):
+            data = encode_submission(data)
+        result = self.transact(self.ledger.functions.submitBatches(bytes(data)), gas=gas)
+        applied = [r for e in result.named("PlaysRecorded") for r in decode_play_records(e.args["records"])]
+        skipped = [(e.args["deviceId"], e.args["nonce"], SKIP_REASONS[e.args["reason"]])
+                   for e in result.named("BatchSkipped")]
+        return SubmitResult(result, applied, skipped)
+
+
+# ----------------------------------------------------------------------------- deploy
+
+def _deploy_one(w3: Web3, account: Any, abi: list, bytecode: str, args: Sequence[Any], reverts: RevertDecoder):
+    factory = w3.eth.contract(abi=abi, bytecode=bytecode)
+    client = LedgerClient.__new__(LedgerClient)  # reuse transact() without a deployment
+    client.w3, client.account, client.receipt_timeout, client.reverts = w3, account, 120, reverts
+    client.events = EventDecoder({})
+    constructor = factory.constructor(*args)
+    sender = client.address
+    try:
+        gas = int(constructor.estimate_gas({"from": sender}) * 1.2) + 50_000
+    except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+        client._raise_revert(exc)
+    tx = constructor.build_transaction({"from": sender, "gas": gas,
+                                        "nonce": w3.eth.get_transaction_count(sender, "pending")})
+    if hasattr(account, "sign_transaction"):
+        tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+    else:
+        tx_hash = w3.eth.send_transaction(tx)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+    if receipt["status"] != 1 or not receipt["contractAddress"]:
+        raise errors.UnknownRevert(message=f"deployment transaction 0x{bytes(tx_hash).hex()} failed")
+    return receipt["contractAddress"], receipt["blockNumber"]
+
+
+def deploy(w3: Web3, account: Any, build_dir: Path | str, token_address: str | None = None) -> Deployment:
+    """Deploys WorkRegistry, RoyaltyLedger (and TestStablecoin unless a token is given)."""
+    reverts = RevertDecoder()
+    deployer = account.address if hasattr(account, "address") else checksum(account, "deployer")
+    contracts: dict[str, ContractInfo] = {}
+    blocks = []
+    if token_address is None:
+        abi, bytecode = load_artifact(build_dir, "TestStablecoin")
+        address, block = _deploy_one(w3, account, abi, bytecode, [], reverts)
+        contracts["TestStablecoin"] = ContractInfo(address, abi)
+        blocks.append(block)
+        token_address = address
+    else:
+        token_address = checksum(token_address, "LEDGER_TOKEN_ADDRESS")
+        if not w3.eth.get_code(token_address):
+            raise UserError(f"no contract at token address {token_address}")
+        contracts["Token"] = ContractInfo(token_address, ERC20_ABI)
+    works_abi, works_code = load_artifact(build_dir, "WorkRegistry")
+    ledger_abi, ledger_code = load_artifact(build_dir, "RoyaltyLedger")
+    works_address, block = _deploy_one(w3, account, works_abi, works_code, [], reverts)
+    blocks.append(block)
+    contracts["WorkRegistry"] = ContractInfo(works_address, works_abi)
+    ledger_address, block = _deploy_one(w3, account, ledger_abi, ledger_code, [token_address, works_address],
+                                        reverts)
+    blocks.append(block)
+    contracts["RoyaltyLedger"] = ContractInfo(ledger_address, ledger_abi)
+    return Deployment(w3.eth.chain_id, min(blocks), deployer, contracts)
+
+
+def resolve_account(w3: Web3, private_key: str | None) -> Any:
+    """The signer: a LocalAccount from a private key, else the node's first unlocked account."""
+    if private_key:
+        from eth_account import Account
+
+        try:
+            return Account.from_key(private_key)
+        except Exception:
+            raise UserError("LEDGER_PRIVATE_KEY is not a valid private key") from None
+    accounts = w3.eth.accounts
+    if not accounts:
+        raise UserError("set LEDGER_PRIVATE_KEY: the node has no unlocked accounts")
+    return accounts[0]

@@ -1,0 +1,305 @@
+"""The ``ledger`` command: deploy, index, statements, works, balances, migrations.
+
+Settings come from LEDGER_* environment variables (see ledger.config), and the global options
+override them. User mistakes print one line on stderr and exit with status 2; failures of the
+chain, the database or the contracts exit with 1; no tracebacks unless --debug.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .config import ConfigError, Settings
+from .errors import ContractRevert, LedgerError, UserError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ledger",
+        description="Royalty and licensing ledger: deploy the contracts, index their events into SQL, "
+                    "and produce royalty statements.",
+        epilog="Environment: LEDGER_RPC_URL, LEDGER_DATABASE_URL, LEDGER_DEPLOYMENTS, LEDGER_CONFIRMATIONS, "
+               "LEDGER_BLOCK_RANGE, LEDGER_PRIVATE_KEY, LEDGER_TOKEN_ADDRESS, LEDGER_BUILD_DIR. See docs/ledger.md.")
+    p.add_argument("--version", action="version", version=f"ledger {__version__}")
+    p.add_argument("--rpc-url", help="JSON-RPC endpoint (LEDGER_RPC_URL; default http://127.0.0.1:8545)")
+    p.add_argument("--database-url", help="SQLAlchemy database URL (LEDGER_DATABASE_URL; default var/ledger.sqlite3)")
+    p.add_argument("--deployments", type=Path,
+                   help="deployments file or folder of <chainId>.json (LEDGER_DEPLOYMENTS; default deployments/)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    d = sub.add_parser("deploy", help="deploy WorkRegistry and RoyaltyLedger (and the devnet test token)",
+                       description="Deploys the contracts from compiled artifacts with the key in LEDGER_PRIVATE_KEY "
+                                   "(or the node's first unlocked account) and writes deployments/<chainId>.json.")
+    d.add_argument("--token", help="settlement token address (LEDGER_TOKEN_ADDRESS); default: deploy TestStablecoin")
+    d.add_argument("--build-dir", type=Path, help="compiled artifacts (LEDGER_BUILD_DIR; default build/contracts)")
+    d.add_argument("--force", action="store_true", help="overwrite an existing deployments file of this chain")
+
+    i = sub.add_parser("index", help="index contract events into the database",
+                       description="Indexes events from the stored checkpoint up to the head minus the "
+                                   "confirmations, one SQL transaction per block range.")
+    i.add_argument("--follow", action="store_true", help="keep indexing new blocks until interrupted")
+    i.add_argument("--rebuild", action="store_true", help="empty the index and rebuild it from the deploy block")
+    i.add_argument("--to-block", type=int, help="stop at this block")
+    i.add_argument("--confirmations", type=int, help="blocks to wait (LEDGER_CONFIRMATIONS; default 0)")
+    i.add_argument("--block-range", type=int, help="blocks per range/transaction (LEDGER_BLOCK_RANGE; default 2000)")
+    i.add_argument("--poll", type=float, default=2.0, help="seconds between polls with --follow (default 2)")
+    bar = i.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress")
+    bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+
+    s = sub.add_parser("statement", help="royalty statement of a payee for a period",
+                       description="One row per work (plays, licensed plays, gross, share, net) and totals. "
+                                   "See docs/statements.md for the columns.")
+    s.add_argument("--payee", required=True, help="payee address (artist or label)")
+    s.add_argument("--period", help="a month (2026-11) or 'all'")
+    s.add_argument("--from", dest="start", metavar="YYYY-MM", help="first month (inclusive)")
+    s.add_argument("--to", dest="end", metavar="YYYY-MM", help="last month (inclusive)")
+    s.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
+    s.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+
+    w = sub.add_parser("works", help="list indexed works", description="Works in the index, with running totals.")
+    w.add_argument("--owner", help="only works owned by this address")
+    w.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+
+    b = sub.add_parser("balance", help="balances of an address on the chain (and in the index)",
+                       description="Withdrawable payee balance, licensee escrow and token balance from the chain; "
+                                   "credited and withdrawn totals from the index when it is available.")
+    b.add_argument("address", help="the address to look up")
+    b.add_argument("--format", choices=("text", "json"), default="text")
+
+    db = sub.add_parser("db", help="database schema (Alembic migrations)",
+                        description="Migrates the database in LEDGER_DATABASE_URL.")
+    dbsub = db.add_subparsers(dest="db_command", metavar="ACTION")
+    dbsub.required = True
+    up = dbsub.add_parser("upgrade", help="upgrade the schema (default: to head)")
+    up.add_argument("revision", nargs="?", default="head")
+    down = dbsub.add_parser("downgrade", help="downgrade the schema ('base' empties it)")
+    down.add_argument("revision")
+    dbsub.add_parser("current", help="print the schema revision")
+    return p
+
+
+# ----------------------------------------------------------------------------- commands
+
+def _settings(args) -> Settings:
+    return Settings.from_env().with_(rpc_url=args.rpc_url, database_url=args.database_url,
+                                     deployments=args.deployments)
+
+
+def _engine(settings: Settings, migrate_if_empty: bool = False):
+    from .db import check_connection, current_revision, make_engine, require_schema, table_names, upgrade
+
+    engine = make_engine(settings.database_url)
+    check_connection(engine)
+    if migrate_if_empty and current_revision(engine) is None and not table_names(engine):
+        upgrade(engine)
+    require_schema(engine)
+    return engine
+
+
+def _chain(settings: Settings):
+    from .chain import connect, load_deployment
+
+    w3 = connect(settings.rpc_url)
+    deployment = load_deployment(w3, settings.deployment_file(w3.eth.chain_id))
+    return w3, deployment
+
+
+def cmd_deploy(args, settings: Settings) -> int:
+    from .chain import connect, deploy, resolve_account
+
+    w3 = connect(settings.rpc_url)
+    path = settings.deployment_file(w3.eth.chain_id)
+    if path.exists() and not args.force:
+        raise UserError(f"{path} exists: pass --force to deploy again and overwrite it")
+    account = resolve_account(w3, settings.private_key)
+    deployment = deploy(w3, account, args.build_dir or settings.build_dir, args.token or settings.token_address)
+    deployment.save(path)
+    for name, info in deployment.contracts.items():
+        print(f"{name:15} {info.address}")
+    print(f"chain {deployment.chain_id}, deploy block {deployment.deploy_block}: wrote {path}")
+    return EXIT_OK
+
+
+def cmd_index(args, settings: Settings) -> int:
+    from .indexer import Indexer
+
+    engine = _engine(settings, migrate_if_empty=True)
+    w3, deployment = _chain(settings)
+    confirmations = settings.confirmations if args.confirmations is None else args.confirmations
+    if confirmations < 0:
+        raise UserError("--confirmations must be 0 or more")
+    block_range = args.block_range or settings.block_range
+    if block_range < 1:
+        raise UserError("--block-range must be at least 1")
+    indexer = Indexer(engine, w3, deployment, confirmations=confirmations, block_range=block_range,
+                      progress=args.progress)
+
+    def report(stats):
+        rate = stats.plays_rows / stats.seconds if stats.seconds else 0
+        print(f"indexed blocks {stats.from_block}..{stats.to_block}: {stats.events} events, "
+              f"{stats.plays_rows} play rows in {stats.ranges} ranges, {stats.seconds:.1f}s"
+              + (f" ({rate:,.0f} play rows/s)" if stats.plays_rows else ""), flush=True)
+
+    stats = indexer.run(to_block=args.to_block, rebuild=args.rebuild)
+    if stats.ranges or not args.follow:
+        report(stats) if stats.ranges else print(f"index is up to date at block {stats.to_block}")
+    if args.follow:
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+        try:
+            indexer.follow(poll_interval=args.poll, should_stop=lambda: bool(stopping), on_stats=report)
+        except KeyboardInterrupt:
+            pass
+    return EXIT_OK
+
+
+def cmd_statement(args, settings: Settings) -> int:
+    from .chain import checksum
+    from .statements import parse_period, statement
+
+    payee = checksum(args.payee, "--payee")
+    period = parse_period(args.period, args.start, args.end)
+    engine = _engine(settings)
+    st = statement(engine, payee, period)
+    text = st.to_csv() if args.format == "csv" else st.to_json()
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_works(args, settings: Settings) -> int:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from .chain import checksum
+    from .models import Work
+
+    owner = checksum(args.owner, "--owner") if args.owner else None
+    engine = _engine(settings)
+    query = select(Work).order_by(Work.work_id)
+    if owner:
+        query = query.where(Work.owner == owner)
+    with Session(engine) as session:
+        works = list(session.scalars(query))
+    cols = ("work_id", "title", "isrc", "iswc", "owner", "plays", "licensed_plays", "accrued", "undistributed",
+            "split_locked")
+    rows = [(w.work_id, w.title or "", w.isrc or "", w.iswc or "", w.owner, w.plays, w.licensed_plays, w.accrued,
+             w.accrued - w.distributed, w.split_locked) for w in works]
+    if args.format == "json":
+        print(json.dumps([{k: (str(v) if k in ("accrued", "undistributed") else v) for k, v in zip(cols, r)}
+                          for r in rows], indent=2))
+    elif args.format == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(cols)
+        writer.writerows(rows)
+        sys.stdout.write(out.getvalue())
+    else:
+        if not rows:
+            print("no works indexed (run `ledger index`)")
+            return EXIT_OK
+        table = [cols] + [tuple(str(v) for v in r) for r in rows]
+        widths = [max(len(r[i]) for r in table) for i in range(len(cols))]
+        for r in table:
+            print("  ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip())
+    return EXIT_OK
+
+
+def cmd_balance(args, settings: Settings) -> int:
+    from .chain import LedgerClient, checksum
+
+    address = checksum(args.address)
+    w3, deployment = _chain(settings)
+    client = LedgerClient(w3, deployment)
+    result = {"address": address, "payee_balance": client.balance_of(address), "escrow": client.escrow_of(address),
+              "token_balance": client.token_balance(address)}
+    try:
+        from sqlalchemy import select
+
+        from .models import Payee
+
+        engine = _engine(settings)
+        with engine.connect() as conn:
+            row = conn.execute(select(Payee.credited, Payee.withdrawn).where(Payee.address == address)).first()
+        result["indexed_credited"] = row.credited if row else 0
+        result["indexed_withdrawn"] = row.withdrawn if row else 0
+    except LedgerError as exc:
+        result["index"] = f"unavailable: {exc}"
+    if args.format == "json":
+        print(json.dumps({k: (str(v) if isinstance(v, int) else v) for k, v in result.items()}, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:18} {value}")
+    return EXIT_OK
+
+
+def cmd_db(args, settings: Settings) -> int:
+    from .db import check_connection, current_revision, downgrade, make_engine, upgrade
+
+    engine = make_engine(settings.database_url)
+    check_connection(engine)
+    if args.db_command == "upgrade":
+        upgrade(engine, args.revision)
+    elif args.db_command == "downgrade":
+        downgrade(engine, args.revision)
+    print(f"schema revision: {current_revision(engine) or 'base (empty)'}")
+    return EXIT_OK
+
+
+COMMANDS = {"deploy": cmd_deploy, "index": cmd_index, "statement": cmd_statement, "works": cmd_works,
+            "balance": cmd_balance, "db": cmd_db}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = _settings(args)
+        return COMMANDS[args.command](args, settings)
+    except (UserError, ConfigError) as exc:
+        if args.debug:
+            raise
+        print(f"ledger: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ContractRevert as exc:
+        if args.debug:
+            raise
+        print(f"ledger: the contract refused: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except LedgerError as exc:
+        if args.debug:
+            raise
+        print(f"ledger: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("ledger: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # SQLAlchemy / web3 failures that are not the user's fault
+        if args.debug:
+            raise
+        from sqlalchemy.exc import SQLAlchemyError
+
+        kind = "database" if isinstance(exc, SQLAlchemyError) else type(exc).__name__
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"ledger: {kind} error: {first} (run with --debug for details)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Engines, sessions and schema migrations (Alembic, scripts in ledger/migrations)."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .errors import LedgerError, UserError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+class DatabaseError(LedgerError):
+    """The database cannot be reached or is not at the schema this code needs."""
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    """An engine for a LEDGER_DATABASE_URL. SQLite files get their folder created and WAL mode."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(f"LEDGER_DATABASE_URL is not a database URL: {url!r}") from None
+    if parsed.drivername == "postgresql":  # plain postgresql:// means psycopg 3 here
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    try:
+        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    except ModuleNotFoundError as exc:
+        raise UserError(f"no database driver for {parsed.drivername}: {exc}") from None
+
+
+def check_connection(engine: Engine) -> None:
+    """Raises DatabaseError with a readable message when the database cannot be reached."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot reach the database {engine.url.render_as_string(hide_password=True)}: "
+                            f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}") from None
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One unit of work: commits at the end, rolls back on error."""
+    with session_factory(engine).begin() as session:
+        yield session
+
+
+# ----------------------------------------------------------------------------- migrations
+
+def alembic_config(engine_or_url: Engine | str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if isinstance(engine_or_url, str):
+        cfg.set_main_option("sqlalchemy.url", engine_or_url.replace("%", "%%"))
+    else:
+        cfg.attributes["engine"] = engine_or_url
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
+    check_connection(engine)
+    command.upgrade(alembic_config(engine), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
+    check_connection(engine)
+    command.downgrade(alembic_config(engine), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def require_schema(engine: Engine) -> None:
+    """Raises DatabaseError unless the database is migrated to the head revision."""
+    check_connection(engine)
+    current = current_revision(engine)
+    head = head_revision()
+    if current != head:
+        raise DatabaseError(f"the database schema is at {current or 'nothing'}, not {head}: "
+                            "run `ledger db upgrade`")
+
+
+def table_names(engine: Engine) -> list[str]:
+    return sorted(inspect(engine).get_table_names())

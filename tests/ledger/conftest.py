@@ -1,0 +1,169 @@
+"""Fixtures of the ledger tests: a real Anvil, contracts deployed through `ledger.chain.deploy`,
+a scripted history on the chain, and a fresh database per test on SQLite and PostgreSQL.
+
+Run from the repository root: ``pytest -p no:pytest-brownie tests/ledger``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from web3 import Web3
+
+from ledger.chain import LedgerClient, deploy
+from ledger.db import make_engine, upgrade
+
+from ledger_history import build_history
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_DIR = ROOT / "build" / "contracts"
+PG_ADMIN_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+GENESIS = 1788220800  # 2026-09-01T00:00:00Z: the scripted history runs October to December 2026
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ensure_compiled() -> None:
+    needed = ["TestStablecoin", "WorkRegistry", "RoyaltyLedger"]
+    if all((BUILD_DIR / f"{n}.json").exists() for n in needed):
+        return
+    env = dict(os.environ, SOLCX_BINARY_PATH=str(ROOT / ".solc"),
+               PATH=f"{ROOT / '.venv' / 'bin'}:{ROOT / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}")
+    subprocess.run(["brownie", "compile"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+
+
+def _anvil_binary() -> str:
+    local = ROOT / "node_modules" / ".bin" / "anvil"
+    if local.exists():
+        return str(local)
+    found = shutil.which("anvil")
+    assert found, "anvil not found: run `make install`"
+    return found
+
+
+@pytest.fixture(scope="session")
+def anvil_url():
+    _ensure_compiled()
+    port = _free_port()
+    proc = subprocess.Popen([_anvil_binary(), "--port", str(port), "--silent", "--gas-limit", "30000000",
+                             "--timestamp", str(GENESIS), "--chain-id", "31337"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        w3 = Web3(Web3.HTTPProvider(url))
+        for _ in range(100):
+            try:
+                w3.eth.block_number
+                break
+            except Exception:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("anvil did not start")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def w3(anvil_url):
+    return Web3(Web3.HTTPProvider(anvil_url, request_kwargs={"timeout": 60}))
+
+
+@pytest.fixture(scope="session")
+def deployment(w3, tmp_path_factory):
+    d = deploy(w3, w3.eth.accounts[0], BUILD_DIR)
+    path = tmp_path_factory.mktemp("deployments") / f"{d.chain_id}.json"
+    d.save(path)
+    return d
+
+
+@pytest.fixture(scope="session")
+def deployments_file(deployment, tmp_path_factory):
+    path = tmp_path_factory.mktemp("deployments-file") / f"{deployment.chain_id}.json"
+    deployment.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def client(w3, deployment):
+    return LedgerClient(w3, deployment, w3.eth.accounts[0])
+
+
+@pytest.fixture(scope="session")
+def history(w3, client):
+    """The scripted history (three months of activity), built once per session."""
+    return build_history(w3, client)
+
+
+@pytest.fixture
+def chain_snapshot(w3):
+    """Rewinds the chain after a test that adds to it."""
+    snap = w3.provider.make_request("evm_snapshot", [])["result"]
+    yield
+    w3.provider.make_request("evm_revert", [snap])
+
+
+def _pg_available() -> bool:
+    try:
+        engine = create_engine(PG_ADMIN_URL)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """An empty database: a SQLite file, or a PostgreSQL database created and dropped for the test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+        return
+    assert _pg_available(), f"PostgreSQL is not reachable at {PG_ADMIN_URL} (run `make services`)"
+    name = f"ledger_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url):
+    """An engine on a database migrated to head."""
+    engine = make_engine(db_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def cli_env(monkeypatch, anvil_url, deployments_file, db_url):
+    """Environment so that `ledger.cli.main` talks to the test chain and database."""
+    monkeypatch.setenv("LEDGER_RPC_URL", anvil_url)
+    monkeypatch.setenv("LEDGER_DEPLOYMENTS", str(deployments_file))
+    monkeypatch.setenv("LEDGER_DATABASE_URL", db_url)
+    monkeypatch.setenv("LEDGER_BUILD_DIR", str(BUILD_DIR))
+    monkeypatch.delenv("LEDGER_PRIVATE_KEY", raising=False)
+    monkeypatch.delenv("LEDGER_TOKEN_ADDRESS", raising=False)
+    return db_url
