@@ -61,7 +61,7 @@ test: install
 	brownie compile >/dev/null
 	brownie test tests/contracts -p no:cacheprovider
 	brownie run scripts/gas_w1.py main smoke --network bench
-	pytest -p no:pytest-brownie -p no:cacheprovider tests/ledger
+	pytest -p no:pytest-brownie -p no:cacheprovider tests/ledger tests/e2e tests/device
 
 run: install
 	@echo "make run: see README"
@@ -70,6 +70,7 @@ gas: install
 	brownie run scripts/gas_w1.py main --network bench
 
 bench: install gas
+	python scripts/bench_report.py
 
 clean:
 	rm -rf build reports .pytest_cache .hypothesis

@@ -88,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
     down = dbsub.add_parser("downgrade", help="downgrade the schema ('base' empties it)")
     down.add_argument("revision")
     dbsub.add_parser("current", help="print the schema revision")
+
+    from . import mqtt as mqtt_ingest, relayer  # noqa: PLC0415 (keeps `ledger --help` light)
+    r = sub.add_parser("relay", help="relay pending play batches to the chain",
+                       description="Packs pending batches into submitBatches calls and settles them.")
+    relayer.add_arguments(r)
+    m = sub.add_parser("ingest-mqtt", help="ingest play batches from MQTT",
+                       description="Consumes plays/<device> (QoS 1) and acknowledges on plays/<device>/ack.")
+    mqtt_ingest.add_arguments(m)
     return p
 
 
@@ -261,8 +269,18 @@ def cmd_db(args, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_relay(args, settings) -> int:
+    from . import relayer  # noqa: PLC0415
+    return relayer.command(args, settings)
+
+
+def cmd_ingest_mqtt(args, settings) -> int:
+    from . import mqtt as mqtt_ingest  # noqa: PLC0415
+    return mqtt_ingest.command(args, settings)
+
+
 COMMANDS = {"deploy": cmd_deploy, "index": cmd_index, "statement": cmd_statement, "works": cmd_works,
-            "balance": cmd_balance, "db": cmd_db}
+            "balance": cmd_balance, "db": cmd_db, "relay": cmd_relay, "ingest-mqtt": cmd_ingest_mqtt}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

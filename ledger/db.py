@@ -23,7 +23,9 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk before ingest answers 202 (NORMAL in WAL mode can lose the
+    # last commits on power loss).
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
 
 

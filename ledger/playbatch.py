@@ -309,3 +309,8 @@ def encode_call(items: Sequence[QueuedBatch]) -> bytes:
             groups.append(Group(item.licensee_index))
         groups[-1].batches.append((item.device_number, item.batch))
     return encode_submission(groups)
+
+
+def shrink_for_gas(count: int, estimate: int, gas_cap: int) -> int:
+    """How many of `count` batches to try next when their call needs `estimate` > `gas_cap`."""
+    return max(1, min(count - 1, int(count * gas_cap / estimate * 0.95)))

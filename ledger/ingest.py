@@ -1,0 +1,494 @@
+"""Ingest of signed play batches from devices: validate, verify, store as ``pending``, answer.
+
+Framework-free: the portal's ``POST /api/v1/batches`` route and the MQTT consumer
+(:mod:`ledger.mqtt`) both call :func:`handle_json` (raw bytes in, ``(status, body)`` out) or
+:func:`ingest_batch` (a parsed dict in, :class:`IngestResult` out or an :class:`IngestError`).
+
+Wire format (JSON object; see docs/devices.md)::
+
+    {"device": "0x…", "nonce": 7, "fromTime": 1764000000, "toTime": 1764000060,
+     "entries": "0x<6 bytes per entry>" | [[workId, count], …],
+     "signature": "0x<64-byte EIP-2098 compact signature, or 65-byte r|s|v>"}
+
+Checks, in order, each failing with its own error code (``{"error": {"code", "message"}}``):
+size and JSON; shape and limits (1..1024 entries, work ids strictly increasing in 1..2**32-1,
+counts 1..65535, nonce < 2**32, fromTime <= toTime <= now + the contract's clock skew); the
+signature recovers to ``device``; a stored batch with the same (device, nonce) (same digest: the
+same answer again, stored once; another digest: 409 ``nonce_conflict``); the device is
+registered and not revoked on chain; the nonce is unused on chain. Then the batch is committed
+as ``pending`` and only then answered 202. A failure of the database or the node is a 503
+``unavailable`` (the device keeps the batch and retries), never a stored bad batch.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from eth_account import Account
+from eth_utils import is_hex_address, to_checksum_address
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError, InterfaceError
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import playbatch
+from .pending import PENDING, PendingBatch
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024  # 1,024 entries as JSON pairs take ~20 KiB; this leaves room
+UINT32_MAX = 0xFFFFFFFF
+DEFAULT_MAX_SKEW = 300
+
+# Minimal ABI of what ingest and the relayer read from the ledger contract (IDeviceRegistry,
+# IPlayReporting); a full artifact ABI works as well.
+LEDGER_READ_ABI = [
+    {"type": "function", "name": "deviceIdOf", "stateMutability": "view",
+     "inputs": [{"name": "device", "type": "address"}], "outputs": [{"name": "", "type": "uint64"}]},
+    {"type": "function", "name": "deviceInfo", "stateMutability": "view",
+     "inputs": [{"name": "deviceId", "type": "uint64"}],
+     "outputs": [{"name": "device", "type": "address"}, {"name": "licensee", "type": "address"},
+                 {"name": "revoked", "type": "bool"}]},
+    {"type": "function", "name": "isNonceUsed", "stateMutability": "view",
+     "inputs": [{"name": "deviceId", "type": "uint64"}, {"name": "nonce", "type": "uint32"}],
+     "outputs": [{"name": "", "type": "bool"}]},
+    {"type": "function", "name": "maxClockSkew", "stateMutability": "pure", "inputs": [],
+     "outputs": [{"name": "", "type": "uint256"}]},
+]
+
+
+# ----------------------------------------------------------------------------- errors
+
+class IngestError(Exception):
+    """A batch ingest refused. ``code`` is stable (clients match on it), ``status`` is HTTP."""
+
+    code = "invalid_batch"
+    status = 422
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def to_json(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class PayloadTooLarge(IngestError):
+    code, status = "payload_too_large", 413
+
+
+class MalformedJson(IngestError):
+    code, status = "malformed_json", 400
+
+
+class InvalidBatch(IngestError):
+    """A field is missing or of the wrong type or range."""
+
+    code, status = "invalid_batch", 422
+
+
+class TooManyEntries(IngestError):
+    code, status = "too_many_entries", 422
+
+
+class InvalidEntries(IngestError):
+    """Entries empty, not 6-byte records, work ids not strictly increasing, counts out of range."""
+
+    code, status = "invalid_entries", 422
+
+
+class BadTimeRange(IngestError):
+    code, status = "bad_time_range", 422
+
+
+class BadSignature(IngestError):
+    code, status = "bad_signature", 401
+
+
+class TopicMismatch(IngestError):
+    """MQTT only: the batch's device is not the device of the topic it came on."""
+
+    code, status = "topic_mismatch", 403
+
+
+class UnknownDevice(IngestError):
+    code, status = "unknown_device", 403
+
+
+class DeviceRevoked(IngestError):
+    code, status = "device_revoked", 403
+
+
+class NonceUsed(IngestError):
+    """The chain has used this nonce (or it fell out of the device's window)."""
+
+    code, status = "nonce_used", 409
+
+
+class NonceConflict(IngestError):
+    """Another batch of this device with this nonce is stored already."""
+
+    code, status = "nonce_conflict", 409
+
+
+class Unavailable(IngestError):
+    """The database or the node cannot be reached; retry later (the device keeps the batch)."""
+
+    code, status = "unavailable", 503
+
+
+ERROR_CLASSES = (PayloadTooLarge, MalformedJson, InvalidBatch, TooManyEntries, InvalidEntries, BadTimeRange,
+                 BadSignature, TopicMismatch, UnknownDevice, DeviceRevoked, NonceUsed, NonceConflict, Unavailable)
+
+
+# ----------------------------------------------------------------------------- chain view
+
+@dataclass
+class DeviceRecord:
+    device_id: int
+    licensee: str
+    revoked: bool
+
+
+class ChainDevices:
+    """Reads devices and nonces from the ledger contract, caching device lookups.
+
+    A key's device id never changes once set (a key is registered once, ever) and a revocation
+    is final, so both are cached for good; "not registered" and "not revoked" are re-read after
+    ``ttl`` seconds. The contract checks everything again when the batch is submitted, so a
+    stale cache can at worst let a batch that will be skipped into the pending store.
+    """
+
+    def __init__(self, contract, ttl: float = 30.0, negative_ttl: float = 5.0, clock=time.monotonic):
+        self.contract = contract
+        self.ttl, self.negative_ttl, self.clock = ttl, negative_ttl, clock
+        self._ids: dict[str, tuple[int, float]] = {}
+        self._info: dict[int, tuple[DeviceRecord, float]] = {}
+        self._skew: Optional[int] = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_web3(cls, w3, ledger_address: str, abi: list | None = None, **kw) -> "ChainDevices":
+        return cls(w3.eth.contract(address=to_checksum_address(ledger_address), abi=abi or LEDGER_READ_ABI), **kw)
+
+    def device(self, address: str) -> Optional[DeviceRecord]:
+        now = self.clock()
+        with self._lock:
+            hit = self._ids.get(address)
+        if hit is not None and (hit[0] or now < hit[1]):
+            device_id = hit[0]
+        else:
+            device_id = int(self.contract.functions.deviceIdOf(address).call())
+            with self._lock:
+                self._ids[address] = (device_id, now + self.negative_ttl)
+        if not device_id:
+            return None
+        with self._lock:
+            info = self._info.get(device_id)
+        if info is not None and (info[0].revoked or now < info[1]):
+            return info[0]
+        _addr, licensee, revoked = self.contract.functions.deviceInfo(device_id).call()
+        record = DeviceRecord(device_id, to_checksum_address(licensee), bool(revoked))
+        with self._lock:
+            self._info[device_id] = (record, now + self.ttl)
+        return record
+
+    def is_nonce_used(self, device_id: int, nonce: int) -> bool:
+        return bool(self.contract.functions.isNonceUsed(device_id, nonce).call())
+
+    def max_clock_skew(self) -> int:
+        if self._skew is None:
+            try:
+                self._skew = int(self.contract.functions.maxClockSkew().call())
+            except Exception:  # noqa: BLE001 - an older contract without it: a sane default
+                log.warning("maxClockSkew() unreadable; using %s s", DEFAULT_MAX_SKEW)
+                self._skew = DEFAULT_MAX_SKEW
+        return self._skew
+
+
+# ----------------------------------------------------------------------------- context / result
+
+@dataclass
+class IngestContext:
+    """What ingest needs: the deployment, the chain view and the pending store."""
+
+    chain_id: int
+    ledger_address: str
+    sessions: sessionmaker
+    devices: ChainDevices
+    clock: Callable[[], float] = time.time
+    max_skew: Optional[int] = None  # default: the contract's maxClockSkew()
+    max_body_bytes: int = MAX_BODY_BYTES
+
+    def __post_init__(self):
+        self.ledger_address = to_checksum_address(self.ledger_address)
+
+    @classmethod
+    def create(cls, w3, ledger_address: str, engine_or_sessions, **kw) -> "IngestContext":
+        sessions = (engine_or_sessions if isinstance(engine_or_sessions, sessionmaker)
+                    else sessionmaker(engine_or_sessions, expire_on_commit=False))
+        cache = {k: kw.pop(k) for k in ("ttl", "negative_ttl") if k in kw}
+        return cls(chain_id=int(w3.eth.chain_id), ledger_address=ledger_address, sessions=sessions,
+                   devices=ChainDevices.from_web3(w3, ledger_address, **cache), **kw)
+
+    def skew(self) -> int:
+        return self.max_skew if self.max_skew is not None else self.devices.max_clock_skew()
+
+
+@dataclass
+class IngestResult:
+    """A batch stored as pending (``created``) or found stored already (an identical resend)."""
+
+    batch_id: int
+    body: dict = field(default_factory=dict)
+    created: bool = True
+    status: int = 202
+
+
+# ----------------------------------------------------------------------------- parsing
+
+def _int_field(payload: dict, name: str, maximum: int) -> int:
+    if name not in payload:
+        raise InvalidBatch(f"field {name!r} is missing")
+    value = payload[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidBatch(f"field {name!r} must be an integer")
+    if not 0 <= value <= maximum:
+        raise InvalidBatch(f"field {name!r} must be in 0..{maximum}, not {value}")
+    return value
+
+
+def _hex_field(payload: dict, name: str) -> bytes:
+    value = payload.get(name)
+    if not isinstance(value, str):
+        raise InvalidBatch(f"field {name!r} must be a 0x hex string")
+    text = value[2:] if value[:2] in ("0x", "0X") else value
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise InvalidBatch(f"field {name!r} is not valid hex") from None
+
+
+def parse_entries(value: Any) -> bytes:
+    """Entry bytes from hex or [[workId, count], ...], validated as the contract requires."""
+    if isinstance(value, str):
+        text = value[2:] if value[:2] in ("0x", "0X") else value
+        if len(text) > 2 * playbatch.ENTRY_SIZE * playbatch.MAX_ENTRIES:
+            raise TooManyEntries(f"a batch holds at most {playbatch.MAX_ENTRIES} works, "
+                                 f"not {len(text) // (2 * playbatch.ENTRY_SIZE)}")
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise InvalidEntries("entries are not valid hex") from None
+        if len(raw) % playbatch.ENTRY_SIZE:
+            raise InvalidEntries("entries must be 6-byte records (work id u32, count u16)")
+        pairs = playbatch.decode_entries(raw)
+    elif isinstance(value, list):
+        if len(value) > playbatch.MAX_ENTRIES:
+            raise TooManyEntries(f"a batch holds at most {playbatch.MAX_ENTRIES} works, not {len(value)}")
+        pairs = []
+        for i, item in enumerate(value):
+            if (not isinstance(item, list) or len(item) != 2
+                    or any(isinstance(x, bool) or not isinstance(x, int) for x in item)):
+                raise InvalidEntries(f"entry {i} must be [workId, count] of integers")
+            pairs.append((item[0], item[1]))
+        raw = None
+    else:
+        raise InvalidBatch("field 'entries' must be a 0x hex string or a list of [workId, count]")
+    if not pairs:
+        raise InvalidEntries("a batch holds at least one work")
+    previous = 0
+    for i, (work_id, count) in enumerate(pairs):
+        if not 1 <= work_id <= playbatch.MAX_WORK_ID:
+            raise InvalidEntries(f"entry {i}: work id {work_id} is out of range")
+        if work_id <= previous:
+            raise InvalidEntries(f"entry {i}: work ids must be strictly increasing ({work_id} after {previous})")
+        if not 1 <= count <= playbatch.MAX_COUNT:
+            raise InvalidEntries(f"entry {i}: count {count} is not in 1..{playbatch.MAX_COUNT}")
+        previous = work_id
+    if raw is None:
+        raw = b"".join(struct.pack(">IH", w, c) for w, c in pairs)
+    return raw
+
+
+def parse_signature(payload: dict) -> bytes:
+    sig = _hex_field(payload, "signature")
+    if len(sig) == 65:  # r | s | v: convert to EIP-2098
+        r, s, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
+        if v not in (0, 1, 27, 28) or s >> 255:
+            raise BadSignature("signature is not a valid r|s|v signature")
+        sig = playbatch.to_compact_signature(r, s, v)
+    elif len(sig) != playbatch.SIGNATURE_SIZE:
+        raise InvalidBatch(f"signature must be 64 bytes (EIP-2098) or 65 (r|s|v), not {len(sig)}")
+    return sig
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    batch: playbatch.SignedBatch
+    digest: bytes
+
+
+def parse_batch(payload: Any, ctx: IngestContext) -> ParsedBatch:
+    """Shape, limits, times and signature; no database, no node (except a cached skew)."""
+    if not isinstance(payload, dict):
+        raise InvalidBatch("the body must be a JSON object")
+    device = payload.get("device")
+    if not isinstance(device, str) or not is_hex_address(device):
+        raise InvalidBatch("field 'device' must be a 0x address")
+    device = to_checksum_address(device)
+    nonce = _int_field(payload, "nonce", playbatch.MAX_NONCE)
+    from_time = _int_field(payload, "fromTime", UINT32_MAX)
+    to_time = _int_field(payload, "toTime", UINT32_MAX)
+    if "entries" not in payload:
+        raise InvalidBatch("field 'entries' is missing")
+    entries = parse_entries(payload["entries"])
+    signature = parse_signature(payload)
+    if from_time > to_time:
+        raise BadTimeRange(f"fromTime {from_time} is after toTime {to_time}")
+    now = int(ctx.clock())
+    if to_time > now + ctx.skew():
+        raise BadTimeRange(f"toTime {to_time} is in the future (now {now}, allowed skew {ctx.skew()} s)")
+    digest = playbatch.batch_digest(ctx.chain_id, ctx.ledger_address, device, nonce, from_time, to_time, entries)
+    r = int.from_bytes(signature[:32], "big")
+    vs = int.from_bytes(signature[32:], "big")
+    try:
+        signer = Account._recover_hash(digest, vrs=((vs >> 255) + 27, r, vs & ((1 << 255) - 1)))
+    except Exception:  # noqa: BLE001 - any invalid point or scalar is a bad signature
+        signer = None
+    if signer != device:
+        raise BadSignature(f"the signature is not by {device} for this batch, chain {ctx.chain_id} "
+                           f"and ledger {ctx.ledger_address}")
+    batch = playbatch.SignedBatch(device, nonce, from_time, to_time, entries, signature)
+    return ParsedBatch(batch, digest)
+
+
+# ----------------------------------------------------------------------------- ingest
+
+def _answer(row: PendingBatch) -> IngestResult:
+    body = {"batchId": row.id, "state": PENDING, "device": row.device, "nonce": row.nonce,
+            "digest": row.digest, "plays": row.plays}
+    return IngestResult(row.id, body)
+
+
+def _stored(session: Session, device: str, nonce: int) -> Optional[PendingBatch]:
+    return session.scalars(select(PendingBatch).where(PendingBatch.device == device,
+                                                      PendingBatch.nonce == nonce)).one_or_none()
+
+
+def _same_or_conflict(row: PendingBatch, digest_hex: str) -> IngestResult:
+    if row.digest != digest_hex:
+        raise NonceConflict(f"device {row.device} already has batch {row.id} stored under nonce {row.nonce}")
+    result = _answer(row)
+    result.created = False
+    return result
+
+
+def ingest_batch(payload: Any, ctx: IngestContext, source: str = "http",
+                 topic_device: Optional[str] = None) -> IngestResult:
+    """Validates a batch and stores it as pending; raises an :class:`IngestError` subclass."""
+    try:
+        parsed = parse_batch(payload, ctx)  # may read maxClockSkew() from the node once
+        batch = parsed.batch
+        digest_hex = "0x" + parsed.digest.hex()
+        if topic_device is not None and topic_device.lower() != batch.device.lower():
+            raise TopicMismatch(f"a batch of {batch.device} arrived on the topic of {topic_device}")
+        with ctx.sessions() as session:  # short: no transaction stays open across node calls
+            row = _stored(session, batch.device, batch.nonce)
+        if row is not None:
+            return _same_or_conflict(row, digest_hex)
+        record = ctx.devices.device(batch.device)
+        if record is None:
+            raise UnknownDevice(f"device {batch.device} is not registered on the ledger")
+        if record.revoked:
+            raise DeviceRevoked(f"device {batch.device} (id {record.device_id}) was revoked")
+        if ctx.devices.is_nonce_used(record.device_id, batch.nonce):
+            raise NonceUsed(f"nonce {batch.nonce} of device {batch.device} is used on chain "
+                            f"(or older than its {playbatch.NONCE_WINDOW}-nonce window)")
+        licensee_index, device_number = playbatch.split_device_id(record.device_id)
+        row = PendingBatch(device=batch.device, licensee_index=licensee_index, device_number=device_number,
+                           nonce=batch.nonce, from_time=batch.from_time, to_time=batch.to_time,
+                           entries=batch.entries, signature=batch.signature, digest=digest_hex,
+                           entry_count=len(batch.entries) // playbatch.ENTRY_SIZE, plays=batch.plays,
+                           source=source, status=PENDING, attempts=0)
+        with ctx.sessions() as session:
+            session.add(row)
+            try:
+                session.commit()  # durable before the caller acknowledges
+            except IntegrityError:  # a concurrent ingest stored it first
+                session.rollback()
+                stored = _stored(session, batch.device, batch.nonce)
+                if stored is None:  # the same digest under another (device, nonce) cannot be
+                    raise NonceConflict("this batch is stored already") from None
+                return _same_or_conflict(stored, digest_hex)
+            return _answer(row)
+    except IngestError:
+        raise
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("ingest: database unavailable: %s", exc)
+        raise Unavailable("the batch store is unavailable; retry later") from None
+    except Exception as exc:  # noqa: BLE001
+        if _is_node_error(exc):
+            log.warning("ingest: node unavailable: %s", exc)
+            raise Unavailable("the chain node is unavailable; retry later") from None
+        raise
+
+
+def _is_node_error(exc: Exception) -> bool:
+    import requests
+    from web3.exceptions import Web3Exception
+
+    return isinstance(exc, (requests.RequestException, ConnectionError, TimeoutError, Web3Exception))
+
+
+def ingest_json(raw: bytes | str, ctx: IngestContext, source: str = "http",
+                topic_device: Optional[str] = None) -> IngestResult:
+    """:func:`ingest_batch` on a raw JSON body (size and syntax checked first)."""
+    if len(raw) > ctx.max_body_bytes:
+        raise PayloadTooLarge(f"the body is {len(raw)} bytes; at most {ctx.max_body_bytes}")
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJson(f"the body is not JSON: {exc}") from None
+    return ingest_batch(payload, ctx, source=source, topic_device=topic_device)
+
+
+def handle_json(raw: bytes | str, ctx: IngestContext, source: str = "http",
+                topic_device: Optional[str] = None) -> tuple[int, dict]:
+    """(HTTP status, JSON body) for a raw request body: what a route or a consumer answers."""
+    try:
+        result = ingest_json(raw, ctx, source=source, topic_device=topic_device)
+    except IngestError as exc:
+        return exc.status, exc.to_json()
+    return result.status, result.body
+
+
+# ----------------------------------------------------------------------------- runtime (CLI)
+
+def open_runtime(settings=None, ledger_address: Optional[str] = None):
+    """(web3, engine, ledger address) for `ledger relay` / `ledger ingest-mqtt`: from
+    :class:`ledger.config.Settings` (default: the LEDGER_* environment); the ledger address
+    defaults to RoyaltyLedger of the chain's deployments file. The schema must be at head."""
+    from .chain import connect, load_deployment
+    from .config import Settings
+    from .db import make_engine, require_schema
+
+    settings = settings or Settings.from_env()
+    w3 = connect(settings.rpc_url)
+    if ledger_address is None:
+        ledger_address = load_deployment(w3, settings.deployment_file(w3.eth.chain_id)).ledger.address
+    engine = make_engine(settings.database_url)
+    require_schema(engine)
+    return w3, engine, to_checksum_address(ledger_address)
+
+
+def standalone_settings(args):
+    """Settings for a module's own `main(argv)` (--rpc-url / --database-url over LEDGER_*)."""
+    from .config import Settings
+
+    return Settings.from_env().with_(rpc_url=getattr(args, "rpc_url", None),
+                                     database_url=getattr(args, "database_url", None))

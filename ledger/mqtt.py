@@ -1,0 +1,174 @@
+"""MQTT ingest (``ledger ingest-mqtt``): play batches from devices over a broker.
+
+A device publishes a batch (the same JSON body as ``POST /api/v1/batches``) on
+``plays/<device address>`` with QoS 1 and subscribes to ``plays/<device address>/ack``. This
+consumer subscribes to ``plays/+`` with QoS 1 in a persistent session (fixed client id,
+``clean_session=False``), so the broker keeps messages that arrive while it is down. For each
+message it runs :func:`ledger.ingest.ingest_batch` (which stores the batch durably before it
+returns) and then publishes the answer with QoS 1 on the ack topic::
+
+    {"status": 202, "nonce": 7, "batchId": 12, "state": "pending", "device": "0x…", "digest": "0x…", "plays": 1000}
+    {"status": 409, "nonce": 7, "error": {"code": "nonce_conflict", "message": "…"}}
+
+The broker's PUBACK for the batch goes out only after the callback returned, i.e. after the
+batch is stored: a consumer killed in between gets the message again and answers it
+idempotently. Several consumers can share the load with ``--shared-group NAME``
+(``$share/NAME/plays/+``, MQTT 5 brokers such as Mosquitto 2).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from typing import Optional
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+
+from .ingest import IngestContext, IngestError, MalformedJson, PayloadTooLarge, ingest_batch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "mqtt://127.0.0.1:1883"
+TOPIC_PREFIX = "plays"
+
+
+def ack_topic(device: str) -> str:
+    return f"{TOPIC_PREFIX}/{device.lower()}/ack"
+
+
+def answer(raw: bytes, ctx: IngestContext, topic_device: str) -> dict:
+    """The ack message for one published batch (never raises for bad input)."""
+    nonce = None
+    try:
+        if len(raw) > ctx.max_body_bytes:
+            raise PayloadTooLarge(f"the message is {len(raw)} bytes; at most {ctx.max_body_bytes}")
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedJson(f"the message is not JSON: {exc}") from None
+        if isinstance(payload, dict) and isinstance(payload.get("nonce"), int):
+            nonce = payload["nonce"]
+        result = ingest_batch(payload, ctx, source="mqtt", topic_device=topic_device)
+        return {"status": result.status, "nonce": nonce, **result.body}
+    except IngestError as exc:
+        return {"status": exc.status, "nonce": nonce, **exc.to_json()}
+    except Exception:  # noqa: BLE001 - a bug: say so, the device retries later
+        log.exception("ingest-mqtt: unexpected error on a batch of %s", topic_device)
+        return {"status": 500, "nonce": nonce,
+                "error": {"code": "internal_error", "message": "the server failed; retry later"}}
+
+
+class MqttIngest:
+    """The consumer. ``start()`` connects and returns; ``stop()`` disconnects."""
+
+    def __init__(self, ctx: IngestContext, url: str = DEFAULT_URL, client_id: str = "ledger-ingest",
+                 shared_group: Optional[str] = None):
+        self.ctx = ctx
+        parsed = urlparse(url)
+        if parsed.scheme not in ("mqtt", "mqtts", "tcp"):
+            raise ValueError(f"LEDGER_MQTT_URL must be mqtt:// or mqtts://, not {url!r}")
+        self.host = parsed.hostname or "127.0.0.1"
+        self.port = parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
+        topic = f"{TOPIC_PREFIX}/+"
+        self.subscription = f"$share/{shared_group}/{topic}" if shared_group else topic
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        if parsed.username:
+            self.client.username_pw_set(parsed.username, parsed.password)
+        if parsed.scheme == "mqtts":
+            self.client.tls_set()
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 30)
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a, **k: self.subscribed.set()
+        self.client.on_disconnect = lambda *a, **k: (self.connected.clear(), self.subscribed.clear())
+        self.handled = 0
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None):
+        if reason_code.is_failure:
+            log.error("ingest-mqtt: broker refused the connection: %s", reason_code)
+            return
+        log.info("ingest-mqtt: connected to %s:%d, subscribing to %s", self.host, self.port, self.subscription)
+        client.subscribe(self.subscription, qos=1)
+        self.connected.set()
+
+    def _on_message(self, client, userdata, msg):
+        parts = msg.topic.split("/")
+        if len(parts) != 2 or parts[0] != TOPIC_PREFIX:
+            return
+        reply = answer(msg.payload, self.ctx, topic_device=parts[1])
+        log.debug("ingest-mqtt: %s nonce %s -> %s %s", parts[1], reply.get("nonce"), reply["status"],
+                  reply.get("error", {}).get("code", ""))
+        client.publish(ack_topic(parts[1]), json.dumps(reply, separators=(",", ":")), qos=1)
+        self.handled += 1
+
+    def start(self, wait: float = 10.0) -> None:
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        if not self.subscribed.wait(wait):
+            raise ConnectionError(f"could not subscribe at {self.host}:{self.port} within {wait:.0f} s")
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def run_forever(self) -> None:
+        """Blocking loop with reconnects (the CLI)."""
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_forever(retry_first_connection=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `ledger ingest-mqtt` (the CLI's global --rpc-url / --database-url come on top)."""
+    parser.add_argument("--mqtt-url", default=os.environ.get("LEDGER_MQTT_URL", DEFAULT_URL),
+                        help=f"broker (LEDGER_MQTT_URL; default {DEFAULT_URL})")
+    parser.add_argument("--ledger", help="RoyaltyLedger address (default: from the deployments file)")
+    parser.add_argument("--client-id", default="ledger-ingest",
+                        help="MQTT client id; keep it stable so the broker keeps the session while it is down")
+    parser.add_argument("--shared-group", help="share the load with other consumers ($share/NAME/plays/+)")
+
+
+def command(args, settings) -> int:
+    """`ledger ingest-mqtt` with parsed args and :class:`ledger.config.Settings`."""
+    import signal
+
+    from .ingest import open_runtime
+
+    log.setLevel(logging.INFO)
+    w3, engine, ledger = open_runtime(settings, args.ledger)
+    ctx = IngestContext.create(w3, ledger, engine)
+    consumer = MqttIngest(ctx, args.mqtt_url, client_id=args.client_id, shared_group=args.shared_group)
+    signal.signal(signal.SIGTERM, lambda *_: consumer.client.disconnect())
+    try:
+        consumer.run_forever()
+    except KeyboardInterrupt:
+        consumer.client.disconnect()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point (`python -m ledger.mqtt`), same options as `ledger ingest-mqtt`."""
+    from .ingest import standalone_settings
+
+    parser = argparse.ArgumentParser(prog="ledger ingest-mqtt", description="Ingest play batches from MQTT.")
+    parser.add_argument("--rpc-url", help="JSON-RPC endpoint (default LEDGER_RPC_URL)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default LEDGER_DATABASE_URL)")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .errors import LedgerError
+
+    try:
+        return command(args, standalone_settings(args))
+    except LedgerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

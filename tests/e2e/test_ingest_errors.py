@@ -1,0 +1,217 @@
+"""Every bad batch gets its own 4xx code and a JSON error; nothing bad is ever stored."""
+import json
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import pytest
+import requests
+from eth_account import Account
+
+from ledger import playbatch
+
+from .conftest import MQTT_HOST, MQTT_PORT, signed_payload, stored_count
+
+
+@pytest.fixture
+def registered(world):
+    account = Account.create()
+    device_id = world.licensee.register_device(account.address, "GB")
+    return account, device_id
+
+
+def post(server, body) -> requests.Response:
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return requests.post(server.url, data=data, headers={"Content-Type": "application/json"}, timeout=10)
+
+
+def assert_error(resp: requests.Response, status: int, code: str):
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+
+
+def test_revoked_device_is_refused(world, engine, http_server, registered):
+    account, device_id = registered
+    world.licensee.revoke_device(device_id)
+    assert_error(post(http_server, signed_payload(account, world, 0, {world.works[0]: 1})), 403, "device_revoked")
+    assert stored_count(engine) == 0
+
+
+def test_unknown_device_is_refused(world, engine, http_server):
+    payload = signed_payload(Account.create(), world, 0, {world.works[0]: 1})
+    assert_error(post(http_server, payload), 403, "unknown_device")
+    assert stored_count(engine) == 0
+
+
+def test_signature_of_another_key_is_refused(world, engine, http_server, registered):
+    account, _ = registered
+    payload = signed_payload(Account.create(), world, 0, {world.works[0]: 1})
+    payload["device"] = account.address
+    assert_error(post(http_server, payload), 401, "bad_signature")
+    assert stored_count(engine) == 0
+
+
+def test_tampered_counts_break_the_signature(world, engine, http_server, registered):
+    account, _ = registered
+    payload = signed_payload(account, world, 0, {world.works[0]: 1})
+    payload["entries"] = "0x" + playbatch.encode_entries({world.works[0]: 1000}).hex()
+    assert_error(post(http_server, payload), 401, "bad_signature")
+    assert stored_count(engine) == 0
+
+
+def test_nonce_used_on_chain_is_refused(world, sqlite_engine, registered):
+    from .conftest import HttpIngestServer, make_ctx
+
+    account, device_id = registered
+    licensee_index, device_number = playbatch.split_device_id(device_id)
+    now = int(time.time())
+    batch = playbatch.sign_batch(account, world.w3.eth.chain_id, world.ledger_address, 0, now - 10, now - 5,
+                                 playbatch.encode_entries({world.works[0]: 2}))
+    result = world.admin.submit_batches([playbatch.Group(licensee_index, [(device_number, batch)])])
+    assert len(result.applied) == 1  # submitted by someone else, never through our store
+    server = HttpIngestServer(make_ctx(world, sqlite_engine)).start()
+    try:
+        resp = post(server, signed_payload(account, world, 0, {world.works[1]: 3}))
+    finally:
+        server.stop()
+    assert_error(resp, 409, "nonce_used")
+    assert stored_count(sqlite_engine) == 0
+
+
+def test_batch_of_10000_works_is_refused(world, engine, http_server, registered):
+    account, _ = registered
+    entries = [[work, 1] for work in range(1, 10_001)]
+    payload = signed_payload(account, world, 0, {world.works[0]: 1})
+    payload["entries"] = entries
+    assert_error(post(http_server, payload), 422, "too_many_entries")
+    payload["entries"] = "0x" + b"".join(work.to_bytes(4, "big") + b"\x00\x01" for work in range(1, 10_001)).hex()
+    assert_error(post(http_server, payload), 422, "too_many_entries")
+    assert stored_count(engine) == 0
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe", b'{"device": "0x12",'])
+def test_malformed_json_is_refused(world, engine, http_server, body):
+    assert_error(post(http_server, body), 400, "malformed_json")
+    assert stored_count(engine) == 0
+
+
+def test_different_batch_under_a_stored_nonce_is_a_conflict(world, engine, http_server, registered):
+    account, _ = registered
+    first = post(http_server, signed_payload(account, world, 5, {world.works[0]: 1}))
+    assert first.status_code == 202
+    assert_error(post(http_server, signed_payload(account, world, 5, {world.works[0]: 2})), 409, "nonce_conflict")
+    assert stored_count(engine) == 1
+
+
+@pytest.mark.parametrize("change,code", [
+    (lambda p, w: p.update(fromTime=p["toTime"] + 1), "bad_time_range"),
+    (lambda p, w: p.update(entries=[[w.works[1], 1], [w.works[0], 1]]), "invalid_entries"),
+    (lambda p, w: p.update(entries=[[w.works[0], 0]]), "invalid_entries"),
+    (lambda p, w: p.update(entries=[[w.works[0], 70_000]]), "invalid_entries"),
+    (lambda p, w: p.update(entries=[]), "invalid_entries"),
+    (lambda p, w: p.update(entries="0x00000001"), "invalid_entries"),
+    (lambda p, w: p.pop("signature"), "invalid_batch"),
+    (lambda p, w: p.update(nonce=2**32), "invalid_batch"),
+    (lambda p, w: p.update(nonce="7"), "invalid_batch"),
+    (lambda p, w: p.update(device="0x1234"), "invalid_batch"),
+    (lambda p, w: p.update(signature="0x" + "00" * 10), "invalid_batch"),
+])
+def test_bad_shapes_are_refused_with_their_code(world, sqlite_engine, registered, change, code):
+    from .conftest import HttpIngestServer, make_ctx
+
+    account, _ = registered
+    payload = signed_payload(account, world, 0, {world.works[0]: 1})
+    change(payload, world)
+    server = HttpIngestServer(make_ctx(world, sqlite_engine)).start()
+    try:
+        assert_error(post(server, payload), 422, code)
+    finally:
+        server.stop()
+    assert stored_count(sqlite_engine) == 0
+
+
+def test_batch_from_the_future_is_refused(world, engine, http_server, registered):
+    account, _ = registered
+    later = int(time.time()) + 86_400
+    payload = signed_payload(account, world, 0, {world.works[0]: 1}, from_time=later, to_time=later)
+    assert_error(post(http_server, payload), 422, "bad_time_range")
+    assert stored_count(engine) == 0
+
+
+def test_oversized_body_is_refused(world, engine, http_server):
+    assert_error(post(http_server, b" " * (300 * 1024)), 413, "payload_too_large")
+
+
+def test_each_fault_of_the_issue_has_its_own_code():
+    from ledger import ingest
+
+    codes = [ingest.DeviceRevoked.code, ingest.BadSignature.code, ingest.NonceUsed.code,
+             ingest.TooManyEntries.code, ingest.MalformedJson.code]
+    assert len(set(codes)) == len(codes)
+    assert all(400 <= cls.status < 500 for cls in ingest.ERROR_CLASSES if cls is not ingest.Unavailable)
+
+
+# ----------------------------------------------------------------------------- MQTT error acks
+
+def _mqtt_roundtrip(topic_device: str, payload: bytes) -> dict:
+    got, ready = [], threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"e2e-dev-{uuid.uuid4().hex[:8]}")
+    client.on_message = lambda c, u, m: (got.append(json.loads(m.payload)), ready.set())
+    client.on_subscribe = lambda *a, **k: subscribed.set()
+    subscribed = threading.Event()
+    client.connect(MQTT_HOST, MQTT_PORT)
+    client.loop_start()
+    try:
+        client.subscribe(f"plays/{topic_device.lower()}/ack", qos=1)
+        assert subscribed.wait(5)
+        client.publish(f"plays/{topic_device.lower()}", payload, qos=1)
+        assert ready.wait(10), "no ack"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got[0]
+
+
+def test_mqtt_errors_are_acknowledged_with_the_same_json(world, sqlite_engine, mqtt_consumer_factory, registered):
+    account, _ = registered
+    mqtt_consumer_factory(sqlite_engine)
+    ack = _mqtt_roundtrip(account.address, b"{oops")
+    assert (ack["status"], ack["error"]["code"]) == (400, "malformed_json")
+
+    other = Account.create()
+    payload = signed_payload(account, world, 3, {world.works[0]: 1})
+    ack = _mqtt_roundtrip(other.address, json.dumps(payload).encode())  # on another device's topic
+    assert (ack["status"], ack["nonce"], ack["error"]["code"]) == (403, 3, "topic_mismatch")
+    assert stored_count(sqlite_engine) == 0
+
+    ack = _mqtt_roundtrip(account.address, json.dumps(payload).encode())
+    assert (ack["status"], ack["nonce"], ack["state"]) == (202, 3, "pending")
+    assert stored_count(sqlite_engine) == 1
+
+
+def test_database_or_node_down_is_503_so_the_device_retries(world, sqlite_engine, registered):
+    from web3 import Web3
+
+    from ledger.db import make_engine
+    from ledger.ingest import ChainDevices, IngestContext, handle_json
+
+    from .conftest import free_port, make_ctx
+
+    account, _ = registered
+    body = json.dumps(signed_payload(account, world, 0, {world.works[0]: 1}))
+    dead_db = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test",
+                          connect_args={"connect_timeout": 2})
+    status, answer = handle_json(body, make_ctx(world, dead_db))
+    assert (status, answer["error"]["code"]) == (503, "unavailable")
+
+    dead_node = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{free_port()}", request_kwargs={"timeout": 2}))
+    ctx = make_ctx(world, sqlite_engine)
+    ctx = IngestContext(ctx.chain_id, ctx.ledger_address, ctx.sessions,
+                        ChainDevices.from_web3(dead_node, world.ledger_address))
+    status, answer = handle_json(body, ctx)
+    assert (status, answer["error"]["code"]) == (503, "unavailable")
+    assert stored_count(sqlite_engine) == 0
