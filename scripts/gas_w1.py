@@ -27,6 +27,7 @@ from ledger.playbatch import (
     encode_call,
     encode_entries,
     plan_calls,
+    shrink_for_gas,
     sign_batch,
 )
 
@@ -160,27 +161,28 @@ def make_round(p, rng, keys, ledger, round_no, small):
     return queue
 
 
-def fit_gas(ledger, calls, relayer):
-    """Splits planned calls until eth_estimateGas puts each under MAX_TX_GAS (as the relayer does)."""
-    fitted = []
-    pending = list(calls)
-    while pending:
-        call = pending.pop(0)
-        try:
+def pack(ledger, queue, relayer):
+    """Calls as the relayer packs them: the longest prefix (licensee, device, nonce order) under
+    128 KiB of input, shrunk by ledger.playbatch.shrink_for_gas until eth_estimateGas is at most
+    MAX_TX_GAS; the rest goes into the next call."""
+    remaining = plan_calls(queue, MAX_CALL_BYTES)
+    remaining = [q for call in remaining for q in call]
+    calls = []
+    while remaining:
+        call = plan_calls(remaining, MAX_CALL_BYTES)[0]
+        while True:
             estimate = ledger.functions.submitBatches(encode_call(call)).estimate_gas(
                 {"from": relayer.address, "gas": 29_000_000})
-        except Exception:  # over the node's cap: treat as too big
-            estimate = MAX_TX_GAS + 1
-        if estimate <= MAX_TX_GAS or len(call) == 1:
-            fitted.append(call)
-        else:
-            half = len(call) // 2
-            pending[:0] = [call[:half], call[half:]]
-    return fitted
+            if estimate <= MAX_TX_GAS or len(call) == 1:
+                break
+            call = call[:shrink_for_gas(len(call), estimate, MAX_TX_GAS)]
+        calls.append(call)
+        remaining = remaining[len(call):]
+    return calls
 
 
 def send_round(ledger, queue, relayer):
-    calls = fit_gas(ledger, plan_calls(queue, MAX_CALL_BYTES), relayer)
+    calls = pack(ledger, queue, relayer)
     gas_used, biggest_gas, biggest_bytes, applied = 0, 0, 0, 0
     plays = sum(q.batch.plays for q in queue)
     for call in calls:

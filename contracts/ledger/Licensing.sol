@@ -120,12 +120,12 @@ abstract contract Licensing is LedgerBase, ReentrancyGuardTransient, ILicensing 
         if (!t.offered) revert TermsNotOffered(workId, kind);
         if (t.ratePerPlay > maxRate) revert RateAboveMax(t.ratePerPlay, maxRate);
         fee = t.fee;
+        uint32 index = _licenseeIndexOrNew(msg.sender);
         if (kind == LicenseKind.FLAT) {
             uint256 current = _flatExpiry[msg.sender][workId];
             expiry = _extend(current, t.duration);
             _flatExpiry[msg.sender][workId] = expiry;
         } else {
-            uint32 index = _licenseeIndexOrNew(msg.sender);
             uint256 shift = (workId & 3) * 64;
             uint256 word = _metered[index][workId >> 2];
             uint256 current = (word >> shift) & 0xffffffff;

@@ -24,9 +24,6 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
         keccak256("PlayBatch(address device,uint256 nonce,uint64 fromTime,uint64 toTime,bytes entries)");
     uint256 private constant MAX_CLOCK_SKEW = 15 minutes;
     uint256 private constant MAX_ENTRIES = 1024;
-    uint256 private constant BATCH_FIXED_BYTES = 18 + 64;
-    /// @dev Not a SkipReason: the batch passed a check.
-    uint256 private constant APPLY = 255;
 
     uint256 private constant CTX_TABLE = 0x00;
     uint256 private constant CTX_MASK = 0x20;
@@ -42,7 +39,19 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
     uint256 private constant CTX_BUFFER = 0x160;
     uint256 private constant CTX_CHARGE = 0x180;
     uint256 private constant CTX_TO_TIME = 0x1a0;
-    uint256 private constant CTX_BYTES = 0x1c0;
+    uint256 private constant CTX_DEVICES_SLOT = 0x1c0;
+    uint256 private constant CTX_REVOKED_SLOT = 0x1e0;
+    uint256 private constant CTX_METERED_SLOT = 0x200;
+    uint256 private constant CTX_ESCROW_SLOT = 0x220;
+    uint256 private constant CTX_TYPEHASH = 0x240;
+    uint256 private constant CTX_DOMAIN = 0x260;
+    uint256 private constant CTX_SKIP_TOPIC = 0x280;
+    uint256 private constant CTX_TIME_LIMIT = 0x2a0;
+    uint256 private constant CTX_BYTES = 0x2c0;
+    /// @dev bytes4(keccak256("MalformedBatchData(uint256)")), checked by the tests.
+    uint256 private constant MALFORMED_BATCH_DATA = 0x6f7ca216;
+    /// @dev secp256k1n / 2: larger s values are malleable and rejected (as OpenZeppelin's ECDSA does).
+    uint256 private constant MAX_S = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
     /// @dev bytes4(keccak256("WorkTableFull(uint256)")), checked by the tests.
     uint256 private constant WORK_TABLE_FULL = 0x8e1f3ac5;
 
@@ -58,9 +67,7 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
             end := add(data.offset, data.length)
         }
         uint256 ctx = _newContext(bits, end);
-        while (p < end) {
-            p = _processGroup(ctx, p, end);
-        }
+        _run(ctx, p, end);
         _flushWorks(ctx);
         applied = _emitRecords(ctx);
     }
@@ -81,8 +88,13 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
         return MAX_CLOCK_SKEW;
     }
 
-    /// @dev Lays out ctx, the zeroed work table and the event buffer.
-    function _newContext(uint256 bits, uint256 end) private pure returns (uint256 ctx) {
+    /// @dev Lays out ctx (with the constants the Yul code needs), the zeroed work table and
+    ///      the event buffer.
+    function _newContext(uint256 bits, uint256 end) private view returns (uint256 ctx) {
+        bytes32 domain = _domainSeparatorV4();
+        bytes32 typeHash = PLAY_BATCH_TYPEHASH;
+        bytes32 skipTopic = BatchSkipped.selector;
+        uint256 timeLimit = block.timestamp + MAX_CLOCK_SKEW;
         assembly ("memory-safe") {
             ctx := mload(0x40)
             let size := shl(bits, 1)
@@ -97,178 +109,28 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
             mstore(add(ctx, CTX_END), end)
             mstore(add(ctx, CTX_BUFFER), buffer)
             mstore(add(ctx, CTX_CURSOR), add(buffer, 0x40))
-            mstore(0x40, add(buffer, 0x80))
+            mstore(add(ctx, CTX_DEVICES_SLOT), _devices.slot)
+            mstore(add(ctx, CTX_REVOKED_SLOT), _revoked.slot)
+            mstore(add(ctx, CTX_METERED_SLOT), _metered.slot)
+            mstore(add(ctx, CTX_ESCROW_SLOT), _escrow.slot)
+            mstore(add(ctx, CTX_TYPEHASH), typeHash)
+            mstore(add(ctx, CTX_DOMAIN), domain)
+            mstore(add(ctx, CTX_SKIP_TOPIC), skipTopic)
+            mstore(add(ctx, CTX_TIME_LIMIT), timeLimit)
+            mstore(0x40, add(buffer, 0x40))
         }
     }
 
-    /// @dev One licensee's batches: escrow read once, written once.
-    function _processGroup(uint256 ctx, uint256 p, uint256 end) private returns (uint256) {
-        if (p + 6 > end) revert MalformedBatchData(p);
-        uint256 head;
+    /// @dev The whole batch loop, in Yul: groups, batches, checks, signature, entries, records.
+    ///      Memory beyond the record being written is scratch; nothing here allocates.
+    function _run(uint256 ctx, uint256 start, uint256 end) private {
         assembly {
-            head := calldataload(p)
-        }
-        uint32 licensee = uint32(head >> 224);
-        uint256 count = (head >> 208) & 0xffff;
-        if (count == 0) revert MalformedBatchData(p);
-        p += 6;
-        uint256 escrow = _escrow[licensee];
-        assembly {
-            mstore(add(ctx, CTX_LICENSEE), licensee)
-            mstore(0x00, licensee)
-            mstore(0x20, _metered.slot)
-            mstore(add(ctx, CTX_LICENSE_BASE), keccak256(0x00, 0x40))
-            mstore(add(ctx, CTX_TAG), add(mload(add(ctx, CTX_TAG)), 1))
-            mstore(add(ctx, CTX_ESCROW), escrow)
-        }
-        for (uint256 i; i < count; ++i) {
-            p = _processBatch(ctx, p, end);
-        }
-        uint256 left;
-        assembly {
-            left := mload(add(ctx, CTX_ESCROW))
-        }
-        if (left != escrow) _escrow[licensee] = left;
-        return p;
-    }
-
-    /// @dev Verifies, charges and records one batch, or skips it with a reason.
-    function _processBatch(uint256 ctx, uint256 p, uint256 end) private returns (uint256 next) {
-        uint256 head;
-        assembly {
-            head := calldataload(p)
-        }
-        uint256 n = (head >> 112) & 0xffff;
-        next = p + BATCH_FIXED_BYTES + 6 * n;
-        if (next > end) revert MalformedBatchData(p);
-        uint64 deviceId;
-        uint256 slot;
-        assembly {
-            deviceId := or(shl(32, mload(add(ctx, CTX_LICENSEE))), shr(224, head))
-            mstore(0x00, deviceId)
-            mstore(0x20, _devices.slot)
-            slot := keccak256(0x00, 0x40)
-        }
-        uint256 state;
-        assembly {
-            state := sload(slot)
-        }
-        uint32 nonce = uint32(head >> 192);
-        uint256 toTime = (head >> 128) & 0xffffffff;
-        (uint256 reason, uint256 newState) = _checkHeader(deviceId, state, head, n);
-        if (reason == APPLY) {
-            reason = _verifyAndCharge(ctx, p, n, state, toTime);
-        }
-        if (reason != APPLY) {
-            emit BatchSkipped(deviceId, nonce, SkipReason(reason));
-            return next;
-        }
-        assembly {
-            sstore(slot, newState)
-        }
-        _appendRecord(ctx, deviceId, head, p + 18, n);
-    }
-
-    /// @dev Device, time and nonce checks. Returns APPLY when the batch may proceed,
-    ///      with the device's slot as it will be once the batch is applied.
-    function _checkHeader(uint64 deviceId, uint256 state, uint256 head, uint256 n)
-        private
-        view
-        returns (uint256, uint256)
-    {
-        if (state & ADDRESS_MASK == 0) {
-            return (uint256(_revoked[deviceId] ? SkipReason.DeviceRevoked : SkipReason.UnknownDevice), 0);
-        }
-        uint256 fromTime = (head >> 160) & 0xffffffff;
-        uint256 toTime = (head >> 128) & 0xffffffff;
-        if (fromTime > toTime || toTime > block.timestamp + MAX_CLOCK_SKEW) return (uint256(SkipReason.BadTimeRange), 0);
-        if (n == 0 || n > MAX_ENTRIES) return (uint256(SkipReason.MalformedEntries), 0);
-        uint256 nonce = (head >> 192) & 0xffffffff;
-        uint256 top = (state >> 160) & 0xffffffff;
-        uint256 window = state >> 192;
-        unchecked {
-            if (nonce > top) {
-                uint256 shift = nonce - top;
-                window = shift >= 64 ? 1 : ((window << shift) | 1) & type(uint64).max;
-                top = nonce;
-            } else {
-                uint256 distance = top - nonce;
-                if (distance >= 64 || (window >> distance) & 1 == 1) return (uint256(SkipReason.NonceUsed), 0);
-                window |= 1 << distance;
+            function fail(selector, arg) {
+                mstore(0x00, shl(224, selector))
+                mstore(0x04, arg)
+                revert(0x00, 0x24)
             }
-        }
-        return (APPLY, (state & ADDRESS_MASK) | (top << 160) | (window << 192));
-    }
 
-    /// @dev Signature check, then charge. Returns APPLY when applied, else the skip reason.
-    function _verifyAndCharge(uint256 ctx, uint256 p, uint256 n, uint256 state, uint256 toTime)
-        private
-        view
-        returns (uint256)
-    {
-        if (!_signedByDevice(ctx, p, n, address(uint160(state)))) return uint256(SkipReason.BadSignature);
-        uint256 entries = p + 18;
-        assembly {
-            mstore(add(ctx, CTX_TO_TIME), toTime)
-        }
-        (uint256 charge, uint256 done) = _applyEntries(ctx, entries, n);
-        if (done != n) {
-            _undoEntries(ctx, entries, done);
-            return uint256(SkipReason.MalformedEntries);
-        }
-        uint256 escrow;
-        assembly {
-            escrow := mload(add(ctx, CTX_ESCROW))
-        }
-        if (charge > escrow) {
-            _undoEntries(ctx, entries, n);
-            return uint256(SkipReason.InsufficientEscrow);
-        }
-        assembly {
-            mstore(add(ctx, CTX_ESCROW), sub(escrow, charge))
-            mstore(add(ctx, CTX_APPLIED), add(mload(add(ctx, CTX_APPLIED)), 1))
-            mstore(add(ctx, CTX_CHARGE), charge)
-        }
-        return APPLY;
-    }
-
-    /// @dev Whether the batch at `p` carries `device`'s EIP-712 signature (EIP-2098 compact).
-    function _signedByDevice(uint256 ctx, uint256 p, uint256 n, address device) private view returns (bool) {
-        bytes32 typeHash = PLAY_BATCH_TYPEHASH;
-        bytes32 structHash;
-        bytes32 r;
-        bytes32 vs;
-        assembly {
-            let entries := add(p, 18)
-            let entriesLength := mul(6, n)
-            // The record is written at the cursor later; its entries area doubles as scratch here.
-            let scratch := add(mload(add(ctx, CTX_CURSOR)), 34)
-            // Keep Solidity's scratch use (at the free memory pointer) beyond this batch's record.
-            mstore(0x40, add(scratch, add(entriesLength, 0xe0)))
-            calldatacopy(scratch, entries, entriesLength)
-            let entriesHash := keccak256(scratch, entriesLength)
-            let head := calldataload(p)
-            mstore(scratch, typeHash)
-            mstore(add(scratch, 0x20), and(device, 0xffffffffffffffffffffffffffffffffffffffff))
-            mstore(add(scratch, 0x40), and(shr(192, head), 0xffffffff))
-            mstore(add(scratch, 0x60), and(shr(160, head), 0xffffffff))
-            mstore(add(scratch, 0x80), and(shr(128, head), 0xffffffff))
-            mstore(add(scratch, 0xa0), entriesHash)
-            structHash := keccak256(scratch, 0xc0)
-            r := calldataload(add(entries, entriesLength))
-            vs := calldataload(add(entries, add(entriesLength, 0x20)))
-        }
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(_hashTypedDataV4(structHash), r, vs);
-        return err == ECDSA.RecoverError.NoError && signer == device;
-    }
-
-    /// @dev Adds the licensed plays of `n` entries to the work table, for a batch ending at
-    ///      ctx's toTime. Stops at the first malformed entry (work ids not strictly increasing,
-    ///      or a zero count) and returns how many entries it handled.
-    ///      Hot loop: per entry one calldata load, one table probe (ids are mostly sequential,
-    ///      so the first probe hits), one cached license lane and one memory add.
-    function _applyEntries(uint256 ctx, uint256 entries, uint256 n) private view returns (uint256 charge, uint256 done) {
-        assembly {
             // Finds the row of work `w`, inserting it when absent (linear probing).
             function findRow(c, t, m, w) -> e {
                 let i := and(w, m)
@@ -278,11 +140,7 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                     if eq(key, w) { leave }
                     if iszero(key) {
                         let used := add(mload(add(c, CTX_USED)), 1)
-                        if iszero(lt(used, mload(add(c, CTX_SIZE)))) {
-                            mstore(0x00, shl(224, WORK_TABLE_FULL))
-                            mstore(0x04, mload(add(c, CTX_SIZE)))
-                            revert(0x00, 0x24)
-                        }
+                        if iszero(lt(used, mload(add(c, CTX_SIZE)))) { fail(WORK_TABLE_FULL, mload(add(c, CTX_SIZE))) }
                         mstore(add(c, CTX_USED), used)
                         mstore(e, w)
                         leave
@@ -290,6 +148,7 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                     i := and(add(i, 1), m)
                 }
             }
+
             // Loads the licensee's METERED lane for work `w` into the row's cache word.
             function loadLane(c, e, w, tag) -> lane {
                 mstore(0x00, shr(2, w))
@@ -297,8 +156,10 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 lane := or(shl(64, tag), and(shr(shl(6, and(w, 3)), sload(keccak256(0x00, 0x40))), 0xffffffffffffffff))
                 mstore(add(e, 0x20), lane)
             }
-            // The loop proper, in its own frame; returns the charge and where it stopped.
-            function run(c, p, last, t, m, tag) -> chg, at {
+
+            // Adds the licensed plays of the entries in [p, last) to the table. Returns the
+            // charge and where it stopped (before `last` when an entry is malformed).
+            function applyEntries(c, p, last, t, m, tag) -> chg, at {
                 let previous := 0
                 for {} lt(p, last) { p := add(p, 6) } {
                     let v := calldataload(p)
@@ -319,58 +180,178 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 }
                 at := p
             }
-            let stoppedAt := 0
-            charge, stoppedAt := run(
-                ctx,
-                entries,
-                add(entries, mul(6, n)),
-                mload(add(ctx, CTX_TABLE)),
-                mload(add(ctx, CTX_MASK)),
-                mload(add(ctx, CTX_TAG))
-            )
-            done := div(sub(stoppedAt, entries), 6)
-        }
-    }
 
-    /// @dev Takes back what _applyEntries added for the first `n` entries (all well formed,
-    ///      rows and lanes already in the table).
-    function _undoEntries(uint256 ctx, uint256 entries, uint256 n) private view {
-        uint256 toTime;
-        assembly {
-            toTime := mload(add(ctx, CTX_TO_TIME))
-        }
-        for (uint256 k; k < n; ++k) {
-            assembly {
-                let v := calldataload(add(entries, mul(6, k)))
-                let w := shr(224, v)
-                let c := and(shr(208, v), 0xffff)
-                let table := mload(add(ctx, CTX_TABLE))
-                let mask := mload(add(ctx, CTX_MASK))
-                let i := and(w, mask)
-                let e := add(table, shl(6, i))
-                for {} iszero(eq(and(mload(e), 0xffffffff), w)) {} {
-                    i := and(add(i, 1), mask)
-                    e := add(table, shl(6, i))
-                }
-                let lane := and(mload(add(e, 0x20)), 0xffffffffffffffff)
-                if iszero(or(iszero(and(lane, 0xffffffff)), lt(and(lane, 0xffffffff), toTime))) {
-                    mstore(e, sub(mload(e), or(shl(32, c), shl(96, mul(c, shr(32, lane))))))
+            // Takes back what applyEntries added for the well-formed entries in [p, last).
+            function undoEntries(c, p, last, t, m) {
+                for {} lt(p, last) { p := add(p, 6) } {
+                    let v := calldataload(p)
+                    let w := shr(224, v)
+                    let e := findRow(c, t, m, w)
+                    let lane := and(mload(add(e, 0x20)), 0xffffffffffffffff)
+                    if iszero(or(iszero(and(lane, 0xffffffff)), lt(and(lane, 0xffffffff), mload(add(c, CTX_TO_TIME))))) {
+                        v := and(shr(208, v), 0xffff)
+                        mstore(e, sub(mload(e), or(shl(32, v), shl(96, mul(v, shr(32, lane))))))
+                    }
                 }
             }
-        }
-    }
 
-    /// @dev Appends deviceId u64 | nonce u32 | fromTime u32 | toTime u32 | charged u96 | n u16 | entries.
-    function _appendRecord(uint256 ctx, uint64 deviceId, uint256 head, uint256 entries, uint256 n) private pure {
-        assembly {
-            let cursor := mload(add(ctx, CTX_CURSOR))
-            let charge := mload(add(ctx, CTX_CHARGE))
-            // nonce, fromTime, toTime sit in bits 128..223 of head, in record order.
-            let word := or(shl(192, deviceId), or(shl(96, and(shr(128, head), 0xffffffffffffffffffffffff)), charge))
-            mstore(cursor, word)
-            mstore(add(cursor, 0x20), shl(240, n))
-            calldatacopy(add(cursor, 34), entries, mul(6, n))
-            mstore(add(ctx, CTX_CURSOR), add(cursor, add(34, mul(6, n))))
+            // Device, time and nonce checks: 255 and the device's next slot value when the batch
+            // may proceed, else a SkipReason.
+            function checkHeader(c, head, n, state, id) -> reason, next {
+                reason := 255
+                if iszero(and(state, 0xffffffffffffffffffffffffffffffffffffffff)) {
+                    mstore(0x00, id)
+                    mstore(0x20, mload(add(c, CTX_REVOKED_SLOT)))
+                    reason := iszero(sload(keccak256(0x00, 0x40))) // 1 DeviceRevoked, 0 UnknownDevice
+                    reason := sub(1, reason)
+                    leave
+                }
+                let toTime := and(shr(128, head), 0xffffffff)
+                if or(gt(and(shr(160, head), 0xffffffff), toTime), gt(toTime, mload(add(c, CTX_TIME_LIMIT)))) {
+                    reason := 2 // BadTimeRange
+                    leave
+                }
+                if or(iszero(n), gt(n, MAX_ENTRIES)) {
+                    reason := 5 // MalformedEntries
+                    leave
+                }
+                let nonce := and(shr(192, head), 0xffffffff)
+                let top := and(shr(160, state), 0xffffffff)
+                let window := shr(192, state)
+                switch gt(nonce, top)
+                case 1 {
+                    let shift := sub(nonce, top)
+                    window := or(and(shl(shift, window), 0xffffffffffffffff), 1)
+                    top := nonce
+                }
+                default {
+                    let distance := sub(top, nonce)
+                    if or(gt(distance, 63), and(shr(distance, window), 1)) {
+                        reason := 3 // NonceUsed
+                        leave
+                    }
+                    window := or(window, shl(distance, 1))
+                }
+                next := or(and(state, 0xffffffffffffffffffffffffffffffffffffffff), or(shl(160, top), shl(192, window)))
+            }
+
+            // Whether the batch at p (entries already copied to `copy`) is signed by `device`
+            // (EIP-712 digest, EIP-2098 compact signature, low s only). Uses memory after the
+            // copy as scratch.
+            function signedBy(c, p, head, n, device, copy) -> ok {
+                let len := mul(6, n)
+                let m := add(copy, len)
+                mstore(m, mload(add(c, CTX_TYPEHASH)))
+                mstore(add(m, 0x20), device)
+                mstore(add(m, 0x40), and(shr(192, head), 0xffffffff))
+                mstore(add(m, 0x60), and(shr(160, head), 0xffffffff))
+                mstore(add(m, 0x80), and(shr(128, head), 0xffffffff))
+                mstore(add(m, 0xa0), keccak256(copy, len))
+                let structHash := keccak256(m, 0xc0)
+                mstore(m, 0x1901)
+                mstore(add(m, 0x20), mload(add(c, CTX_DOMAIN)))
+                mstore(add(m, 0x40), structHash)
+                let digest := keccak256(add(m, 0x1e), 0x42)
+                let vs := calldataload(add(p, add(50, len)))
+                let s := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
+                if gt(s, MAX_S) { leave }
+                mstore(m, digest)
+                mstore(add(m, 0x20), add(shr(255, vs), 27))
+                mstore(add(m, 0x40), calldataload(add(p, add(18, len))))
+                mstore(add(m, 0x60), s)
+                mstore(0x00, 0)
+                pop(staticcall(gas(), 1, m, 0x80, 0x00, 0x20))
+                ok := and(eq(returndatasize(), 0x20), eq(mload(0x00), device))
+            }
+
+            function skip(c, id, nonce, reason) {
+                mstore(0x00, nonce)
+                mstore(0x20, reason)
+                log2(0x00, 0x40, mload(add(c, CTX_SKIP_TOPIC)), id)
+            }
+
+            // One batch: checks, signature, charge, record. Returns where the next one starts.
+            function processBatch(c, p) -> next {
+                let head := calldataload(p)
+                let n := and(shr(112, head), 0xffff)
+                next := add(p, add(82, mul(6, n)))
+                if gt(next, mload(add(c, CTX_END))) { fail(MALFORMED_BATCH_DATA, p) }
+                let id := or(shl(32, mload(add(c, CTX_LICENSEE))), shr(224, head))
+                mstore(0x00, id)
+                mstore(0x20, mload(add(c, CTX_DEVICES_SLOT)))
+                let slot := keccak256(0x00, 0x40)
+                let state := sload(slot)
+                let reason, newState := checkHeader(c, head, n, state, id)
+                if eq(reason, 255) {
+                    reason := charge(c, p, head, n, and(state, 0xffffffffffffffffffffffffffffffffffffffff))
+                }
+                if iszero(eq(reason, 255)) {
+                    skip(c, id, and(shr(192, head), 0xffffffff), reason)
+                    leave
+                }
+                sstore(slot, newState)
+                // The record: id | nonce | fromTime | toTime | charged, then n, then the entries
+                // (copied already by charge).
+                let cursor := mload(add(c, CTX_CURSOR))
+                mstore(cursor, or(shl(192, id), or(shl(96, and(shr(128, head), 0xffffffffffffffffffffffff)), mload(add(c, CTX_CHARGE)))))
+                mstore(add(cursor, 0x20), or(shl(240, n), and(mload(add(cursor, 0x20)), 0x0000ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)))
+                mstore(add(c, CTX_CURSOR), add(cursor, add(34, mul(6, n))))
+                mstore(add(c, CTX_APPLIED), add(mload(add(c, CTX_APPLIED)), 1))
+            }
+
+            // Signature, then the entries against the escrow. 255 when applied.
+            function charge(c, p, head, n, device) -> reason {
+                let entries := add(p, 18)
+                let last := add(entries, mul(6, n))
+                let copy := add(mload(add(c, CTX_CURSOR)), 34)
+                calldatacopy(copy, entries, mul(6, n))
+                if iszero(signedBy(c, p, head, n, device, copy)) {
+                    reason := 4 // BadSignature
+                    leave
+                }
+                mstore(add(c, CTX_TO_TIME), and(shr(128, head), 0xffffffff))
+                let t := mload(add(c, CTX_TABLE))
+                let m := mload(add(c, CTX_MASK))
+                let chg, at := applyEntries(c, entries, last, t, m, mload(add(c, CTX_TAG)))
+                if lt(at, last) {
+                    undoEntries(c, entries, at, t, m)
+                    reason := 5 // MalformedEntries
+                    leave
+                }
+                let escrow := mload(add(c, CTX_ESCROW))
+                if gt(chg, escrow) {
+                    undoEntries(c, entries, last, t, m)
+                    reason := 6 // InsufficientEscrow
+                    leave
+                }
+                mstore(add(c, CTX_ESCROW), sub(escrow, chg))
+                mstore(add(c, CTX_CHARGE), chg)
+                reason := 255
+            }
+
+            // One licensee's batches: escrow read once, written once.
+            function processGroup(c, p) -> next {
+                if gt(add(p, 6), mload(add(c, CTX_END))) { fail(MALFORMED_BATCH_DATA, p) }
+                let head := calldataload(p)
+                let licensee := shr(224, head)
+                let count := and(shr(208, head), 0xffff)
+                if iszero(count) { fail(MALFORMED_BATCH_DATA, p) }
+                next := add(p, 6)
+                mstore(0x00, licensee)
+                mstore(0x20, mload(add(c, CTX_ESCROW_SLOT)))
+                let escrowSlot := keccak256(0x00, 0x40)
+                let escrow := sload(escrowSlot)
+                mstore(0x20, mload(add(c, CTX_METERED_SLOT)))
+                mstore(add(c, CTX_LICENSE_BASE), keccak256(0x00, 0x40))
+                mstore(add(c, CTX_LICENSEE), licensee)
+                mstore(add(c, CTX_TAG), add(mload(add(c, CTX_TAG)), 1))
+                mstore(add(c, CTX_ESCROW), escrow)
+                for {} count { count := sub(count, 1) } { next := processBatch(c, next) }
+                let left := mload(add(c, CTX_ESCROW))
+                if iszero(eq(left, escrow)) { sstore(escrowSlot, left) }
+            }
+
+            for { let p := start } lt(p, end) {} { p := processGroup(ctx, p) }
         }
     }
 
