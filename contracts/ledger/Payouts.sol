@@ -3,14 +3,13 @@ pragma solidity ^0.8.24;
 
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IPayouts} from "../interfaces/IPayouts.sol";
 import {SplitLib} from "../libraries/SplitLib.sol";
 import {LedgerBase} from "./LedgerBase.sol";
 
 /// @title Payouts
 /// @notice Splits, distribution of accruals to payee balances, and pull withdrawals.
-abstract contract Payouts is LedgerBase, ReentrancyGuardTransient, IPayouts {
+abstract contract Payouts is LedgerBase, IPayouts {
     using SafeERC20 for IERC20;
 
     /// @inheritdoc IPayouts
@@ -61,7 +60,9 @@ abstract contract Payouts is LedgerBase, ReentrancyGuardTransient, IPayouts {
     }
 
     /// @inheritdoc IPayouts
-    function withdraw(address to) external nonReentrant returns (uint256 amount) {
+    /// @dev Checks-effects-interactions: the balance is zeroed before the token call, so a
+    ///      re-entrant call finds nothing to withdraw; no reentrancy guard is needed here.
+    function withdraw(address to) external returns (uint256 amount) {
         if (to == address(0)) revert ZeroAddressRecipient();
         amount = _balances[msg.sender];
         if (amount == 0) revert NothingToWithdraw(msg.sender);
@@ -117,10 +118,17 @@ abstract contract Payouts is LedgerBase, ReentrancyGuardTransient, IPayouts {
     ///      credits sum to exactly `amount`.
     function _credit(uint256 amount, address[] calldata payees, uint16[] calldata bps) private {
         uint256 rest = amount;
-        for (uint256 i = 1; i < payees.length; ++i) {
-            uint256 share = amount * bps[i] / SplitLib.TOTAL_BPS;
-            rest -= share;
-            _balances[payees[i]] += share;
+        uint256 n = payees.length;
+        for (uint256 i = 1; i < n;) {
+            // amount < 2**80 and bps < 2**16: no overflow; the shares of a valid split never
+            // exceed the amount, so `rest` cannot underflow; a balance never exceeds the tokens
+            // the ledger holds (conservation), so it cannot overflow.
+            unchecked {
+                uint256 share = amount * bps[i] / SplitLib.TOTAL_BPS;
+                rest -= share;
+                _balances[payees[i]] += share;
+                ++i;
+            }
         }
         _balances[payees[0]] += rest;
     }

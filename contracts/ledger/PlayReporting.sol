@@ -15,7 +15,7 @@ import {LedgerBase} from "./LedgerBase.sol";
 ///      group; a device's slot is read and written once per batch; one event carries every
 ///      applied batch. Memory layout of the call:
 ///        ctx   (fixed 0x180 bytes)  the call's state, see CTX_* offsets
-///        table (64 << tableBits)    word 0: key | plays << 32 | amount << 96; word 1: tag << 64 | lane
+///        table (64 << tableBits)    word 0: key | plays << 32 | amount << 96; word 1: license cache
 ///        event buffer               0x20 | length | records..., grows as batches are applied
 ///      The free memory pointer is kept just past the record being written, so the scratch
 ///      memory that OpenZeppelin's EIP712/ECDSA use never overwrites live data.
@@ -38,7 +38,7 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
     uint256 private constant CTX_SIZE = 0x140;
     uint256 private constant CTX_BUFFER = 0x160;
     uint256 private constant CTX_CHARGE = 0x180;
-    uint256 private constant CTX_TO_TIME = 0x1a0;
+    uint256 private constant CTX_SPARE = 0x1a0;
     uint256 private constant CTX_DEVICES_SLOT = 0x1c0;
     uint256 private constant CTX_REVOKED_SLOT = 0x1e0;
     uint256 private constant CTX_METERED_SLOT = 0x200;
@@ -131,7 +131,8 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 revert(0x00, 0x24)
             }
 
-            // Finds the row of work `w`, inserting it when absent (linear probing).
+            // Finds the row of work `w` (linear probing from its home row), inserting it when
+            // absent. Row word 0: key (bits 0..31) | plays (32..95) | amount (96..255).
             function findRow(c, t, m, w) -> e {
                 let i := and(w, m)
                 for {} 1 {} {
@@ -149,48 +150,59 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 }
             }
 
-            // Loads the licensee's METERED lane for work `w` into the row's cache word.
-            function loadLane(c, e, w, tag) -> lane {
+            // The slow path of an entry: the row is not at its home slot, or its license cache
+            // is from another group. Row word 1 caches, for the current group:
+            // key (bits 224..255) | tag (192..223) | expiry (160..191) | multiplier (0..159),
+            // where multiplier = rate << 96 | 1 << 32, so count * multiplier adds the plays and
+            // the amount to word 0 in one step.
+            function slowRow(c, t, m, w, tag) -> e, cache {
+                e := findRow(c, t, m, w)
                 mstore(0x00, shr(2, w))
                 mstore(0x20, mload(add(c, CTX_LICENSE_BASE)))
-                lane := or(shl(64, tag), and(shr(shl(6, and(w, 3)), sload(keccak256(0x00, 0x40))), 0xffffffffffffffff))
-                mstore(add(e, 0x20), lane)
+                let lane := shr(shl(6, and(w, 3)), sload(keccak256(0x00, 0x40)))
+                cache := or(
+                    or(shl(224, w), shl(192, tag)),
+                    or(shl(160, and(lane, 0xffffffff)), or(shl(96, and(shr(32, lane), 0xffffffff)), 0x100000000))
+                )
+                mstore(add(e, 0x20), cache)
             }
 
             // Adds the licensed plays of the entries in [p, last) to the table. Returns the
-            // charge and where it stopped (before `last` when an entry is malformed).
-            function applyEntries(c, p, last, t, m, tag) -> chg, at {
+            // sum of count * multiplier (the charge is its bits 96..255) and where it stopped
+            // (before `last` when an entry is malformed).
+            function applyEntries(c, p, last, t, m, tag, toTime) -> chg, at {
                 let previous := 0
+                let v := 0
+                let w := 0
+                let e := 0
+                let cache := 0
                 for {} lt(p, last) { p := add(p, 6) } {
-                    let v := calldataload(p)
-                    let w := shr(224, v)
+                    v := calldataload(p)
+                    w := shr(224, v)
                     v := and(shr(208, v), 0xffff) // the count
-                    if or(iszero(gt(w, previous)), iszero(v)) { break }
+                    if iszero(mul(gt(w, previous), v)) { break }
                     previous := w
-                    let e := add(t, shl(6, and(w, m)))
-                    if iszero(eq(and(mload(e), 0xffffffff), w)) { e := findRow(c, t, m, w) }
-                    let lane := mload(add(e, 0x20))
-                    if iszero(eq(shr(64, lane), tag)) { lane := loadLane(c, e, w, tag) }
-                    // Licensed: a METERED license (expiry != 0) whose expiry is at or after toTime.
-                    if iszero(or(iszero(and(lane, 0xffffffff)), lt(and(lane, 0xffffffff), mload(add(c, CTX_TO_TIME))))) {
-                        lane := mul(v, and(shr(32, lane), 0xffffffff)) // the amount
-                        chg := add(chg, lane)
-                        mstore(e, add(mload(e), or(shl(32, v), shl(96, lane))))
+                    e := add(t, shl(6, and(w, m)))
+                    cache := mload(add(e, 0x20))
+                    if iszero(eq(shr(192, cache), or(shl(32, w), tag))) { e, cache := slowRow(c, t, m, w, tag) }
+                    // Licensed: expiry >= toTime (toTime >= 1, so no license never passes).
+                    if iszero(lt(and(shr(160, cache), 0xffffffff), toTime)) {
+                        v := mul(v, and(cache, 0xffffffffffffffffffffffffffffffffffffffff))
+                        chg := add(chg, v)
+                        mstore(e, add(mload(e), v))
                     }
                 }
                 at := p
             }
 
             // Takes back what applyEntries added for the well-formed entries in [p, last).
-            function undoEntries(c, p, last, t, m) {
+            function undoEntries(c, p, last, t, m, toTime) {
                 for {} lt(p, last) { p := add(p, 6) } {
                     let v := calldataload(p)
-                    let w := shr(224, v)
-                    let e := findRow(c, t, m, w)
-                    let lane := and(mload(add(e, 0x20)), 0xffffffffffffffff)
-                    if iszero(or(iszero(and(lane, 0xffffffff)), lt(and(lane, 0xffffffff), mload(add(c, CTX_TO_TIME))))) {
-                        v := and(shr(208, v), 0xffff)
-                        mstore(e, sub(mload(e), or(shl(32, v), shl(96, mul(v, shr(32, lane))))))
+                    let e := findRow(c, t, m, shr(224, v))
+                    let cache := mload(add(e, 0x20))
+                    if iszero(lt(and(shr(160, cache), 0xffffffff), toTime)) {
+                        mstore(e, sub(mload(e), mul(and(shr(208, v), 0xffff), and(cache, 0xffffffffffffffffffffffffffffffffffffffff))))
                     }
                 }
             }
@@ -207,7 +219,7 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                     leave
                 }
                 let toTime := and(shr(128, head), 0xffffffff)
-                if or(gt(and(shr(160, head), 0xffffffff), toTime), gt(toTime, mload(add(c, CTX_TIME_LIMIT)))) {
+                if or(or(iszero(toTime), gt(and(shr(160, head), 0xffffffff), toTime)), gt(toTime, mload(add(c, CTX_TIME_LIMIT)))) {
                     reason := 2 // BadTimeRange
                     leave
                 }
@@ -309,18 +321,19 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                     reason := 4 // BadSignature
                     leave
                 }
-                mstore(add(c, CTX_TO_TIME), and(shr(128, head), 0xffffffff))
+                let toTime := and(shr(128, head), 0xffffffff)
                 let t := mload(add(c, CTX_TABLE))
                 let m := mload(add(c, CTX_MASK))
-                let chg, at := applyEntries(c, entries, last, t, m, mload(add(c, CTX_TAG)))
+                let chg, at := applyEntries(c, entries, last, t, m, mload(add(c, CTX_TAG)), toTime)
                 if lt(at, last) {
-                    undoEntries(c, entries, at, t, m)
+                    undoEntries(c, entries, at, t, m, toTime)
                     reason := 5 // MalformedEntries
                     leave
                 }
+                chg := shr(96, chg)
                 let escrow := mload(add(c, CTX_ESCROW))
                 if gt(chg, escrow) {
-                    undoEntries(c, entries, last, t, m)
+                    undoEntries(c, entries, last, t, m, toTime)
                     reason := 6 // InsufficientEscrow
                     leave
                 }

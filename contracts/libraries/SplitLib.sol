@@ -32,7 +32,16 @@ library SplitLib {
 
     /// @notice High 128 bits of keccak256(abi.encodePacked(payees, bps)). Callers make sure the
     ///         two arrays have the same length, which makes the packed encoding unambiguous.
-    function commitment(address[] calldata payees, uint16[] calldata bps) internal pure returns (uint128) {
-        return uint128(uint256(keccak256(abi.encodePacked(payees, bps))) >> 128);
+    ///      The words are hashed as they are in calldata: a non-canonical (dirty) encoding
+    ///      hashes differently and so never matches a stored commitment.
+    function commitment(address[] calldata payees, uint16[] calldata bps) internal pure returns (uint128 c) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            let a := shl(5, payees.length)
+            let b := shl(5, bps.length)
+            calldatacopy(m, payees.offset, a)
+            calldatacopy(add(m, a), bps.offset, b)
+            c := shr(128, keccak256(m, add(a, b)))
+        }
     }
 }
