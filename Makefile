@@ -61,10 +61,10 @@ test: install
 	brownie compile >/dev/null
 	brownie test tests/contracts -p no:cacheprovider
 	brownie run scripts/gas_w1.py main smoke --network bench
-	pytest -p no:pytest-brownie -p no:cacheprovider tests/ledger tests/e2e tests/device
+	pytest -p no:pytest-brownie -p no:cacheprovider tests/ledger tests/e2e tests/device tests/webapp
 
 run: install
-	@echo "make run: see README"
+	bash scripts/run.sh
 
 gas: install
 	brownie run scripts/gas_w1.py main --network bench

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `make run`: the whole system on its embedded default, in the foreground (Ctrl-C stops it all).
+#   Anvil on 127.0.0.1:8545 with its state kept in var/anvil-state.json
+#   contracts deployed on first start (deployments/<chain id>.json), SQLite index in var/
+#   ledger index --follow, ledger relay, ledger ingest-mqtt, and the API on 127.0.0.1:5000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PWD/node_modules/.bin:$PATH"
+mkdir -p var
+# Anvil's first default account: a public devnet key, never used outside the devnet.
+DEVNET_KEY=0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
+export LEDGER_RPC_URL="${LEDGER_RPC_URL:-http://127.0.0.1:8545}"
+export LEDGER_PRIVATE_KEY="${LEDGER_PRIVATE_KEY:-$DEVNET_KEY}"
+export LEDGER_RELAYER_KEY="${LEDGER_RELAYER_KEY:-$LEDGER_PRIVATE_KEY}"
+export LEDGER_MQTT_URL="${LEDGER_MQTT_URL:-mqtt://127.0.0.1:1883}"
+PORT="${PORT:-5000}"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+rpc_up() { curl -s -o /dev/null -X POST -H 'content-type: application/json' \
+  --data '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' "$LEDGER_RPC_URL"; }
+
+if ! rpc_up; then
+  echo "starting Anvil (state in var/anvil-state.json)"
+  anvil --host 127.0.0.1 --port 8545 --state var/anvil-state.json --gas-limit 30000000 \
+    --silent > var/anvil.log 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 50); do rpc_up && break; sleep 0.2; done
+fi
+
+brownie compile >/dev/null
+deployed() { python - <<'PY' 2>/dev/null
+from ledger.chain import connect, load_deployment
+from ledger.config import Settings
+s = Settings.from_env()
+w3 = connect(s.rpc_url)
+load_deployment(w3, s.deployment_file(w3.eth.chain_id))
+PY
+}
+if ! deployed; then
+  echo "deploying the contracts"
+  ledger deploy --force
+fi
+ledger db upgrade
+
+ledger index --follow > var/indexer.log 2>&1 & pids+=($!)
+ledger relay > var/relayer.log 2>&1 & pids+=($!)
+ledger ingest-mqtt > var/mqtt.log 2>&1 & pids+=($!)
+echo "indexer, relayer and MQTT ingest running (logs in var/)"
+echo "API on http://127.0.0.1:$PORT/api/v1 (POST /batches); Ctrl-C stops everything"
+python -m webapp --host 127.0.0.1 --port "$PORT" & pids+=($!)
+wait "$!"

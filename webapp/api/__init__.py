@@ -1,0 +1,44 @@
+"""/api/v1: the versioned JSON API. Errors are {"error": {"code", "message"}} with a 4xx status."""
+from __future__ import annotations
+
+import json
+import threading
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+bp = Blueprint("api_v1", __name__)
+_lock = threading.Lock()
+
+
+def _ingest_context():
+    """The ingest context of this app: built once from the LEDGER_* settings."""
+    ctx = current_app.config.get("INGEST_CONTEXT")
+    if ctx is None:
+        with _lock:
+            ctx = current_app.config.get("INGEST_CONTEXT")
+            if ctx is None:
+                from ledger.ingest import IngestContext, open_runtime
+
+                w3, engine, ledger_address = open_runtime(current_app.config.get("LEDGER_SETTINGS"))
+                ctx = IngestContext.create(w3, ledger_address, engine)
+                current_app.config["INGEST_CONTEXT"] = ctx
+    return ctx
+
+
+@bp.get("/health")
+def health():
+    return jsonify(status="ok")
+
+
+@bp.post("/batches")
+def submit_batch():
+    """A device's signed play batch (docs/devices.md): 202 once stored as pending."""
+    from ledger.ingest import handle_json
+
+    try:
+        ctx = _ingest_context()
+    except Exception as exc:  # chain, deployment or database not reachable: the device retries
+        current_app.logger.warning("ingest unavailable: %s", exc)
+        return jsonify(error={"code": "unavailable", "message": "the ledger is not reachable; retry later"}), 503
+    status, body = handle_json(request.get_data(), ctx)
+    return Response(json.dumps(body), status=status, mimetype="application/json")
