@@ -36,11 +36,14 @@ $(SOLC_EXE): tools/solc/solc.js node_modules/.installed
 install-solc: $(SOLC_EXE)
 
 # brownie's `development` network is Anvil; give it a 30M block gas limit like mainnet. The
-# `bench` network is the same on its own port, so a benchmark never meets a test's devnet.
+# `bench` and `contract-tests` networks are the same on their own ports, so neither meets the
+# devnet of `make run` (8545) nor each other.
 install-brownie-network: install-python
 	@brownie networks modify development gas_limit=30000000 >/dev/null
 	@brownie networks list 2>/dev/null | grep -q "bench" || brownie networks add Development bench \
 	  cmd=anvil host=http://127.0.0.1 port=8547 gas_limit=30000000 accounts=10 base_fee=0 >/dev/null
+	@brownie networks list 2>/dev/null | grep -q "contract-tests" || brownie networks add Development \
+	  contract-tests cmd=anvil host=http://127.0.0.1 port=8548 gas_limit=30000000 accounts=10 base_fee=0 >/dev/null
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download).
 install-chromium:
@@ -59,7 +62,7 @@ compile: install
 
 test: install
 	brownie compile >/dev/null
-	brownie test tests/contracts -p no:cacheprovider
+	brownie test tests/contracts --network contract-tests -p no:cacheprovider
 	brownie run scripts/gas_w1.py main smoke --network bench
 	pytest -p no:pytest-brownie -p no:cacheprovider tests/ledger tests/e2e tests/device tests/webapp
 

@@ -484,11 +484,3 @@ def open_runtime(settings=None, ledger_address: Optional[str] = None):
     engine = make_engine(settings.database_url)
     require_schema(engine)
     return w3, engine, to_checksum_address(ledger_address)
-
-
-def standalone_settings(args):
-    """Settings for a module's own `main(argv)` (--rpc-url / --database-url over LEDGER_*)."""
-    from .config import Settings
-
-    return Settings.from_env().with_(rpc_url=getattr(args, "rpc_url", None),
-                                     database_url=getattr(args, "database_url", None))

@@ -546,22 +546,11 @@ def command(args, settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (`python -m ledger.relayer`), same options as `ledger relay`."""
-    from .ingest import standalone_settings
+    """`python -m ledger.relayer` is `ledger relay` (global options such as --rpc-url go
+    before the subcommand there)."""
+    from .cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="ledger relay", description="Relay pending play batches to the chain.")
-    parser.add_argument("--rpc-url", help="JSON-RPC endpoint (default LEDGER_RPC_URL)")
-    parser.add_argument("--database-url", help="SQLAlchemy URL (default LEDGER_DATABASE_URL)")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .errors import LedgerError
-
-    try:
-        return command(args, standalone_settings(args))
-    except LedgerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return cli_main(["relay", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

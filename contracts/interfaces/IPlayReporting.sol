@@ -17,10 +17,10 @@ pragma solidity ^0.8.24;
 ///                entries(6n bytes) r(32 bytes) yParityAndS(32 bytes, EIP-2098)
 ///      The device id is licenseeIndex << 32 | deviceNumber. `tableBits` sizes the in-memory
 ///      table of works touched by the call: 2**tableBits must exceed the number of distinct
-///      licensed works in the call (use twice that for speed).
+///      works in the call (use twice that for speed).
 ///
-///      A batch is skipped (BatchSkipped, nonce left unused except where noted) when its device
-///      is unknown or revoked, its times are out of order or in the future, its nonce was used
+///      A batch is skipped (BatchSkipped, nonce left unused) when its device is unknown or
+///      revoked, its times are out of order, zero or in the future, its nonce was used
 ///      or fell out of the window, its signature is not the device's, its entries are
 ///      malformed, or its licensee's escrow cannot pay all of it. Other batches still apply.
 ///      Licensed plays (METERED license with expiry >= toTime) are charged `count * rate`;
@@ -49,6 +49,7 @@ interface IPlayReporting {
     event BatchSkipped(uint64 indexed deviceId, uint32 nonce, SkipReason reason);
 
     /// @notice The calldata is truncated or a group is empty.
+    /// @param offset where in the transaction input the bad group or batch starts (0: no data)
     error MalformedBatchData(uint256 offset);
     /// @notice The call touches more distinct works than its table holds.
     error WorkTableFull(uint256 capacity);

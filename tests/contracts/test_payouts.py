@@ -1,0 +1,283 @@
+"""Payouts: splits, distribution of a work's accrual to payee balances, pull withdrawals."""
+import brownie
+import pytest
+from brownie import ZERO_ADDRESS, accounts
+from eth_abi import encode
+from eth_utils import keccak
+
+from contract_helpers import FLAT, METERED, err
+from ledger.playbatch import split_shares
+
+
+@pytest.fixture(scope="module")
+def bare_work(works, artist):
+    """A work of the artist with no split and no terms."""
+    return works.registerWork("ipfs://bare", b"\x00" * 12, {"from": artist}).events["WorkRegistered"]["workId"]
+
+
+@pytest.fixture
+def accrue(ledger, artist, licensee, funded):
+    """Accrues `amount` to a work: the artist offers a FLAT license at that fee, licensee buys."""
+
+    def _accrue(work, amount):
+        ledger.setTerms(work, FLAT, amount, 0, 86_400, True, {"from": artist})
+        ledger.buyLicense(work, FLAT, amount, 0, {"from": licensee})
+
+    return _accrue
+
+
+def python_commitment(payees, bps):
+    packed = b"".join(encode(["address"], [p]) for p in payees) + b"".join(encode(["uint16"], [b]) for b in bps)
+    return int.from_bytes(keccak(packed), "big") >> 128
+
+
+def test_setSplit_stores_commitment_and_emits_split(ledger, bare_work, artist, split):
+    tx = ledger.setSplit(bare_work, split[0], split[1], [], [], {"from": artist})
+
+    ev = tx.events["SplitSet"]
+    assert ev["workId"] == bare_work
+    assert list(ev["payees"]) == split[0] and list(ev["bps"]) == split[1]
+    assert ledger.splitCommitmentOf(bare_work) == python_commitment(*split)
+    assert not ledger.isSplitLocked(bare_work)
+
+
+def test_splitCommitment_matches_packed_hash_computed_in_python(ledger, split):
+    assert ledger.splitCommitment(*split) == python_commitment(*split)
+
+
+def test_splitCommitment_reverts_on_length_mismatch(ledger, split):
+    with brownie.reverts(err("LengthMismatch(uint256,uint256)", 3, 2)):
+        ledger.splitCommitment(split[0], split[1][:2])
+
+
+def test_setSplit_reverts_with_no_payees(ledger, bare_work, artist):
+    with brownie.reverts(err("NoPayees()")):
+        ledger.setSplit(bare_work, [], [], [], [], {"from": artist})
+
+
+def test_setSplit_reverts_with_too_many_payees(ledger, bare_work, artist):
+    payees = [f"0x{i:040x}" for i in range(1, 34)]
+    bps = [300] * 33
+    with brownie.reverts(err("TooManyPayees(uint256)", 33)):
+        ledger.setSplit(bare_work, payees, bps, [], [], {"from": artist})
+
+
+def test_setSplit_accepts_thirty_two_payees(ledger, bare_work, artist):
+    payees = [f"0x{i:040x}" for i in range(1, 33)]
+    bps = [313] * 31 + [10_000 - 313 * 31]
+
+    ledger.setSplit(bare_work, payees, bps, [], [], {"from": artist})
+
+    assert ledger.splitCommitmentOf(bare_work) == python_commitment(payees, bps)
+
+
+def test_setSplit_reverts_on_length_mismatch(ledger, bare_work, artist, split):
+    with brownie.reverts(err("LengthMismatch(uint256,uint256)", 3, 2)):
+        ledger.setSplit(bare_work, split[0], [5_000, 5_000], [], [], {"from": artist})
+
+
+def test_setSplit_reverts_on_zero_address_payee(ledger, bare_work, artist, payees):
+    with brownie.reverts(err("ZeroAddressPayee(uint256)", 1)):
+        ledger.setSplit(bare_work, [payees[0], ZERO_ADDRESS], [5_000, 5_000], [], [], {"from": artist})
+
+
+def test_setSplit_reverts_on_duplicate_payee(ledger, bare_work, artist, payees):
+    with brownie.reverts(err("DuplicatePayee(address)", payees[0].address)):
+        ledger.setSplit(bare_work, [payees[0], payees[1], payees[0]], [4_000, 3_000, 3_000], [], [], {"from": artist})
+
+
+def test_setSplit_reverts_on_zero_share(ledger, bare_work, artist, payees):
+    with brownie.reverts(err("ZeroShare(uint256)", 1)):
+        ledger.setSplit(bare_work, [payees[0], payees[1]], [10_000, 0], [], [], {"from": artist})
+
+
+def test_setSplit_reverts_when_shares_do_not_total(ledger, bare_work, artist, payees):
+    with brownie.reverts(err("SharesDoNotTotal(uint256)", 9_999)):
+        ledger.setSplit(bare_work, [payees[0], payees[1]], [5_000, 4_999], [], [], {"from": artist})
+
+
+def test_setSplit_reverts_for_non_owner(ledger, bare_work, outsider, split):
+    with brownie.reverts(err("NotWorkOwner(uint256,address)", bare_work, outsider.address)):
+        ledger.setSplit(bare_work, split[0], split[1], [], [], {"from": outsider})
+
+
+def test_setSplit_reverts_when_split_is_locked(ledger, work_id, artist, split):
+    ledger.lockSplit(work_id, {"from": artist})
+
+    with brownie.reverts(err("SplitIsLocked(uint256)", work_id)):
+        ledger.setSplit(work_id, split[0][:1], [10_000], split[0], split[1], {"from": artist})
+
+
+def test_setSplit_pays_old_accrual_under_old_split(ledger, work_id, artist, split, payees, outsider, accrue):
+    accrue(work_id, 1_000)
+    new_payees, new_bps = [outsider.address, payees[0].address], [9_000, 1_000]
+
+    tx = ledger.setSplit(work_id, new_payees, new_bps, split[0], split[1], {"from": artist})
+
+    assert tx.events["Distributed"]["amount"] == 1_000
+    assert [ledger.balanceOf(p) for p in payees] == [500, 300, 200]
+    assert ledger.balanceOf(outsider) == 0
+    assert ledger.accruedOf(work_id) == 0
+    # What accrues from now on is paid under the new split.
+    accrue(work_id, 1_000)
+    ledger.distribute(work_id, new_payees, new_bps, {"from": outsider})
+    assert ledger.balanceOf(outsider) == 900
+    assert ledger.balanceOf(payees[0]) == 600
+
+
+def test_setSplit_reverts_on_wrong_current_split_while_accrual_pending(ledger, work_id, artist, split, accrue):
+    accrue(work_id, 1_000)
+    with brownie.reverts(err("SplitMismatch(uint256)", work_id)):
+        ledger.setSplit(work_id, split[0][:1], [10_000], split[0][:1], [10_000], {"from": artist})
+
+
+def test_lockSplit_locks_split_forever(ledger, work_id, artist):
+    tx = ledger.lockSplit(work_id, {"from": artist})
+
+    assert tx.events["SplitLocked"]["workId"] == work_id
+    assert ledger.isSplitLocked(work_id)
+
+
+def test_lockSplit_reverts_when_split_not_set(ledger, bare_work, artist):
+    with brownie.reverts(err("SplitNotSet(uint256)", bare_work)):
+        ledger.lockSplit(bare_work, {"from": artist})
+
+
+def test_lockSplit_reverts_when_already_locked(ledger, work_id, artist):
+    ledger.lockSplit(work_id, {"from": artist})
+    with brownie.reverts(err("SplitIsLocked(uint256)", work_id)):
+        ledger.lockSplit(work_id, {"from": artist})
+
+
+def test_lockSplit_reverts_for_non_owner(ledger, work_id, outsider):
+    with brownie.reverts(err("NotWorkOwner(uint256,address)", work_id, outsider.address)):
+        ledger.lockSplit(work_id, {"from": outsider})
+
+
+def test_distribute_credits_payees_and_is_callable_by_anyone(ledger, work_id, split, payees, outsider, accrue):
+    accrue(work_id, 2_500)
+
+    tx = ledger.distribute(work_id, split[0], split[1], {"from": outsider})
+
+    assert tx.return_value == 2_500
+    assert tx.events["Distributed"]["workId"] == work_id
+    assert tx.events["Distributed"]["amount"] == 2_500
+    assert [ledger.balanceOf(p) for p in payees] == split_shares(2_500, split[1]) == [1_250, 750, 500]
+    assert ledger.accruedOf(work_id) == 0
+
+
+def test_distribute_returns_zero_when_nothing_pending(ledger, work_id, split, outsider):
+    tx = ledger.distribute(work_id, split[0], split[1], {"from": outsider})
+
+    assert tx.return_value == 0
+    assert "Distributed" not in tx.events
+
+
+def test_distribute_reverts_when_split_not_set(ledger, bare_work, outsider, split):
+    with brownie.reverts(err("SplitNotSet(uint256)", bare_work)):
+        ledger.distribute(bare_work, split[0], split[1], {"from": outsider})
+
+
+def test_distribute_reverts_on_split_other_than_stored(ledger, work_id, split, outsider, accrue):
+    accrue(work_id, 1_000)
+    with brownie.reverts(err("SplitMismatch(uint256)", work_id)):
+        ledger.distribute(work_id, [split[0][1], split[0][0], split[0][2]], [3_000, 5_000, 2_000], {"from": outsider})
+
+
+def test_distribute_gives_rounding_remainder_to_first_payee(ledger, bare_work, artist, payees, outsider, accrue):
+    bps = [3_333, 3_333, 3_334]
+    ledger.setSplit(bare_work, payees, bps, [], [], {"from": artist})
+    accrue(bare_work, 10_001)
+
+    ledger.distribute(bare_work, payees, bps, {"from": outsider})
+
+    credited = [ledger.balanceOf(p) for p in payees]
+    assert credited == [3_334, 3_333, 3_334] == split_shares(10_001, bps)
+    assert sum(credited) == 10_001
+
+
+def test_withdraw_sends_whole_balance_to_any_address(ledger, token, work_id, split, payees, outsider, accrue):
+    accrue(work_id, 1_000)
+    ledger.distribute(work_id, split[0], split[1], {"from": outsider})
+    before = token.balanceOf(outsider)
+
+    tx = ledger.withdraw(outsider, {"from": payees[0]})
+
+    assert tx.return_value == 500
+    ev = tx.events["Withdrawn"]
+    assert (ev["payee"], ev["to"], ev["amount"]) == (payees[0], outsider, 500)
+    assert token.balanceOf(outsider) == before + 500
+    assert ledger.balanceOf(payees[0]) == 0
+
+
+def test_withdraw_reverts_when_nothing_to_withdraw(ledger, payees):
+    with brownie.reverts(err("NothingToWithdraw(address)", payees[0].address)):
+        ledger.withdraw(payees[0], {"from": payees[0]})
+
+
+def test_withdraw_reverts_to_zero_address(ledger, work_id, split, payees, outsider, accrue):
+    accrue(work_id, 1_000)
+    ledger.distribute(work_id, split[0], split[1], {"from": outsider})
+    with brownie.reverts(err("ZeroAddressRecipient()")):
+        ledger.withdraw(ZERO_ADDRESS, {"from": payees[0]})
+
+
+def test_withdraw_by_anyone_else_cannot_take_a_payee_balance(ledger, token, work_id, split, payees, outsider,
+                                                             deployer, accrue):
+    accrue(work_id, 1_000)
+    ledger.distribute(work_id, split[0], split[1], {"from": outsider})
+    held = token.balanceOf(ledger)
+
+    for thief in (outsider, deployer, accounts[1]):
+        with brownie.reverts(err("NothingToWithdraw(address)", thief.address)):
+            ledger.withdraw(thief, {"from": thief})
+
+    assert [ledger.balanceOf(p) for p in payees] == [500, 300, 200]
+    assert token.balanceOf(ledger) == held
+
+
+def test_constructor_fixes_token_and_registry(ledger, token, works):
+    assert ledger.token() == token
+    assert ledger.works() == works
+
+
+def test_ledger_abi_has_no_admin_functions(RoyaltyLedger):
+    writes = {f["name"] for f in RoyaltyLedger.abi
+              if f["type"] == "function" and f["stateMutability"] not in ("view", "pure")}
+    assert writes == {
+        "setSplit", "lockSplit", "distribute", "withdraw",
+        "setTerms", "buyLicense", "buyLicenses", "deposit", "depositFor", "withdrawEscrow",
+        "registerDevice", "registerDevices", "revokeDevice", "submitBatches",
+    }
+
+
+def test_deployer_cannot_move_money_or_change_works(ledger, works, token, work_id, device, licensee, deployer,
+                                                    split):
+    held = token.balanceOf(ledger)
+    with brownie.reverts(err("InsufficientEscrow(uint256,uint256)", 0, 1)):
+        ledger.withdrawEscrow(1, deployer, {"from": deployer})
+    with brownie.reverts(err("NotWorkOwner(uint256,address)", work_id, deployer.address)):
+        ledger.setSplit(work_id, [deployer.address], [10_000], split[0], split[1], {"from": deployer})
+    with brownie.reverts(err("NotWorkOwner(uint256,address)", work_id, deployer.address)):
+        ledger.setTerms(work_id, METERED, 0, 0, 1, True, {"from": deployer})
+    with brownie.reverts(err("NotDeviceLicensee(uint64,address)", device.device_id, deployer.address)):
+        ledger.revokeDevice(device.device_id, {"from": deployer})
+    with brownie.reverts(err("ERC721InsufficientApproval(address,uint256)", deployer.address, work_id)):
+        works.transferFrom(works.ownerOf(work_id), deployer, work_id, {"from": deployer})
+    assert token.balanceOf(ledger) == held
+    assert ledger.escrowOf(licensee) > 0
+
+
+def test_transferFrom_work_moves_split_and_terms_control_to_new_owner(ledger, works, work_id, artist, outsider,
+                                                                     split):
+    works.transferFrom(artist, outsider, work_id, {"from": artist})
+
+    ledger.setTerms(work_id, METERED, 0, 20, 86_400, True, {"from": outsider})
+    ledger.setSplit(work_id, [outsider.address], [10_000], split[0], split[1], {"from": outsider})
+    assert tuple(ledger.termsOf(work_id, METERED)) == (0, 20, 86_400, True)
+    with brownie.reverts(err("NotWorkOwner(uint256,address)", work_id, artist.address)):
+        ledger.setSplit(work_id, split[0], split[1], [outsider.address], [10_000], {"from": artist})
+    with brownie.reverts(err("NotWorkOwner(uint256,address)", work_id, artist.address)):
+        ledger.setTerms(work_id, METERED, 0, 1, 86_400, True, {"from": artist})
+    with brownie.reverts(err("NotWorkOwner(uint256,address)", work_id, artist.address)):
+        ledger.lockSplit(work_id, {"from": artist})
