@@ -63,14 +63,14 @@ compile: install
 test: install
 	brownie compile >/dev/null
 	brownie test tests/contracts --network contract-tests -p no:cacheprovider
-	brownie run scripts/gas_w1.py main smoke --network bench
+	python scripts/gas_w1.py --smoke
 	pytest -p no:pytest-brownie -p no:cacheprovider tests/ledger tests/e2e tests/device tests/webapp
 
 run: install
 	bash scripts/run.sh
 
 gas: install
-	brownie run scripts/gas_w1.py main --network bench
+	python scripts/gas_w1.py
 
 bench: install gas
 	python scripts/bench_report.py

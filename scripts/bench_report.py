@@ -15,7 +15,7 @@ def gas_section(report):
     lines = [
         "## W1 and W1-small: gas per reported play",
         "",
-        "Command: `make gas` (`brownie run scripts/gas_w1.py main --network bench`), Anvil 1.7.1",
+        "Command: `make gas` (`python scripts/gas_w1.py`, brownie's `bench` network), Anvil 1.7.1",
         "(Osaka rules), solc 0.8.28, optimizer 200 runs. Receipt gasUsed, 21,000 per transaction",
         "included; calls packed by `ledger.playbatch.plan_calls` (at most 131,072 bytes of input)",
         "and split until `eth_estimateGas` is at most 15,000,000.",

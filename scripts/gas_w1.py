@@ -1,7 +1,8 @@
 """W1 and W1-small of the benchmark workloads: gas per reported play through the relayer path.
 
-    brownie run scripts/gas_w1.py main --network development          # full workloads
-    brownie run scripts/gas_w1.py main smoke --network development    # a few batches (make test)
+    python scripts/gas_w1.py                  # full workloads on brownie's `bench` network (make gas)
+    python scripts/gas_w1.py --smoke          # a few batches (make test)
+    brownie run scripts/gas_w1.py main        # the same from brownie (not from a path with dots)
 
 Workloads (fixed, seed 42): 200 works with 5,000/3,000/2,000 splits and METERED terms at 1,000
 units per play; 20 licensees with a METERED license on every work; W1: 200 devices x 5 batches
@@ -15,7 +16,7 @@ import random
 import time
 from pathlib import Path
 
-from brownie import RoyaltyLedger, TestStablecoin, WorkRegistry, accounts, chain, web3
+from brownie import accounts, chain, network, project, web3
 from eth_account import Account
 from web3.logs import DISCARD
 
@@ -63,6 +64,16 @@ def draw_batch(rng, weights, plays, distinct):
     return counts
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _containers():
+    """(RoyaltyLedger, TestStablecoin, WorkRegistry) of the loaded (or now loaded) project."""
+    loaded = project.get_loaded_projects()
+    p = loaded[0] if loaded else project.load(ROOT, name="RoyaltyProject")
+    return p.RoyaltyLedger, p.TestStablecoin, p.WorkRegistry
+
+
 def _w3(container, deployed):
     return web3.eth.contract(address=deployed.address, abi=container.abi)
 
@@ -86,6 +97,7 @@ def send(call, sender, gas=None):
 
 
 def setup(p):
+    RoyaltyLedger, TestStablecoin, WorkRegistry = _containers()
     deployer = accounts[0]
     silent = {"from": deployer, "silent": True}
     token = _w3(TestStablecoin, TestStablecoin.deploy(silent))
@@ -256,3 +268,18 @@ def main(mode="full"):
         print(f"{k:<48}{v:>10}")
     print(f"\nwritten {REPORT.relative_to(REPORT.parent.parent)} ({report['seconds']} s)")
     return report
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="W1 and W1-small gas figures (docs/benchmarks.md).")
+    parser.add_argument("--smoke", action="store_true", help="a few batches only, as in make test")
+    parser.add_argument("--network", default="bench", help="brownie network (default: bench)")
+    options = parser.parse_args()
+    _containers()
+    network.connect(options.network)
+    try:
+        main("smoke" if options.smoke else "full")
+    finally:
+        network.disconnect()
