@@ -7,8 +7,6 @@ import json
 import logging
 import os
 import pathlib
-import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -27,11 +25,12 @@ from ledger.db import make_engine, session_factory, upgrade
 from ledger.ingest import IngestContext
 from ledger.pending import PendingBatch
 from ledger.relayer import Relayer, RelayerConfig
+from tests.support import free_port
+from tests.support import running_anvil as _running_anvil
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build" / "contracts"
 DEVICE_SCRIPT = ROOT / "scripts" / "device.py"
-ANVIL = shutil.which("anvil") or str(ROOT / "node_modules" / ".bin" / "anvil")
 PG_DSN = os.environ.get("LEDGER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
 
@@ -40,36 +39,11 @@ ESCROW = 50_000_000
 BPS = [5_000, 3_000, 2_000]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# ----------------------------------------------------------------------------- chain
-
 @contextlib.contextmanager
 def running_anvil():
-    """An Anvil on a free port (30M block gas limit), stopped on exit; yields a Web3 for it."""
-    port = free_port()
-    proc = subprocess.Popen([ANVIL, "--port", str(port), "--gas-limit", "30000000", "--silent"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 30}))
-        for _ in range(200):
-            try:
-                w3.eth.chain_id
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                if proc.poll() is not None:
-                    raise RuntimeError(f"anvil exited: {proc.stderr.read().decode()}")
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("anvil did not start")
-        yield w3
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    """An Anvil on a free port, stopped on exit; yields a Web3 for it."""
+    with _running_anvil() as url:
+        yield Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,7 @@ Run from the repository root: ``pytest -p no:pytest-brownie tests/ledger``.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from web3 import Web3
 
 from ledger.chain import LedgerClient, deploy
 from ledger.db import make_engine, upgrade
+from tests.support import running_anvil
 
 from ledger_history import build_history
 
@@ -26,12 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / "build" / "contracts"
 PG_ADMIN_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 GENESIS = 1788220800  # 2026-09-01T00:00:00Z: the scripted history runs October to December 2026
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ensure_compiled() -> None:
@@ -43,40 +35,11 @@ def _ensure_compiled() -> None:
     subprocess.run(["brownie", "compile"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
 
 
-def _anvil_binary() -> str:
-    local = ROOT / "node_modules" / ".bin" / "anvil"
-    if local.exists():
-        return str(local)
-    found = shutil.which("anvil")
-    assert found, "anvil not found: run `make install`"
-    return found
-
-
 @pytest.fixture(scope="session")
 def anvil_url():
     _ensure_compiled()
-    port = _free_port()
-    proc = subprocess.Popen([_anvil_binary(), "--port", str(port), "--silent", "--gas-limit", "30000000",
-                             "--timestamp", str(GENESIS), "--chain-id", "31337"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        w3 = Web3(Web3.HTTPProvider(url))
-        for _ in range(100):
-            try:
-                w3.eth.block_number
-                break
-            except Exception:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("anvil did not start")
+    with running_anvil("--timestamp", str(GENESIS), "--chain-id", "31337") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="session")
