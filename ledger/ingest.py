@@ -445,16 +445,20 @@ def _is_node_error(exc: Exception) -> bool:
     return isinstance(exc, (requests.RequestException, ConnectionError, TimeoutError, Web3Exception))
 
 
+def parse_body(raw: bytes | str, ctx: IngestContext, what: str = "body"):
+    """The JSON value of a raw request body or message, size and syntax checked."""
+    if len(raw) > ctx.max_body_bytes:
+        raise PayloadTooLarge(f"the {what} is {len(raw)} bytes; at most {ctx.max_body_bytes}")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJson(f"the {what} is not JSON: {exc}") from None
+
+
 def ingest_json(raw: bytes | str, ctx: IngestContext, source: str = "http",
                 topic_device: Optional[str] = None) -> IngestResult:
     """:func:`ingest_batch` on a raw JSON body (size and syntax checked first)."""
-    if len(raw) > ctx.max_body_bytes:
-        raise PayloadTooLarge(f"the body is {len(raw)} bytes; at most {ctx.max_body_bytes}")
-    try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedJson(f"the body is not JSON: {exc}") from None
-    return ingest_batch(payload, ctx, source=source, topic_device=topic_device)
+    return ingest_batch(parse_body(raw, ctx), ctx, source=source, topic_device=topic_device)
 
 
 def handle_json(raw: bytes | str, ctx: IngestContext, source: str = "http",

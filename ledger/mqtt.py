@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 
-from .ingest import IngestContext, IngestError, MalformedJson, PayloadTooLarge, ingest_batch
+from .ingest import IngestContext, IngestError, ingest_batch, parse_body
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,7 @@ def answer(raw: bytes, ctx: IngestContext, topic_device: str) -> dict:
     """The ack message for one published batch (never raises for bad input)."""
     nonce = None
     try:
-        if len(raw) > ctx.max_body_bytes:
-            raise PayloadTooLarge(f"the message is {len(raw)} bytes; at most {ctx.max_body_bytes}")
-        try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedJson(f"the message is not JSON: {exc}") from None
+        payload = parse_body(raw, ctx, what="message")
         if isinstance(payload, dict) and isinstance(payload.get("nonce"), int):
             nonce = payload["nonce"]
         result = ingest_batch(payload, ctx, source="mqtt", topic_device=topic_device)

@@ -3,10 +3,12 @@ Anvil process. Import as `from tests.support import ...` (the repository root is
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from web3 import Web3
@@ -55,3 +57,30 @@ def running_anvil(*extra_args: str):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+#: The PostgreSQL the suites use; each test gets a database of its own in this cluster.
+PG_ADMIN_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "ledger_test"):
+    """A PostgreSQL database created for one test and dropped after it; yields its URL."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001
+        admin.dispose()
+        raise AssertionError(f"PostgreSQL is not reachable at {PG_ADMIN_URL} (run `make services`): {exc}")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import pathlib
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from eth_account import Account
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from web3 import Web3
 
 from ledger import playbatch
@@ -25,13 +24,12 @@ from ledger.db import make_engine, session_factory, upgrade
 from ledger.ingest import IngestContext
 from ledger.pending import PendingBatch
 from ledger.relayer import Relayer, RelayerConfig
-from tests.support import free_port
+from tests.support import free_port, postgres_database
 from tests.support import running_anvil as _running_anvil
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build" / "contracts"
 DEVICE_SCRIPT = ROOT / "scripts" / "device.py"
-PG_DSN = os.environ.get("LEDGER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
 
 RATE = 1_000  # units per play (0.001 of a 6-decimal stablecoin)
@@ -116,26 +114,20 @@ def _sqlite_engine(tmp_path):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
-    """A migrated database: a SQLite file, or a fresh schema in PostgreSQL's `test` database."""
+    """A migrated database: a SQLite file, or a PostgreSQL database of its own."""
     if request.param == "sqlite":
         eng = _sqlite_engine(tmp_path)
         upgrade(eng)
         yield eng
         eng.dispose()
         return
-    schema = f"e2e_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(PG_DSN)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    eng = make_engine(PG_DSN, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        upgrade(eng)
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_database("e2e") as url:
+        eng = make_engine(url)
+        try:
+            upgrade(eng)
+            yield eng
+        finally:
+            eng.dispose()
 
 
 @pytest.fixture

@@ -7,22 +7,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 from web3 import Web3
 
 from ledger.chain import LedgerClient, deploy
 from ledger.db import make_engine, upgrade
-from tests.support import running_anvil
+from tests.support import postgres_database, running_anvil
 
 from ledger_history import build_history
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / "build" / "contracts"
-PG_ADMIN_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 GENESIS = 1788220800  # 2026-09-01T00:00:00Z: the scripted history runs October to December 2026
 
 
@@ -81,34 +78,14 @@ def chain_snapshot(w3):
     w3.provider.make_request("evm_revert", [snap])
 
 
-def _pg_available() -> bool:
-    try:
-        engine = create_engine(PG_ADMIN_URL)
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-        return True
-    except Exception:
-        return False
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path):
     """An empty database: a SQLite file, or a PostgreSQL database created and dropped for the test."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
         return
-    assert _pg_available(), f"PostgreSQL is not reachable at {PG_ADMIN_URL} (run `make services`)"
-    name = f"ledger_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture
