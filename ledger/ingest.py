@@ -350,6 +350,8 @@ def parse_batch(payload: Any, ctx: IngestContext) -> ParsedBatch:
     signature = parse_signature(payload)
     if from_time > to_time:
         raise BadTimeRange(f"fromTime {from_time} is after toTime {to_time}")
+    if to_time == 0:
+        raise BadTimeRange("toTime must be a unix time after 1970-01-01 (the contract skips 0)")
     now = int(ctx.clock())
     if to_time > now + ctx.skew():
         raise BadTimeRange(f"toTime {to_time} is in the future (now {now}, allowed skew {ctx.skew()} s)")

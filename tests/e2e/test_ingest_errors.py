@@ -109,6 +109,7 @@ def test_different_batch_under_a_stored_nonce_is_a_conflict(world, engine, http_
 
 @pytest.mark.parametrize("change,code", [
     (lambda p, w: p.update(fromTime=p["toTime"] + 1), "bad_time_range"),
+    (lambda p, w: p.update(fromTime=0, toTime=0), "bad_time_range"),
     (lambda p, w: p.update(entries=[[w.works[1], 1], [w.works[0], 1]]), "invalid_entries"),
     (lambda p, w: p.update(entries=[[w.works[0], 0]]), "invalid_entries"),
     (lambda p, w: p.update(entries=[[w.works[0], 70_000]]), "invalid_entries"),

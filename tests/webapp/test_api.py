@@ -34,3 +34,22 @@ def test_batches_answers_503_when_the_chain_is_unreachable(client):
     response = client.post("/api/v1/batches", data=b"{}", content_type="application/json")
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "unavailable"
+
+
+def test_openapi_documents_every_api_route(client):
+    import yaml
+
+    document = yaml.safe_load(client.get("/api/v1/openapi.yaml").data)
+    routes = {rule.rule.removeprefix("/api/v1") for rule in client.application.url_map.iter_rules()
+              if rule.rule.startswith("/api/v1/") and not rule.rule.endswith("openapi.yaml")}
+    assert routes == set(document["paths"])
+
+
+def test_openapi_lists_every_ingest_error_code(client):
+    import yaml
+
+    from ledger.ingest import ERROR_CLASSES
+
+    document = yaml.safe_load(client.get("/api/v1/openapi.yaml").data)
+    codes = set(document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"])
+    assert {cls.code for cls in ERROR_CLASSES} <= codes

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request
+
+OPENAPI = Path(__file__).with_name("openapi.yaml")
 
 bp = Blueprint("api_v1", __name__)
 _lock = threading.Lock()
@@ -23,6 +26,12 @@ def _ingest_context():
                 ctx = IngestContext.create(w3, ledger_address, engine)
                 current_app.config["INGEST_CONTEXT"] = ctx
     return ctx
+
+
+@bp.get("/openapi.yaml")
+def openapi():
+    """The OpenAPI document of this API."""
+    return Response(OPENAPI.read_text(), mimetype="application/yaml")
 
 
 @bp.get("/health")
