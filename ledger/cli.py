@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--to", dest="end", metavar="YYYY-MM", help="last month (inclusive)")
     s.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
     s.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    s.add_argument("--by-territory", action="store_true",
+                   help="usage per work and territory (plays, licensed plays, gross) instead")
 
     w = sub.add_parser("works", help="list indexed works", description="Works in the index, with running totals.")
     w.add_argument("--owner", help="only works owned by this address")
@@ -176,12 +178,12 @@ def cmd_index(args, settings: Settings) -> int:
 
 def cmd_statement(args, settings: Settings) -> int:
     from .chain import checksum
-    from .statements import parse_period, statement
+    from .statements import parse_period, statement, usage_by_territory
 
     payee = checksum(args.payee, "--payee")
     period = parse_period(args.period, args.start, args.end)
     engine = _engine(settings)
-    st = statement(engine, payee, period)
+    st = (usage_by_territory if args.by_territory else statement)(engine, payee, period)
     text = st.to_csv() if args.format == "csv" else st.to_json()
     if args.output:
         args.output.write_text(text)

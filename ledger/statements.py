@@ -221,3 +221,69 @@ def credited_total(engine: Engine, payee: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.coalesce(func.sum(c.c.amount), 0))
                                 .where(c.c.payee == checksum(payee, "payee"))).scalar_one())
+
+
+# ----------------------------------------------------------------------------- usage by territory
+
+TERRITORY_CSV_COLUMNS = ("work_id", "territory", "plays", "licensed_plays", "gross")
+
+
+@dataclass(frozen=True)
+class TerritoryRow:
+    """Usage of one work in one territory and period. Territory '' holds license fees, which
+    belong to no territory; play amounts go to the territory of the device that played."""
+
+    work_id: int
+    territory: str
+    plays: int
+    licensed_plays: int
+    gross: int
+
+
+@dataclass(frozen=True)
+class TerritoryUsage:
+    payee: str
+    period: Period
+    rows: list[TerritoryRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "payee": self.payee,
+            "period": {"label": self.period.label},
+            "rows": [{**asdict(r), "gross": str(r.gross)} for r in self.rows],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(TERRITORY_CSV_COLUMNS)
+        for r in self.rows:
+            writer.writerow([r.work_id, r.territory, r.plays, r.licensed_plays, r.gross])
+        writer.writerow(["TOTAL", "", sum(r.plays for r in self.rows), sum(r.licensed_plays for r in self.rows),
+                         sum(r.gross for r in self.rows)])
+        return out.getvalue()
+
+
+def usage_by_territory(engine: Engine, payee: str, period: Period) -> TerritoryUsage:
+    """Plays, licensed plays and gross per work and territory, over the works of the payee's
+    statement for the period; per work they add up to the statement's row."""
+    payee = checksum(payee, "payee")
+    works = [r.work_id for r in statement(engine, payee, period).rows]
+    if not works:
+        return TerritoryUsage(payee, period, [])
+    lo, hi = period.first or 0, period.last or 999912
+    st = WorkPeriodStats.__table__
+    with engine.connect() as conn:
+        result = conn.execute(
+            select(st.c.work_id, st.c.territory, func.sum(st.c.plays).label("plays"),
+                   func.sum(st.c.licensed_plays).label("licensed_plays"),
+                   func.sum(st.c.play_gross + st.c.fee_gross).label("gross"))
+            .where(st.c.work_id.in_(works), st.c.period.between(lo, hi))
+            .group_by(st.c.work_id, st.c.territory)
+            .order_by(st.c.work_id, st.c.territory))
+        rows = [TerritoryRow(r.work_id, r.territory, int(r.plays), int(r.licensed_plays), int(r.gross))
+                for r in result]
+    return TerritoryUsage(payee, period, rows)

@@ -55,6 +55,16 @@ def test_statement_csv_and_json(indexed, history, client, capsys):
     assert lines[-1].startswith("TOTAL,")
 
 
+def test_statement_by_territory(indexed, history, capsys):
+    capsys.readouterr()
+    label = history.accounts["label"]
+    assert main(["statement", "--payee", label, "--period", "all", "--by-territory"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "work_id,territory,plays,licensed_plays,gross"
+    assert lines[-1].startswith("TOTAL,")
+    assert {line.split(",")[1] for line in lines[1:-1]} >= {"GB"}
+
+
 def test_statement_to_file(indexed, history, tmp_path, capsys):
     out = tmp_path / "st.csv"
     assert main(["statement", "--payee", history.accounts["label"], "--period", "2026-11", "-o", str(out)]) == 0

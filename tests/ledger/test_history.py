@@ -164,3 +164,22 @@ def test_reindexing_an_up_to_date_index_changes_nothing(engine, w3, deployment, 
     assert first.events > 0
     again = index(engine, w3, deployment)
     assert again.ranges == 0 and again.events == 0
+
+
+def test_usage_by_territory_adds_up_to_the_statement(engine, w3, deployment, history):
+    from ledger.statements import usage_by_territory
+
+    index(engine, w3, deployment)
+    territories = set()
+    for payee in history.payees:
+        for period in (Period(), Period(202611, 202611)):
+            rows = statement(engine, payee, period).rows
+            usage = usage_by_territory(engine, payee, period).rows
+            for row in rows:
+                mine = [u for u in usage if u.work_id == row.work_id]
+                assert sum(u.plays for u in mine) == row.plays
+                assert sum(u.licensed_plays for u in mine) == row.licensed_plays
+                assert sum(u.gross for u in mine) == row.gross
+            assert {u.work_id for u in usage} <= {r.work_id for r in rows}
+            territories |= {u.territory for u in usage if u.plays}
+    assert {"GB", "FR", "US"} <= territories
