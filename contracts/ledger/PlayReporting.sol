@@ -2,7 +2,6 @@
 pragma solidity ^0.8.24;
 
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {IPlayReporting} from "../interfaces/IPlayReporting.sol";
 import {LedgerBase} from "./LedgerBase.sol";
 
@@ -14,11 +13,13 @@ import {LedgerBase} from "./LedgerBase.sol";
 ///      caches each work's license lane per licensee group; escrow is read and written once per
 ///      group; a device's slot is read and written once per batch; one event carries every
 ///      applied batch. Memory layout of the call:
-///        ctx   (fixed 0x180 bytes)  the call's state, see CTX_* offsets
+///        ctx   (CTX_BYTES)          the call's state and constants, see CTX_* offsets
 ///        table (64 << tableBits)    word 0: key | plays << 32 | amount << 96; word 1: license cache
 ///        event buffer               0x20 | length | records..., grows as batches are applied
-///      The free memory pointer is kept just past the record being written, so the scratch
-///      memory that OpenZeppelin's EIP712/ECDSA use never overwrites live data.
+///      The batch loop is one Yul block that allocates nothing: memory past the record being
+///      written is its scratch (entries hash, struct hash, digest, ecrecover input). The EIP-712
+///      domain separator comes from OpenZeppelin's EIP712; the digest and the low-s ecrecover
+///      are computed inline to the same rules as OpenZeppelin's MessageHashUtils and ECDSA.
 abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
     bytes32 private constant PLAY_BATCH_TYPEHASH =
         keccak256("PlayBatch(address device,uint256 nonce,uint64 fromTime,uint64 toTime,bytes entries)");
@@ -38,7 +39,6 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
     uint256 private constant CTX_SIZE = 0x140;
     uint256 private constant CTX_BUFFER = 0x160;
     uint256 private constant CTX_CHARGE = 0x180;
-    uint256 private constant CTX_SPARE = 0x1a0;
     uint256 private constant CTX_DEVICES_SLOT = 0x1c0;
     uint256 private constant CTX_REVOKED_SLOT = 0x1e0;
     uint256 private constant CTX_METERED_SLOT = 0x200;
