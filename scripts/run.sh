@@ -22,8 +22,13 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-rpc_up() { curl -s -o /dev/null -X POST -H 'content-type: application/json' \
-  --data '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' "$LEDGER_RPC_URL"; }
+rpc_up() { python - "$LEDGER_RPC_URL" <<'PY' 2>/dev/null
+import json, sys, urllib.request
+body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+request = urllib.request.Request(sys.argv[1], body, {"content-type": "application/json"})
+urllib.request.urlopen(request, timeout=2).read()
+PY
+}
 
 if ! rpc_up; then
   echo "starting Anvil (state in var/anvil-state.json)"

@@ -1,5 +1,5 @@
 """End-to-end fixtures: a real Anvil, the compiled contracts, SQLite and PostgreSQL, Mosquitto,
-a minimal HTTP ingest server (Flask, tests only) and the device script as a subprocess."""
+the API app serving POST /api/v1/batches, and the device script as a subprocess."""
 from __future__ import annotations
 
 import contextlib
@@ -151,24 +151,16 @@ def stored_count(engine) -> int:
 # ----------------------------------------------------------------------------- ingest servers
 
 class HttpIngestServer:
-    """POST /api/v1/batches on a werkzeug server in a thread; stop() / start() on the same port."""
+    """The real API app (webapp.create_app) on a werkzeug server in a thread, with the test's
+    ingest context; stop() / start() on the same port."""
 
     def __init__(self, ctx: IngestContext, port: int | None = None):
-        from flask import Flask, Response, request
-
-        from ledger.ingest import handle_json
+        from webapp import create_app
 
         self.ctx = ctx
         self.port = port or free_port()
-        app = Flask("e2e-ingest")
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-        @app.post("/api/v1/batches")
-        def batches():
-            status, body = handle_json(request.get_data(), self.ctx)
-            return Response(json.dumps(body), status=status, mimetype="application/json")
-
-        self.app = app
+        self.app = create_app({"INGEST_CONTEXT": ctx})
         self.server = None
         self.thread = None
 
