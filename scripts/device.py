@@ -140,15 +140,20 @@ def keygen(path: str, force: bool = False) -> str:
     return account.address
 
 
-def load_key(path: str):
+def _read_json(path: str, what: str, hint: str):
+    """A JSON file's content, or a DeviceError saying what is wrong with it."""
     try:
-        mode = os.stat(path).st_mode & 0o777
         with open(path) as fh:
-            data = json.load(fh)
+            return json.load(fh)
     except FileNotFoundError:
-        raise DeviceError(f"no key file at {path}; run `device.py keygen` first") from None
+        raise DeviceError(f"no {what} at {path}; {hint}") from None
     except (OSError, ValueError) as exc:
-        raise DeviceError(f"cannot read key file {path}: {exc}") from None
+        raise DeviceError(f"cannot read {what} {path}: {exc}") from None
+
+
+def load_key(path: str):
+    data = _read_json(path, "key file", "run `device.py keygen` first")
+    mode = os.stat(path).st_mode & 0o777
     if mode & 0o077:
         print(f"warning: key file {path} is readable by others (mode {mode:o}); chmod 600 it",
               file=sys.stderr)
@@ -173,13 +178,7 @@ class Provisioning:
 
     @classmethod
     def load(cls, path: str) -> "Provisioning":
-        try:
-            with open(path) as fh:
-                data = json.load(fh)
-        except FileNotFoundError:
-            raise DeviceError(f"no provisioning file at {path}; download it from the portal") from None
-        except (OSError, ValueError) as exc:
-            raise DeviceError(f"cannot read provisioning file {path}: {exc}") from None
+        data = _read_json(path, "provisioning file", "download it from the portal")
         try:
             prov = cls(
                 device=data["device"],

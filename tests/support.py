@@ -84,3 +84,16 @@ def postgres_database(prefix: str = "ledger_test"):
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def migrated_engine(url: str):
+    """An engine on `url` with the schema at head, disposed on exit."""
+    from ledger.db import make_engine, upgrade
+
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()

@@ -20,11 +20,11 @@ from web3 import Web3
 
 from ledger import playbatch
 from ledger.chain import LedgerClient, LicenseKind, deploy
-from ledger.db import make_engine, session_factory, upgrade
+from ledger.db import session_factory
 from ledger.ingest import IngestContext
 from ledger.pending import PendingBatch
 from ledger.relayer import Relayer, RelayerConfig
-from tests.support import free_port, postgres_database
+from tests.support import free_port, migrated_engine, postgres_database
 from tests.support import running_anvil as _running_anvil
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -108,34 +108,25 @@ def world(base_world):
 
 # ----------------------------------------------------------------------------- databases
 
-def _sqlite_engine(tmp_path):
-    return make_engine(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+def _sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
     """A migrated database: a SQLite file, or a PostgreSQL database of its own."""
     if request.param == "sqlite":
-        eng = _sqlite_engine(tmp_path)
-        upgrade(eng)
-        yield eng
-        eng.dispose()
-        return
-    with postgres_database("e2e") as url:
-        eng = make_engine(url)
-        try:
-            upgrade(eng)
+        with migrated_engine(_sqlite_url(tmp_path)) as eng:
             yield eng
-        finally:
-            eng.dispose()
+        return
+    with postgres_database("e2e") as url, migrated_engine(url) as eng:
+        yield eng
 
 
 @pytest.fixture
 def sqlite_engine(tmp_path):
-    eng = _sqlite_engine(tmp_path)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
+    with migrated_engine(_sqlite_url(tmp_path)) as eng:
+        yield eng
 
 
 def stored(engine) -> list[PendingBatch]:

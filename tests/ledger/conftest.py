@@ -13,8 +13,7 @@ import pytest
 from web3 import Web3
 
 from ledger.chain import LedgerClient, deploy
-from ledger.db import make_engine, upgrade
-from tests.support import postgres_database, running_anvil
+from tests.support import migrated_engine, postgres_database, running_anvil
 
 from ledger_history import build_history
 
@@ -91,10 +90,8 @@ def db_url(request, tmp_path):
 @pytest.fixture
 def engine(db_url):
     """An engine on a database migrated to head."""
-    engine = make_engine(db_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+    with migrated_engine(db_url) as engine:
+        yield engine
 
 
 @pytest.fixture
