@@ -8,7 +8,7 @@
 
 Every state-changing method estimates gas first, so a revert surfaces before anything is sent
 and is raised as the class of :mod:`ledger.errors` named after the custom error (selectors from
-the deployed ABIs plus :data:`ledger.errors.KNOWN_ERRORS`).
+the deployed ABIs, see :class:`RevertDecoder`).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NoReturn, Sequence
 
 from eth_abi import decode as abi_decode
 from eth_utils import is_address, keccak, to_checksum_address
@@ -29,28 +29,14 @@ from . import errors
 from .errors import ChainUnavailableError, ContractRevert, NotDeployedError, UserError
 from .events import DecodedEvent, EventDecoder
 from .metadata import isrc_from_bytes12, isrc_to_bytes12, make_data_uri
-from .playbatch import Group, SKIP_REASONS, decode_play_records, encode_submission
+from .playbatch import Group, batch_outcome, encode_submission
 
 CONTRACT_NAMES = ("TestStablecoin", "WorkRegistry", "RoyaltyLedger")
 TOKEN_KEYS = ("TestStablecoin", "Token")  # an external token (LEDGER_TOKEN_ADDRESS) is stored as "Token"
 
-ERC20_ABI: list[dict] = [
-    {"type": "event", "name": "Transfer", "anonymous": False, "inputs": [
-        {"name": "from", "type": "address", "indexed": True}, {"name": "to", "type": "address", "indexed": True},
-        {"name": "value", "type": "uint256", "indexed": False}]},
-    {"type": "function", "name": "balanceOf", "stateMutability": "view",
-     "inputs": [{"name": "account", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]},
-    {"type": "function", "name": "allowance", "stateMutability": "view",
-     "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
-     "outputs": [{"name": "", "type": "uint256"}]},
-    {"type": "function", "name": "approve", "stateMutability": "nonpayable",
-     "inputs": [{"name": "spender", "type": "address"}, {"name": "value", "type": "uint256"}],
-     "outputs": [{"name": "", "type": "bool"}]},
-    {"type": "function", "name": "decimals", "stateMutability": "view", "inputs": [],
-     "outputs": [{"name": "", "type": "uint8"}]},
-    {"type": "function", "name": "symbol", "stateMutability": "view", "inputs": [],
-     "outputs": [{"name": "", "type": "string"}]},
-]
+# The settlement token's interface, from the build (OpenZeppelin's IERC20Metadata and its errors):
+# what the ledger reads of an external token (LEDGER_TOKEN_ADDRESS), stored in the deployments file.
+TOKEN_INTERFACES = ("IERC20Metadata", "IERC20Errors")
 
 
 class LicenseKind(IntEnum):
@@ -138,8 +124,9 @@ class Deployment:
         return self.contracts["RoyaltyLedger"]
 
     def event_decoder(self) -> EventDecoder:
-        # Only the token's Transfer matters to the index: the standard ERC-20 ABI is enough.
-        return EventDecoder({"Token": (self.token.address, ERC20_ABI),
+        # Only the token's Transfer matters to the index (its Approval would be noise).
+        transfer = [item for item in self.token.abi if item.get("type") == "event" and item["name"] == "Transfer"]
+        return EventDecoder({"Token": (self.token.address, transfer),
                              "WorkRegistry": (self.works.address, self.works.abi),
                              "RoyaltyLedger": (self.ledger.address, self.ledger.abi)})
 
@@ -186,24 +173,29 @@ def connect(rpc_url: str, timeout: float = 60) -> Web3:
 # ----------------------------------------------------------------------------- reverts
 
 class RevertDecoder:
-    """4-byte selector -> exception class, from ABIs and the known error list."""
+    """4-byte selector -> exception class, from the ``error`` items of contract ABIs.
+
+    ``Error(string)`` and ``Panic(uint256)`` are built in; every other selector comes from the
+    ABIs given (the deployment's, or the build's when deploying), so the decoder cannot drift
+    from the contracts. Classes are those of :mod:`ledger.errors`, named after the error.
+    """
 
     def __init__(self, abis: Iterable[Iterable[Mapping[str, Any]]] = ()):
         self.by_selector: dict[bytes, tuple[type[ContractRevert], list[str], list[str]]] = {}
-        for name, params in errors.KNOWN_ERRORS.items():
-            self._add(name, [t for t, _ in params], [n for _, n in params])
         self._add("Error", ["string"], ["reason"])
         self._add("Panic", ["uint256"], ["code"])
         for abi in abis:
             for item in abi:
                 if item.get("type") == "error":
-                    types = [i["type"] if not i["type"].startswith("tuple") else _tuple_type(i) for i in item["inputs"]]
-                    self._add(item["name"], types, [i.get("name") or f"arg{k}" for k, i in enumerate(item["inputs"])])
+                    inputs = item["inputs"]
+                    types = [i["type"] if not i["type"].startswith("tuple") else _tuple_type(i) for i in inputs]
+                    self._add(item["name"], types, [i.get("name") or f"arg{k}" for k, i in enumerate(inputs)])
 
     def _add(self, name: str, types: list[str], names: list[str]) -> None:
-        selector = keccak(text=f"{name}({','.join(types)})")[:4]
-        cls = errors.error_class(name, list(zip(types, names)))
-        self.by_selector[selector] = (cls, types, names)
+        signature = f"{name}({','.join(types)})"
+        selector = keccak(text=signature)[:4]
+        if selector not in self.by_selector:
+            self.by_selector[selector] = (errors.error_class(name, signature), types, names)
 
     def decode(self, data: bytes | str | None) -> ContractRevert:
         if isinstance(data, str):
@@ -217,7 +209,7 @@ class RevertDecoder:
         try:
             values = abi_decode(types, data[4:]) if types else ()
         except Exception:
-            return cls(data=data, message=f"{cls.error_name} (undecodable arguments 0x{data[4:].hex()})")
+            return cls(data=data, message=f"{cls.error_name()} (undecodable arguments 0x{data[4:].hex()})")
         args = {n: (to_checksum_address(v) if t == "address" else v) for n, t, v in zip(names, types, values)}
         return cls(args, data)
 
@@ -266,36 +258,31 @@ class SubmitResult:
 
 # ----------------------------------------------------------------------------- client
 
-class LedgerClient:
-    """Typed calls for every user action on the ledger contracts.
+class Transactor:
+    """Acts as one account: calls, transactions and deployments, reverts raised as the classes
+    of :mod:`ledger.errors`.
 
     ``account`` is an eth-account ``LocalAccount`` (signs locally, any node) or the address of
     an account the node unlocks (Anvil's dev accounts). Read-only use needs no account.
     """
 
-    def __init__(self, w3: Web3, deployment: Deployment, account: Any = None, receipt_timeout: float = 120):
+    def __init__(self, w3: Web3, account: Any, reverts: RevertDecoder, events: EventDecoder | None = None,
+                 receipt_timeout: float = 120):
         self.w3 = w3
-        self.deployment = deployment
         self.account = account
+        self.reverts = reverts
+        self.events = events if events is not None else EventDecoder({})
         self.receipt_timeout = receipt_timeout
-        self.token = w3.eth.contract(address=deployment.token.address, abi=deployment.token.abi or ERC20_ABI)
-        self.works = w3.eth.contract(address=deployment.works.address, abi=deployment.works.abi)
-        self.ledger = w3.eth.contract(address=deployment.ledger.address, abi=deployment.ledger.abi)
-        self.reverts = RevertDecoder([c.abi for c in deployment.contracts.values()])
-        self.events = deployment.event_decoder()
 
-    # ------------------------------------------------------------------ plumbing
     @property
     def address(self) -> str:
         if self.account is None:
             raise UserError("this action sends a transaction: give the client an account")
-        return self.account.address if hasattr(self.account, "address") else to_checksum_address(self.account)
+        if hasattr(self.account, "address"):
+            return str(self.account.address)
+        return to_checksum_address(self.account)
 
-    def as_account(self, account: Any) -> "LedgerClient":
-        """The same client acting as another account."""
-        return LedgerClient(self.w3, self.deployment, account, self.receipt_timeout)
-
-    def _raise_revert(self, exc: BaseException) -> None:
+    def _raise_revert(self, exc: BaseException) -> NoReturn:
         data = revert_data(exc)
         if data is not None:
             raise self.reverts.decode(data) from None
@@ -303,14 +290,26 @@ class LedgerClient:
             raise errors.Panic(message=str(exc)) from None
         raise errors.UnknownRevert(message=str(exc)) from None
 
-    def call(self, fn) -> Any:
+    def call(self, fn: Any) -> Any:
         """Runs a view / a dry run of a function; reverts raised as ContractRevert subclasses."""
         try:
             return fn.call({"from": self.address} if self.account is not None else {})
         except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
             self._raise_revert(exc)
 
-    def transact(self, fn, gas: int | None = None) -> TxResult:
+    def _send(self, tx: dict[str, Any]) -> Any:
+        if hasattr(self.account, "sign_transaction"):
+            return self.w3.eth.send_raw_transaction(self.account.sign_transaction(tx).raw_transaction)
+        return self.w3.eth.send_transaction(tx)  # type: ignore[arg-type]
+
+    def _receipt(self, tx_hash: Any) -> Any:
+        try:
+            return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout)
+        except TimeExhausted:
+            raise ChainUnavailableError(f"transaction 0x{bytes(tx_hash).hex()} not mined within "
+                                        f"{self.receipt_timeout}s") from None
+
+    def transact(self, fn: Any, gas: int | None = None) -> TxResult:
         """Sends a transaction and waits for its receipt. Reverts are found by estimating first."""
         sender = self.address
         params: dict[str, Any] = {"from": sender}
@@ -320,16 +319,8 @@ class LedgerClient:
             self._raise_revert(exc)
         params["nonce"] = self.w3.eth.get_transaction_count(sender, "pending")
         tx = fn.build_transaction(params)
-        if hasattr(self.account, "sign_transaction"):
-            signed = self.account.sign_transaction(tx)
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        else:
-            tx_hash = self.w3.eth.send_transaction(tx)
-        try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout)
-        except TimeExhausted:
-            raise ChainUnavailableError(f"transaction {tx_hash.hex()} not mined within {self.receipt_timeout}s") \
-                from None
+        tx_hash = self._send(tx)
+        receipt = self._receipt(tx_hash)
         if receipt["status"] != 1:
             # Mined but reverted (state changed between estimate and inclusion): replay for the reason.
             try:
@@ -340,6 +331,39 @@ class LedgerClient:
             raise errors.UnknownRevert(message=f"transaction 0x{bytes(tx_hash).hex()} reverted")
         decoded = [e for e in (self.events.decode(log) for log in receipt["logs"]) if e is not None]
         return TxResult("0x" + bytes(tx_hash).hex(), receipt["blockNumber"], receipt["gasUsed"], decoded)
+
+    def deploy(self, abi: list[dict[str, Any]], bytecode: str, args: Sequence[Any] = ()) -> tuple[str, int]:
+        """Deploys a contract; returns (address, block number)."""
+        constructor = self.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args)
+        sender = self.address
+        try:
+            gas = int(constructor.estimate_gas({"from": sender}) * 1.2) + 50_000
+        except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+            self._raise_revert(exc)
+        tx = constructor.build_transaction({"from": sender, "gas": gas,
+                                            "nonce": self.w3.eth.get_transaction_count(sender, "pending")})
+        tx_hash = self._send(tx)
+        receipt = self._receipt(tx_hash)
+        if receipt["status"] != 1 or not receipt["contractAddress"]:
+            raise errors.UnknownRevert(message=f"deployment transaction 0x{bytes(tx_hash).hex()} failed")
+        return str(receipt["contractAddress"]), int(receipt["blockNumber"])
+
+
+class LedgerClient(Transactor):
+    """Typed calls for every user action on the ledger contracts (see :class:`Transactor` for
+    ``account``)."""
+
+    def __init__(self, w3: Web3, deployment: Deployment, account: Any = None, receipt_timeout: float = 120):
+        super().__init__(w3, account, RevertDecoder([c.abi for c in deployment.contracts.values()]),
+                         deployment.event_decoder(), receipt_timeout)
+        self.deployment = deployment
+        self.token = w3.eth.contract(address=deployment.token.address, abi=deployment.token.abi)
+        self.works = w3.eth.contract(address=deployment.works.address, abi=deployment.works.abi)
+        self.ledger = w3.eth.contract(address=deployment.ledger.address, abi=deployment.ledger.abi)
+
+    def as_account(self, account: Any) -> "LedgerClient":
+        """The same client acting as another account."""
+        return LedgerClient(self.w3, self.deployment, account, self.receipt_timeout)
 
     # ------------------------------------------------------------------ token
     def token_balance(self, address: str) -> int:
@@ -519,64 +543,52 @@ class LedgerClient:
         if not isinstance(data, (bytes, bytearray)):
             data = encode_submission(data)
         result = self.transact(self.ledger.functions.submitBatches(bytes(data)), gas=gas)
-        applied = [r for e in result.named("PlaysRecorded") for r in decode_play_records(e.args["records"])]
-        skipped = [(e.args["deviceId"], e.args["nonce"], SKIP_REASONS[e.args["reason"]])
-                   for e in result.named("BatchSkipped")]
-        return SubmitResult(result, applied, skipped)
+        outcome = batch_outcome(result.events)
+        skipped = [(device_id, nonce, reason) for (device_id, nonce), reason in outcome.skipped.items()]
+        return SubmitResult(result, outcome.records, skipped)
 
 
 # ----------------------------------------------------------------------------- deploy
 
-def _deploy_one(w3: Web3, account: Any, abi: list, bytecode: str, args: Sequence[Any], reverts: RevertDecoder):
-    factory = w3.eth.contract(abi=abi, bytecode=bytecode)
-    client = LedgerClient.__new__(LedgerClient)  # reuse transact() without a deployment
-    client.w3, client.account, client.receipt_timeout, client.reverts = w3, account, 120, reverts
-    client.events = EventDecoder({})
-    constructor = factory.constructor(*args)
-    sender = client.address
-    try:
-        gas = int(constructor.estimate_gas({"from": sender}) * 1.2) + 50_000
-    except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
-        client._raise_revert(exc)
-    tx = constructor.build_transaction({"from": sender, "gas": gas,
-                                        "nonce": w3.eth.get_transaction_count(sender, "pending")})
-    if hasattr(account, "sign_transaction"):
-        tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
-    else:
-        tx_hash = w3.eth.send_transaction(tx)
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
-    if receipt["status"] != 1 or not receipt["contractAddress"]:
-        raise errors.UnknownRevert(message=f"deployment transaction 0x{bytes(tx_hash).hex()} failed")
-    return receipt["contractAddress"], receipt["blockNumber"]
+def token_interface_abi(build_dir: Path | str) -> list[dict[str, Any]]:
+    """The ABI the ledger uses for an external settlement token, from the build."""
+    abi: list[dict[str, Any]] = []
+    for name in TOKEN_INTERFACES:
+        path = Path(build_dir) / f"{name}.json"
+        try:
+            abi += json.loads(path.read_text())["abi"]
+        except FileNotFoundError:
+            raise NotDeployedError(f"no compiled interface {path}: run `brownie compile` first") from None
+    return abi
 
 
 def deploy(w3: Web3, account: Any, build_dir: Path | str, token_address: str | None = None) -> Deployment:
     """Deploys WorkRegistry, RoyaltyLedger (and TestStablecoin unless a token is given)."""
-    reverts = RevertDecoder()
-    deployer = account.address if hasattr(account, "address") else checksum(account, "deployer")
+    artifacts = {name: load_artifact(build_dir, name) for name in ("WorkRegistry", "RoyaltyLedger")}
+    if token_address is None:
+        artifacts["TestStablecoin"] = load_artifact(build_dir, "TestStablecoin")
+    deployer = Transactor(w3, account, RevertDecoder(abi for abi, _ in artifacts.values()))
     contracts: dict[str, ContractInfo] = {}
     blocks = []
     if token_address is None:
-        abi, bytecode = load_artifact(build_dir, "TestStablecoin")
-        address, block = _deploy_one(w3, account, abi, bytecode, [], reverts)
-        contracts["TestStablecoin"] = ContractInfo(address, abi)
+        abi, bytecode = artifacts["TestStablecoin"]
+        token_address, block = deployer.deploy(abi, bytecode)
+        contracts["TestStablecoin"] = ContractInfo(token_address, abi)
         blocks.append(block)
-        token_address = address
     else:
         token_address = checksum(token_address, "LEDGER_TOKEN_ADDRESS")
         if not w3.eth.get_code(token_address):
             raise UserError(f"no contract at token address {token_address}")
-        contracts["Token"] = ContractInfo(token_address, ERC20_ABI)
-    works_abi, works_code = load_artifact(build_dir, "WorkRegistry")
-    ledger_abi, ledger_code = load_artifact(build_dir, "RoyaltyLedger")
-    works_address, block = _deploy_one(w3, account, works_abi, works_code, [], reverts)
+        contracts["Token"] = ContractInfo(token_address, token_interface_abi(build_dir))
+    works_abi, works_code = artifacts["WorkRegistry"]
+    works_address, block = deployer.deploy(works_abi, works_code)
     blocks.append(block)
     contracts["WorkRegistry"] = ContractInfo(works_address, works_abi)
-    ledger_address, block = _deploy_one(w3, account, ledger_abi, ledger_code, [token_address, works_address],
-                                        reverts)
+    ledger_abi, ledger_code = artifacts["RoyaltyLedger"]
+    ledger_address, block = deployer.deploy(ledger_abi, ledger_code, [token_address, works_address])
     blocks.append(block)
     contracts["RoyaltyLedger"] = ContractInfo(ledger_address, ledger_abi)
-    return Deployment(w3.eth.chain_id, min(blocks), deployer, contracts)
+    return Deployment(w3.eth.chain_id, min(blocks), deployer.address, contracts)
 
 
 def resolve_account(w3: Web3, private_key: str | None) -> Any:

@@ -16,9 +16,17 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from typing import TYPE_CHECKING
+
 from . import __version__
-from .config import ConfigError, Settings
+from .config import DEFAULT_GAS_CAP, DEFAULT_LOG_LEVEL, DEFAULT_MQTT_URL, LOG_LEVELS, MAX_TX_BYTES, Settings
 from .errors import ContractRevert, LedgerError, UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from web3 import Web3
+
+    from .chain import Deployment
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -29,13 +37,16 @@ def _parser() -> argparse.ArgumentParser:
         description="Royalty and licensing ledger: deploy the contracts, index their events into SQL, "
                     "and produce royalty statements.",
         epilog="Environment: LEDGER_RPC_URL, LEDGER_DATABASE_URL, LEDGER_DEPLOYMENTS, LEDGER_CONFIRMATIONS, "
-               "LEDGER_BLOCK_RANGE, LEDGER_PRIVATE_KEY, LEDGER_TOKEN_ADDRESS, LEDGER_BUILD_DIR. See docs/ledger.md.")
+               "LEDGER_BLOCK_RANGE, LEDGER_PRIVATE_KEY, LEDGER_TOKEN_ADDRESS, LEDGER_BUILD_DIR, "
+               "LEDGER_RELAYER_KEY, LEDGER_MQTT_URL, LEDGER_LOG_LEVEL. See docs/ledger.md.")
     p.add_argument("--version", action="version", version=f"ledger {__version__}")
     p.add_argument("--rpc-url", help="JSON-RPC endpoint (LEDGER_RPC_URL; default http://127.0.0.1:8545)")
     p.add_argument("--database-url", help="SQLAlchemy database URL (LEDGER_DATABASE_URL; default var/ledger.sqlite3)")
     p.add_argument("--deployments", type=Path,
                    help="deployments file or folder of <chainId>.json (LEDGER_DEPLOYMENTS; default deployments/)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
+                   help=f"log level (LEDGER_LOG_LEVEL; default {DEFAULT_LOG_LEVEL})")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (and log at DEBUG unless --log-level)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -91,13 +102,23 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("revision")
     dbsub.add_parser("current", help="print the schema revision")
 
-    from . import mqtt as mqtt_ingest, relayer  # noqa: PLC0415 (keeps `ledger --help` light)
     r = sub.add_parser("relay", help="relay pending play batches to the chain",
-                       description="Packs pending batches into submitBatches calls and settles them.")
-    relayer.add_arguments(r)
+                       description="Packs pending batches into submitBatches calls and settles them. The key "
+                                   "comes from LEDGER_RELAYER_KEY, else LEDGER_PRIVATE_KEY (one relayer per key).")
+    r.add_argument("--ledger", help="RoyaltyLedger address (default: from the deployments file)")
+    r.add_argument("--gas-cap", type=int, default=DEFAULT_GAS_CAP, help="largest gas of one transaction")
+    r.add_argument("--max-bytes", type=int, default=MAX_TX_BYTES,
+                   help="largest signed transaction in bytes (a default geth mempool takes 131072)")
+    r.add_argument("--once", action="store_true", help="relay until nothing is pending, then exit")
+    r.add_argument("--idle", type=float, default=1.0, help="seconds to sleep when nothing is pending")
+
     m = sub.add_parser("ingest-mqtt", help="ingest play batches from MQTT",
                        description="Consumes plays/<device> (QoS 1) and acknowledges on plays/<device>/ack.")
-    mqtt_ingest.add_arguments(m)
+    m.add_argument("--mqtt-url", help=f"broker (LEDGER_MQTT_URL; default {DEFAULT_MQTT_URL})")
+    m.add_argument("--ledger", help="RoyaltyLedger address (default: from the deployments file)")
+    m.add_argument("--client-id", default="ledger-ingest",
+                   help="MQTT client id; keep it stable so the broker keeps the session while it is down")
+    m.add_argument("--shared-group", help="share the load with other consumers ($share/NAME/plays/+)")
     return p
 
 
@@ -108,23 +129,16 @@ def _settings(args) -> Settings:
                                      deployments=args.deployments)
 
 
-def _engine(settings: Settings, migrate_if_empty: bool = False):
-    from .db import check_connection, current_revision, make_engine, require_schema, table_names, upgrade
+def _engine(settings: Settings, migrate_if_empty: bool = False) -> Engine:
+    from .runtime import open_engine
 
-    engine = make_engine(settings.database_url)
-    check_connection(engine)
-    if migrate_if_empty and current_revision(engine) is None and not table_names(engine):
-        upgrade(engine)
-    require_schema(engine)
-    return engine
+    return open_engine(settings, migrate_if_empty)
 
 
-def _chain(settings: Settings):
-    from .chain import connect, load_deployment
+def _chain(settings: Settings) -> tuple[Web3, Deployment]:
+    from .runtime import open_chain
 
-    w3 = connect(settings.rpc_url)
-    deployment = load_deployment(w3, settings.deployment_file(w3.eth.chain_id))
-    return w3, deployment
+    return open_chain(settings)
 
 
 def cmd_deploy(args, settings: Settings) -> int:
@@ -271,28 +285,71 @@ def cmd_db(args, settings: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_relay(args, settings) -> int:
-    from . import relayer  # noqa: PLC0415
-    return relayer.command(args, settings)
+def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from eth_account import Account
+
+    from .relayer import ENVELOPE_RESERVE, Relayer, RelayerConfig
+    from .runtime import open_runtime
+
+    key = settings.relayer_private_key
+    if not key:
+        raise UserError("set LEDGER_RELAYER_KEY (or LEDGER_PRIVATE_KEY) to the relayer's private key")
+    try:
+        account = Account.from_key(key)
+    except Exception:  # noqa: BLE001 - eth-account raises several types; never echo the key
+        raise UserError("LEDGER_RELAYER_KEY is not a valid private key") from None
+    rt = open_runtime(settings, args.ledger)
+    config = RelayerConfig(gas_cap=args.gas_cap, max_input_bytes=args.max_bytes - ENVELOPE_RESERVE,
+                           idle_sleep=args.idle)
+    relayer = Relayer(rt.w3, rt.deployment, account, rt.engine, config)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    reports = relayer.run(stop=stop, once=args.once)
+    if args.once:
+        print(f"relayed {len(reports)} transactions: {sum(r.confirmed for r in reports)} batches confirmed, "
+              f"{sum(r.rejected for r in reports)} rejected, {sum(r.repending for r in reports)} back to pending")
+    return EXIT_OK
 
 
-def cmd_ingest_mqtt(args, settings) -> int:
-    from . import mqtt as mqtt_ingest  # noqa: PLC0415
-    return mqtt_ingest.command(args, settings)
+def cmd_ingest_mqtt(args: argparse.Namespace, settings: Settings) -> int:
+    from .ingest import IngestContext
+    from .mqtt import MqttIngest
+    from .runtime import open_runtime
+
+    rt = open_runtime(settings, args.ledger)
+    ctx = IngestContext.create(rt.w3, rt.deployment, rt.engine)
+    consumer = MqttIngest(ctx, args.mqtt_url or settings.mqtt_url, client_id=args.client_id,
+                          shared_group=args.shared_group)
+    signal.signal(signal.SIGTERM, lambda *_: consumer.client.disconnect())
+    try:
+        consumer.run_forever()
+    except KeyboardInterrupt:
+        consumer.client.disconnect()
+    return EXIT_OK
 
 
 COMMANDS = {"deploy": cmd_deploy, "index": cmd_index, "statement": cmd_statement, "works": cmd_works,
             "balance": cmd_balance, "db": cmd_db, "relay": cmd_relay, "ingest-mqtt": cmd_ingest_mqtt}
 
 
+def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
+    level = args.log_level or ("DEBUG" if args.debug else settings.log_level)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level == "DEBUG":  # web3's and urllib3's debug logs print every request: keep them at INFO
+        for noisy in ("web3", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = _settings(args)
+        _configure_logging(args, settings)
         return COMMANDS[args.command](args, settings)
-    except (UserError, ConfigError) as exc:
+    except UserError as exc:  # ConfigError among them
         if args.debug:
             raise
         print(f"ledger: error: {exc}", file=sys.stderr)

@@ -12,7 +12,15 @@
 ``LEDGER_TOKEN_ADDRESS``   settlement token for ``ledger deploy`` (default: deploy the test
                            stablecoin, devnet only)
 ``LEDGER_BUILD_DIR``       compiled contract artifacts (default ``build/contracts``)
+``LEDGER_RELAYER_KEY``     key of ``ledger relay`` (default: ``LEDGER_PRIVATE_KEY``); one
+                           relayer process per key
+``LEDGER_MQTT_URL``        broker of ``ledger ingest-mqtt`` (default
+                           ``mqtt://127.0.0.1:1883``; ``mqtts://user:pass@host`` for TLS)
+``LEDGER_LOG_LEVEL``       DEBUG, INFO, WARNING (default) or ERROR; ``--log-level`` wins
 =========================  ==============================================================
+
+docs/ledger.md carries the same table for users; a test checks that every ``LEDGER_*`` name in
+the package is read here.
 
 Relative paths are relative to the working directory.
 """
@@ -21,17 +29,22 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
+
+from .errors import ConfigError
 
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 DEFAULT_DATABASE_PATH = Path("var") / "ledger.sqlite3"
 DEFAULT_DEPLOYMENTS = Path("deployments")
 DEFAULT_BUILD_DIR = Path("build") / "contracts"
 DEFAULT_BLOCK_RANGE = 2000
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+DEFAULT_LOG_LEVEL = "WARNING"
+DEFAULT_GAS_CAP = 14_000_000  # largest gas of one relayer transaction (`ledger relay --gas-cap`)
+MAX_TX_BYTES = 131_072  # a default geth node refuses larger transactions into its mempool
 
 
-class ConfigError(ValueError):
-    """A setting has a value the ledger cannot use."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -45,6 +58,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {value}")
     return value
+
+
+def _log_level(raw: str, name: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{name} must be one of {', '.join(LOG_LEVELS)}, not {raw!r}")
+    return level
 
 
 def default_database_url(base: Path | None = None) -> str:
@@ -62,6 +82,9 @@ class Settings:
     private_key: Optional[str] = field(default=None, repr=False)
     token_address: Optional[str] = None
     build_dir: Path = DEFAULT_BUILD_DIR
+    relayer_key: Optional[str] = field(default=None, repr=False)
+    mqtt_url: str = field(default=DEFAULT_MQTT_URL, repr=False)  # may carry a password
+    log_level: str = DEFAULT_LOG_LEVEL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -75,11 +98,19 @@ class Settings:
             private_key=env.get("LEDGER_PRIVATE_KEY") or None,
             token_address=env.get("LEDGER_TOKEN_ADDRESS") or None,
             build_dir=Path(env.get("LEDGER_BUILD_DIR") or DEFAULT_BUILD_DIR),
+            relayer_key=env.get("LEDGER_RELAYER_KEY") or None,
+            mqtt_url=env.get("LEDGER_MQTT_URL") or DEFAULT_MQTT_URL,
+            log_level=_log_level(env.get("LEDGER_LOG_LEVEL") or DEFAULT_LOG_LEVEL, "LEDGER_LOG_LEVEL"),
         )
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes: Any) -> "Settings":
         """A copy with some settings replaced (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def relayer_private_key(self) -> Optional[str]:
+        """The relayer's key: LEDGER_RELAYER_KEY, else LEDGER_PRIVATE_KEY."""
+        return self.relayer_key or self.private_key
 
     def deployment_file(self, chain_id: int) -> Path:
         """The deployments file for a chain: LEDGER_DEPLOYMENTS itself when it names a file."""

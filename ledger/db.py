@@ -10,13 +10,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import LedgerError, UserError
+from .errors import DatabaseError, UserError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-
-
-class DatabaseError(LedgerError):
-    """The database cannot be reached or is not at the schema this code needs."""
 
 
 def _sqlite_pragmas(dbapi_connection, _record):

@@ -35,7 +35,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, InterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 
+from web3 import Web3
+
 from . import playbatch
+from .chain import Deployment
+from .errors import IngestError
 from .pending import PENDING, PendingBatch
 
 log = logging.getLogger(__name__)
@@ -44,37 +48,9 @@ MAX_BODY_BYTES = 256 * 1024  # 1,024 entries as JSON pairs take ~20 KiB; this le
 UINT32_MAX = 0xFFFFFFFF
 DEFAULT_MAX_SKEW = 300
 
-# Minimal ABI of what ingest and the relayer read from the ledger contract (IDeviceRegistry,
-# IPlayReporting); a full artifact ABI works as well.
-LEDGER_READ_ABI = [
-    {"type": "function", "name": "deviceIdOf", "stateMutability": "view",
-     "inputs": [{"name": "device", "type": "address"}], "outputs": [{"name": "", "type": "uint64"}]},
-    {"type": "function", "name": "deviceInfo", "stateMutability": "view",
-     "inputs": [{"name": "deviceId", "type": "uint64"}],
-     "outputs": [{"name": "device", "type": "address"}, {"name": "licensee", "type": "address"},
-                 {"name": "revoked", "type": "bool"}]},
-    {"type": "function", "name": "isNonceUsed", "stateMutability": "view",
-     "inputs": [{"name": "deviceId", "type": "uint64"}, {"name": "nonce", "type": "uint32"}],
-     "outputs": [{"name": "", "type": "bool"}]},
-    {"type": "function", "name": "maxClockSkew", "stateMutability": "pure", "inputs": [],
-     "outputs": [{"name": "", "type": "uint256"}]},
-]
-
-
 # ----------------------------------------------------------------------------- errors
 
-class IngestError(Exception):
-    """A batch ingest refused. ``code`` is stable (clients match on it), ``status`` is HTTP."""
-
-    code = "invalid_batch"
-    status = 422
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-    def to_json(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+# IngestError (ledger.errors) carries the stable ``code`` clients match on and the HTTP status.
 
 
 class PayloadTooLarge(IngestError):
@@ -172,8 +148,8 @@ class ChainDevices:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_web3(cls, w3, ledger_address: str, abi: list | None = None, **kw) -> "ChainDevices":
-        return cls(w3.eth.contract(address=to_checksum_address(ledger_address), abi=abi or LEDGER_READ_ABI), **kw)
+    def for_deployment(cls, w3: Web3, deployment: Deployment, **kw: Any) -> "ChainDevices":
+        return cls(w3.eth.contract(address=deployment.ledger.address, abi=deployment.ledger.abi), **kw)
 
     def device(self, address: str) -> Optional[DeviceRecord]:
         now = self.clock()
@@ -228,12 +204,12 @@ class IngestContext:
         self.ledger_address = to_checksum_address(self.ledger_address)
 
     @classmethod
-    def create(cls, w3, ledger_address: str, engine_or_sessions, **kw) -> "IngestContext":
+    def create(cls, w3: Web3, deployment: Deployment, engine_or_sessions: Any, **kw: Any) -> "IngestContext":
         sessions = (engine_or_sessions if isinstance(engine_or_sessions, sessionmaker)
                     else sessionmaker(engine_or_sessions, expire_on_commit=False))
         cache = {k: kw.pop(k) for k in ("ttl", "negative_ttl") if k in kw}
-        return cls(chain_id=int(w3.eth.chain_id), ledger_address=ledger_address, sessions=sessions,
-                   devices=ChainDevices.from_web3(w3, ledger_address, **cache), **kw)
+        return cls(chain_id=int(w3.eth.chain_id), ledger_address=deployment.ledger.address, sessions=sessions,
+                   devices=ChainDevices.for_deployment(w3, deployment, **cache), **kw)
 
     def skew(self) -> int:
         return self.max_skew if self.max_skew is not None else self.devices.max_clock_skew()
@@ -471,22 +447,3 @@ def handle_json(raw: bytes | str, ctx: IngestContext, source: str = "http",
     except IngestError as exc:
         return exc.status, exc.to_json()
     return result.status, result.body
-
-
-# ----------------------------------------------------------------------------- runtime (CLI)
-
-def open_runtime(settings=None, ledger_address: Optional[str] = None):
-    """(web3, engine, ledger address) for `ledger relay` / `ledger ingest-mqtt`: from
-    :class:`ledger.config.Settings` (default: the LEDGER_* environment); the ledger address
-    defaults to RoyaltyLedger of the chain's deployments file. The schema must be at head."""
-    from .chain import connect, load_deployment
-    from .config import Settings
-    from .db import make_engine, require_schema
-
-    settings = settings or Settings.from_env()
-    w3 = connect(settings.rpc_url)
-    if ledger_address is None:
-        ledger_address = load_deployment(w3, settings.deployment_file(w3.eth.chain_id)).ledger.address
-    engine = make_engine(settings.database_url)
-    require_schema(engine)
-    return w3, engine, to_checksum_address(ledger_address)

@@ -17,22 +17,21 @@ idempotently. Several consumers can share the load with ``--shared-group NAME``
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
-import sys
 import threading
 from typing import Optional
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 
-from .ingest import IngestContext, IngestError, ingest_batch, parse_body
+from .config import DEFAULT_MQTT_URL
+
+from .errors import ConfigError, IngestError
+from .ingest import IngestContext, ingest_batch, parse_body
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "mqtt://127.0.0.1:1883"
 TOPIC_PREFIX = "plays"
 
 
@@ -60,12 +59,12 @@ def answer(raw: bytes, ctx: IngestContext, topic_device: str) -> dict:
 class MqttIngest:
     """The consumer. ``start()`` connects and returns; ``stop()`` disconnects."""
 
-    def __init__(self, ctx: IngestContext, url: str = DEFAULT_URL, client_id: str = "ledger-ingest",
+    def __init__(self, ctx: IngestContext, url: str = DEFAULT_MQTT_URL, client_id: str = "ledger-ingest",
                  shared_group: Optional[str] = None):
         self.ctx = ctx
         parsed = urlparse(url)
         if parsed.scheme not in ("mqtt", "mqtts", "tcp"):
-            raise ValueError(f"LEDGER_MQTT_URL must be mqtt:// or mqtts://, not {url!r}")
+            raise ConfigError(f"LEDGER_MQTT_URL must be mqtt:// or mqtts://, not {url!r}")
         self.host = parsed.hostname or "127.0.0.1"
         self.port = parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
         topic = f"{TOPIC_PREFIX}/+"
@@ -116,43 +115,3 @@ class MqttIngest:
         """Blocking loop with reconnects (the CLI)."""
         self.client.connect(self.host, self.port, keepalive=30)
         self.client.loop_forever(retry_first_connection=True)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `ledger ingest-mqtt` (the CLI's global --rpc-url / --database-url come on top)."""
-    parser.add_argument("--mqtt-url", default=os.environ.get("LEDGER_MQTT_URL", DEFAULT_URL),
-                        help=f"broker (LEDGER_MQTT_URL; default {DEFAULT_URL})")
-    parser.add_argument("--ledger", help="RoyaltyLedger address (default: from the deployments file)")
-    parser.add_argument("--client-id", default="ledger-ingest",
-                        help="MQTT client id; keep it stable so the broker keeps the session while it is down")
-    parser.add_argument("--shared-group", help="share the load with other consumers ($share/NAME/plays/+)")
-
-
-def command(args, settings) -> int:
-    """`ledger ingest-mqtt` with parsed args and :class:`ledger.config.Settings`."""
-    import signal
-
-    from .ingest import open_runtime
-
-    log.setLevel(logging.INFO)
-    w3, engine, ledger = open_runtime(settings, args.ledger)
-    ctx = IngestContext.create(w3, ledger, engine)
-    consumer = MqttIngest(ctx, args.mqtt_url, client_id=args.client_id, shared_group=args.shared_group)
-    signal.signal(signal.SIGTERM, lambda *_: consumer.client.disconnect())
-    try:
-        consumer.run_forever()
-    except KeyboardInterrupt:
-        consumer.client.disconnect()
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m ledger.mqtt` is `ledger ingest-mqtt` (global options such as --rpc-url go
-    before the subcommand there)."""
-    from .cli import main as cli_main
-
-    return cli_main(["ingest-mqtt", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -20,6 +20,9 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
 
+from .errors import BatchFormatError
+from .events import DecodedEvent
+
 DOMAIN_NAME = "RoyaltyLedger"
 DOMAIN_VERSION = "1"
 MAX_ENTRIES = 1024
@@ -55,8 +58,9 @@ SKIP_REASONS = (
 )
 
 
-class BatchFormatError(ValueError):
-    """A batch does not fit the on-chain format (too many entries, bad count, ...)."""
+def skip_reason_name(code: int) -> str:
+    """The name of a ``BatchSkipped`` reason code (``Reason<n>`` for a code this module does not know)."""
+    return SKIP_REASONS[code] if 0 <= code < len(SKIP_REASONS) else f"Reason{code}"
 
 
 def encode_entries(counts: Mapping[int, int] | Iterable[tuple[int, int]]) -> bytes:
@@ -241,6 +245,43 @@ def decode_play_records(records: bytes) -> list[PlayRecord]:
         out.append(PlayRecord(device_id, nonce, from_time, to_time, charged, entries))
         i = start + ENTRY_SIZE * n
     return out
+
+
+@dataclass(frozen=True)
+class AppliedBatch:
+    """A batch a transaction applied: its record and where the event was logged."""
+
+    record: PlayRecord
+    tx_hash: str
+    block_number: int
+
+
+@dataclass
+class BatchOutcome:
+    """What ``submitBatches`` calls did to their batches, keyed by (device id, nonce)."""
+
+    applied: dict[tuple[int, int], AppliedBatch] = field(default_factory=dict)
+    skipped: dict[tuple[int, int], str] = field(default_factory=dict)  # -> reason name
+
+    @property
+    def records(self) -> list[PlayRecord]:
+        return [a.record for a in self.applied.values()]
+
+
+def batch_outcome(events: Iterable[DecodedEvent]) -> BatchOutcome:
+    """The one decoder of batch results: ``PlaysRecorded`` and ``BatchSkipped`` events (decoded
+    by :class:`ledger.events.EventDecoder`) -> applied records and skip reasons. Other events are
+    ignored."""
+    outcome = BatchOutcome()
+    for event in events:
+        if event.name == "PlaysRecorded":
+            for record in decode_play_records(event.args["records"]):
+                outcome.applied[(record.device_id, record.nonce)] = AppliedBatch(record, event.tx_hash,
+                                                                                 event.block_number)
+        elif event.name == "BatchSkipped":
+            key = (int(event.args["deviceId"]), int(event.args["nonce"]))
+            outcome.skipped[key] = skip_reason_name(int(event.args["reason"]))
+    return outcome
 
 
 def split_shares(amount: int, bps: Sequence[int]) -> list[int]:

@@ -29,38 +29,27 @@ a batch can end in exactly one state and is never counted twice.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Iterable, Optional
 
-from eth_abi import decode as abi_decode
-from eth_utils import keccak, to_checksum_address
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import sessionmaker
 
 from . import playbatch
-from .ingest import LEDGER_READ_ABI
+from .chain import Deployment
+from .config import DEFAULT_GAS_CAP, MAX_TX_BYTES
+from .errors import RelayerError
 from .pending import (CONFIRMED, INFLIGHT, PENDING, REJECTED, TX_DONE, TX_SENT, PendingBatch, RelayTransaction,
                       utcnow)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GAS_CAP = 14_000_000
-MAX_TX_BYTES = 131_072
 ENVELOPE_RESERVE = 512  # signature, nonce, fees, gas, to, value, chain id, RLP headers
 FIXED_INPUT = 4 + 32 + 32  # selector, offset of `data`, length of `data`
 INSUFFICIENT_ESCROW = "InsufficientEscrow"
-
-SUBMIT_ABI = [{"type": "function", "name": "submitBatches", "stateMutability": "nonpayable",
-               "inputs": [{"name": "data", "type": "bytes"}], "outputs": [{"name": "applied", "type": "uint256"}]}]
-PLAYS_RECORDED_TOPIC = keccak(text="PlaysRecorded(bytes)")
-BATCH_SKIPPED_TOPIC = keccak(text="BatchSkipped(uint64,uint32,uint8)")
-
 
 def input_size(data_len: int) -> int:
     """Bytes of `submitBatches(data)` calldata for `data` of this length (ABI-padded)."""
@@ -96,44 +85,19 @@ class RelayReport:
     reasons: dict = field(default_factory=dict)
 
 
-class RelayerError(Exception):
-    pass
-
-
-@dataclass
-class _Outcome:
-    applied: set  # {(device_id, nonce)}
-    skipped: dict  # {(device_id, nonce): reason name}
-
-
-def decode_outcome(logs: Iterable, ledger_address: str) -> _Outcome:
-    """Which (device id, nonce) pairs the logs of a transaction applied or skipped (and why)."""
-    applied, skipped = set(), {}
-    want = ledger_address.lower()
-    for entry in logs:
-        if str(entry["address"]).lower() != want or not entry["topics"]:
-            continue
-        topic0 = bytes(entry["topics"][0])
-        if topic0 == PLAYS_RECORDED_TOPIC:
-            (records,) = abi_decode(["bytes"], bytes(entry["data"]))
-            applied.update((r.device_id, r.nonce) for r in playbatch.decode_play_records(records))
-        elif topic0 == BATCH_SKIPPED_TOPIC:
-            device_id = int.from_bytes(bytes(entry["topics"][1]), "big")
-            nonce, reason = abi_decode(["uint32", "uint8"], bytes(entry["data"]))
-            name = playbatch.SKIP_REASONS[reason] if reason < len(playbatch.SKIP_REASONS) else f"Reason{reason}"
-            skipped[(device_id, nonce)] = name
-    return _Outcome(applied, skipped)
-
-
 class Relayer:
-    def __init__(self, w3, ledger_address: str, account, sessions, config: RelayerConfig | None = None):
+    """Relays the pending store to the RoyaltyLedger of ``deployment`` as ``account``."""
+
+    def __init__(self, w3, deployment: Deployment, account, sessions, config: RelayerConfig | None = None):
         self.w3 = w3
-        self.ledger_address = to_checksum_address(ledger_address)
+        self.deployment = deployment
+        self.ledger_address = deployment.ledger.address
+        self.events = deployment.event_decoder()
         self.account = account
         self.sessions = sessions if isinstance(sessions, sessionmaker) else sessionmaker(sessions,
                                                                                          expire_on_commit=False)
         self.config = config or RelayerConfig()
-        self.contract = w3.eth.contract(address=self.ledger_address, abi=SUBMIT_ABI + LEDGER_READ_ABI)
+        self.contract = w3.eth.contract(address=self.ledger_address, abi=deployment.ledger.abi)
         self.chain_id = int(w3.eth.chain_id)
 
     # ------------------------------------------------------------------------- packing
@@ -318,7 +282,7 @@ class Relayer:
 
         old = TypedTransaction.from_bytes(raw).as_dict()
         data = bytes(old["data"])
-        (inner,) = abi_decode(["bytes"], data[4:])
+        inner = bytes(self.contract.decode_function_input(data)[1]["data"])
         fees = self._fees({"maxFeePerGas": old["maxFeePerGas"], "maxPriorityFeePerGas": old["maxPriorityFeePerGas"]})
         signed, _ = self._sign(inner, tx_nonce, gas, fees)
         new_hash = "0x" + bytes(signed.hash).hex()
@@ -349,7 +313,7 @@ class Relayer:
                     row.status, row.relay_tx_id = PENDING, None
                 report.repending = len(rows)
                 return report
-            outcome = decode_outcome(receipt["logs"], self.ledger_address)
+            outcome = playbatch.batch_outcome(e for e in map(self.events.decode, receipt["logs"]) if e is not None)
             for row in rows:
                 key = (row.device_id, row.nonce)
                 if key in outcome.applied:
@@ -419,17 +383,15 @@ class Relayer:
             rtx = session.get(RelayTransaction, rtx_id)
             from_block = rtx.sent_block
         head = self.w3.eth.block_number
-        applied: dict = {}
+        outcome = playbatch.BatchOutcome()
         step = self.config.log_scan_blocks
+        topic = self.events.topic("RoyaltyLedger", "PlaysRecorded")
         for start in range(from_block, head + 1, step):
             logs = self.w3.eth.get_logs({"address": self.ledger_address, "fromBlock": start,
-                                         "toBlock": min(start + step - 1, head),
-                                         "topics": [["0x" + PLAYS_RECORDED_TOPIC.hex()]]})
-            for entry in logs:
-                (records,) = abi_decode(["bytes"], bytes(entry["data"]))
-                for r in playbatch.decode_play_records(records):
-                    applied[(r.device_id, r.nonce)] = ("0x" + bytes(entry["transactionHash"]).hex(),
-                                                       int(entry["blockNumber"]))
+                                         "toBlock": min(start + step - 1, head), "topics": [[topic]]})
+            found = playbatch.batch_outcome(e for e in map(self.events.decode, logs) if e is not None)
+            outcome.applied.update(found.applied)
+        applied = {key: (a.tx_hash, a.block_number) for key, a in outcome.applied.items()}
         with self.sessions.begin() as session:
             rtx = session.get(RelayTransaction, rtx_id)
             rtx.status = TX_DONE
@@ -498,60 +460,3 @@ def _is_connection_error(exc: BaseException) -> bool:
     import requests
 
     return isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError))
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `ledger relay` (the CLI's global --rpc-url / --database-url come on top)."""
-    parser.add_argument("--ledger", help="RoyaltyLedger address (default: from the deployments file)")
-    parser.add_argument("--gas-cap", type=int, default=DEFAULT_GAS_CAP, help="largest gas of one transaction")
-    parser.add_argument("--max-bytes", type=int, default=MAX_TX_BYTES,
-                        help="largest signed transaction in bytes (a default geth mempool takes 131072)")
-    parser.add_argument("--once", action="store_true", help="relay until nothing is pending, then exit")
-    parser.add_argument("--idle", type=float, default=1.0, help="seconds to sleep when nothing is pending")
-
-
-def command(args, settings) -> int:
-    """`ledger relay` with parsed args and :class:`ledger.config.Settings`. The relayer key comes
-    from LEDGER_RELAYER_KEY, else LEDGER_PRIVATE_KEY (one relayer process per key)."""
-    import signal
-    import threading
-
-    from eth_account import Account
-
-    from .errors import UserError
-    from .ingest import open_runtime
-
-    key = os.environ.get("LEDGER_RELAYER_KEY") or settings.private_key
-    if not key:
-        raise UserError("set LEDGER_RELAYER_KEY (or LEDGER_PRIVATE_KEY) to the relayer's private key")
-    try:
-        account = Account.from_key(key)
-    except Exception:  # noqa: BLE001
-        raise UserError("LEDGER_RELAYER_KEY is not a valid private key") from None
-    log.setLevel(logging.INFO)
-    w3, engine, ledger = open_runtime(settings, args.ledger)
-    config = RelayerConfig(gas_cap=args.gas_cap, max_input_bytes=args.max_bytes - ENVELOPE_RESERVE,
-                           idle_sleep=args.idle)
-    relayer = Relayer(w3, ledger, account, engine, config)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    reports = relayer.run(stop=stop, once=args.once)
-    if args.once:
-        print(f"relayed {len(reports)} transactions: {sum(r.confirmed for r in reports)} batches confirmed, "
-              f"{sum(r.rejected for r in reports)} rejected, {sum(r.repending for r in reports)} back to pending")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m ledger.relayer` is `ledger relay` (global options such as --rpc-url go
-    before the subcommand there)."""
-    from .cli import main as cli_main
-
-    return cli_main(["relay", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

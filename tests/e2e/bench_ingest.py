@@ -97,7 +97,7 @@ def main() -> int:
         print(f"accepted: {accepted} plays in {len(stored)} batches, {t1 - t0:.2f} s -> "
               f"{accepted / (t1 - t0):,.0f} plays/s, {len(stored) / (t1 - t0):,.1f} batches/s")
 
-        relayer = Relayer(w3, deployment.ledger.address, relayer_account, engine)
+        relayer = Relayer(w3, deployment, relayer_account, engine)
         t2 = time.monotonic()
         reports = relayer.run(once=True)
         t3 = time.monotonic()

@@ -176,7 +176,7 @@ class HttpIngestServer:
 
 
 def make_ctx(world: World, engine, **kw) -> IngestContext:
-    return IngestContext.create(world.w3, world.ledger_address, engine, **kw)
+    return IngestContext.create(world.w3, world.deployment, engine, **kw)
 
 
 @pytest.fixture
@@ -268,7 +268,7 @@ def write_plays(path: pathlib.Path, plays: list[tuple[int, int]]) -> pathlib.Pat
 
 
 def relayer_for(world: World, engine, **config) -> Relayer:
-    return Relayer(world.w3, world.ledger_address, world.relayer_account, engine, RelayerConfig(**config))
+    return Relayer(world.w3, world.deployment, world.relayer_account, engine, RelayerConfig(**config))
 
 
 def signed_payload(account, world: World, nonce: int, counts: dict[int, int], from_time=None, to_time=None) -> dict:

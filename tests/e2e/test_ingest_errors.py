@@ -212,7 +212,7 @@ def test_database_or_node_down_is_503_so_the_device_retries(world, sqlite_engine
     dead_node = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{free_port()}", request_kwargs={"timeout": 2}))
     ctx = make_ctx(world, sqlite_engine)
     ctx = IngestContext(ctx.chain_id, ctx.ledger_address, ctx.sessions,
-                        ChainDevices.from_web3(dead_node, world.ledger_address))
+                        ChainDevices.for_deployment(dead_node, world.deployment))
     status, answer = handle_json(body, ctx)
     assert (status, answer["error"]["code"]) == (503, "unavailable")
     assert stored_count(sqlite_engine) == 0

@@ -20,10 +20,11 @@ def _ingest_context():
         with _lock:
             ctx = current_app.config.get("INGEST_CONTEXT")
             if ctx is None:
-                from ledger.ingest import IngestContext, open_runtime
+                from ledger.ingest import IngestContext
+                from ledger.runtime import open_runtime
 
-                w3, engine, ledger_address = open_runtime(current_app.config.get("LEDGER_SETTINGS"))
-                ctx = IngestContext.create(w3, ledger_address, engine)
+                rt = open_runtime(current_app.config.get("LEDGER_SETTINGS"))
+                ctx = IngestContext.create(rt.w3, rt.deployment, rt.engine)
                 current_app.config["INGEST_CONTEXT"] = ctx
     return ctx
 
