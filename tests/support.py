@@ -14,6 +14,36 @@ from pathlib import Path
 from web3 import Web3
 
 ROOT = Path(__file__).resolve().parents[1]
+BUILD_DIR = ROOT / "build" / "contracts"
+DEVICE_SCRIPT = ROOT / "scripts" / "device.py"
+MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
+
+
+def ensure_compiled() -> None:
+    """Compiles the contracts (brownie, through the solc shim) when the build is missing."""
+    needed = ["TestStablecoin", "WorkRegistry", "RoyaltyLedger"]
+    if all((BUILD_DIR / f"{n}.json").exists() for n in needed):
+        return
+    env = dict(os.environ, SOLCX_BINARY_PATH=str(ROOT / ".solc"),
+               PATH=f"{ROOT / '.venv' / 'bin'}:{ROOT / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}")
+    subprocess.run(["brownie", "compile"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+
+
+def sqlite_url(folder: Path) -> str:
+    return f"sqlite:///{folder / 'ledger.sqlite3'}"
+
+
+def load_device_script():
+    """scripts/device.py loaded as a module (it is a script, not a package)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("device_script", DEVICE_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:

@@ -1,6 +1,5 @@
 """scripts/device.py carries its own copy of the batch format; it must equal ledger.playbatch."""
 import ast
-import pathlib
 
 from eth_account import Account
 from hypothesis import given, settings
@@ -8,7 +7,7 @@ from hypothesis import strategies as st
 
 from ledger import playbatch
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.support import DEVICE_SCRIPT
 LEDGER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 KEY = "0x" + "42" * 32
 
@@ -43,7 +42,7 @@ def test_payload_round_trips_through_ledger_decoding(device_module):
 
 
 def test_device_script_imports_only_what_a_device_has():
-    tree = ast.parse((ROOT / "scripts" / "device.py").read_text())
+    tree = ast.parse(DEVICE_SCRIPT.read_text())
     roots = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -24,13 +24,10 @@ from ledger.db import session_factory
 from ledger.ingest import IngestContext
 from ledger.pending import PendingBatch
 from ledger.relayer import Relayer, RelayerConfig
-from tests.support import free_port, migrated_engine, postgres_database
+from tests.support import BUILD_DIR, DEVICE_SCRIPT, MQTT_HOST, MQTT_PORT, ROOT, ensure_compiled, free_port
 from tests.support import running_anvil as _running_anvil
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BUILD = ROOT / "build" / "contracts"
-DEVICE_SCRIPT = ROOT / "scripts" / "device.py"
-MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
+BUILD = BUILD_DIR
 
 RATE = 1_000  # units per play (0.001 of a 6-decimal stablecoin)
 ESCROW = 50_000_000
@@ -74,8 +71,7 @@ class World:
 
 @pytest.fixture(scope="session")
 def base_world(anvil):
-    if not (BUILD / "RoyaltyLedger.json").exists():
-        raise RuntimeError("build/contracts/RoyaltyLedger.json is missing: run `brownie compile` first")
+    ensure_compiled()
     w3 = anvil
     admin_addr, licensee_addr, *rest = w3.eth.accounts
     deployment = deploy(w3, admin_addr, BUILD)
@@ -107,27 +103,6 @@ def world(base_world):
 
 
 # ----------------------------------------------------------------------------- databases
-
-def _sqlite_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    """A migrated database: a SQLite file, or a PostgreSQL database of its own."""
-    if request.param == "sqlite":
-        with migrated_engine(_sqlite_url(tmp_path)) as eng:
-            yield eng
-        return
-    with postgres_database("e2e") as url, migrated_engine(url) as eng:
-        yield eng
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path):
-    with migrated_engine(_sqlite_url(tmp_path)) as eng:
-        yield eng
-
 
 def stored(engine) -> list[PendingBatch]:
     with session_factory(engine)() as s:

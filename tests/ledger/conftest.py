@@ -5,35 +5,20 @@ Run from the repository root: ``pytest -p no:pytest-brownie tests/ledger``.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 from web3 import Web3
 
 from ledger.chain import LedgerClient, deploy
-from tests.support import migrated_engine, postgres_database, running_anvil
+from tests.support import BUILD_DIR, ensure_compiled, running_anvil
 
 from ledger_history import build_history
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD_DIR = ROOT / "build" / "contracts"
 GENESIS = 1788220800  # 2026-09-01T00:00:00Z: the scripted history runs October to December 2026
-
-
-def _ensure_compiled() -> None:
-    needed = ["TestStablecoin", "WorkRegistry", "RoyaltyLedger"]
-    if all((BUILD_DIR / f"{n}.json").exists() for n in needed):
-        return
-    env = dict(os.environ, SOLCX_BINARY_PATH=str(ROOT / ".solc"),
-               PATH=f"{ROOT / '.venv' / 'bin'}:{ROOT / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}")
-    subprocess.run(["brownie", "compile"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
 
 
 @pytest.fixture(scope="session")
 def anvil_url():
-    _ensure_compiled()
+    ensure_compiled()
     with running_anvil("--timestamp", str(GENESIS), "--chain-id", "31337") as url:
         yield url
 
@@ -75,23 +60,6 @@ def chain_snapshot(w3):
     snap = w3.provider.make_request("evm_snapshot", [])["result"]
     yield
     w3.provider.make_request("evm_revert", [snap])
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    """An empty database: a SQLite file, or a PostgreSQL database created and dropped for the test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-        return
-    with postgres_database() as url:
-        yield url
-
-
-@pytest.fixture
-def engine(db_url):
-    """An engine on a database migrated to head."""
-    with migrated_engine(db_url) as engine:
-        yield engine
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 
 from ledger.chain import Deployment
 from ledger.cli import main
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = [[], ["deploy"], ["index"], ["statement"], ["works"], ["balance"], ["db"], ["db", "upgrade"],
                ["db", "downgrade"], ["db", "current"]]
 
