@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NoReturn, Sequence
+from typing import Any, NoReturn
 
 from eth_abi import decode as abi_decode
 from eth_utils import is_address, keccak, to_checksum_address
@@ -69,7 +70,7 @@ class Deployment:
     contracts: dict[str, ContractInfo] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> "Deployment":
+    def from_json(cls, doc: Mapping[str, Any]) -> Deployment:
         try:
             contracts = {name: ContractInfo(to_checksum_address(c["address"]), list(c["abi"]))
                          for name, c in doc["contracts"].items()}
@@ -79,7 +80,7 @@ class Deployment:
             raise NotDeployedError(f"deployments file is not in the expected format: {exc!r}") from None
 
     @classmethod
-    def load(cls, path: Path | str) -> "Deployment":
+    def load(cls, path: Path | str) -> Deployment:
         path = Path(path)
         try:
             doc = json.loads(path.read_text())
@@ -164,8 +165,8 @@ def connect(rpc_url: str, timeout: float = 60) -> Web3:
         raise UserError(f"LEDGER_RPC_URL must be an http(s) URL, not {rpc_url!r}")
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
     try:
-        w3.eth.chain_id
-    except Exception as exc:  # requests' ConnectionError, timeouts, bad JSON...
+        _ = w3.eth.chain_id
+    except Exception as exc:  # noqa: BLE001 - requests' ConnectionError, timeouts, bad JSON...
         raise ChainUnavailableError(f"cannot reach the Ethereum node at {rpc_url}: {type(exc).__name__}") from None
     return w3
 
@@ -208,9 +209,9 @@ class RevertDecoder:
         cls, types, names = known
         try:
             values = abi_decode(types, data[4:]) if types else ()
-        except Exception:
+        except Exception:  # noqa: BLE001 - eth-abi raises several types for bad data
             return cls(data=data, message=f"{cls.error_name()} (undecodable arguments 0x{data[4:].hex()})")
-        args = {n: (to_checksum_address(v) if t == "address" else v) for n, t, v in zip(names, types, values)}
+        args = {n: (to_checksum_address(v) if t == "address" else v) for n, t, v in zip(names, types, values, strict=True)}
         return cls(args, data)
 
 
@@ -361,7 +362,7 @@ class LedgerClient(Transactor):
         self.works = w3.eth.contract(address=deployment.works.address, abi=deployment.works.abi)
         self.ledger = w3.eth.contract(address=deployment.ledger.address, abi=deployment.ledger.abi)
 
-    def as_account(self, account: Any) -> "LedgerClient":
+    def as_account(self, account: Any) -> LedgerClient:
         """The same client acting as another account."""
         return LedgerClient(self.w3, self.deployment, account, self.receipt_timeout)
 
@@ -598,7 +599,7 @@ def resolve_account(w3: Web3, private_key: str | None) -> Any:
 
         try:
             return Account.from_key(private_key)
-        except Exception:
+        except Exception:  # noqa: BLE001 - eth-account raises several types; never echo the key
             raise UserError("LEDGER_PRIVATE_KEY is not a valid private key") from None
     accounts = w3.eth.accounts
     if not accounts:

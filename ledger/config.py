@@ -27,9 +27,10 @@ Relative paths are relative to the working directory.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from .errors import ConfigError
 
@@ -79,15 +80,15 @@ class Settings:
     deployments: Path = DEFAULT_DEPLOYMENTS
     confirmations: int = 0
     block_range: int = DEFAULT_BLOCK_RANGE
-    private_key: Optional[str] = field(default=None, repr=False)
-    token_address: Optional[str] = None
+    private_key: str | None = field(default=None, repr=False)
+    token_address: str | None = None
     build_dir: Path = DEFAULT_BUILD_DIR
-    relayer_key: Optional[str] = field(default=None, repr=False)
+    relayer_key: str | None = field(default=None, repr=False)
     mqtt_url: str = field(default=DEFAULT_MQTT_URL, repr=False)  # may carry a password
     log_level: str = DEFAULT_LOG_LEVEL
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
             rpc_url=env.get("LEDGER_RPC_URL") or DEFAULT_RPC_URL,
@@ -103,12 +104,12 @@ class Settings:
             log_level=_log_level(env.get("LEDGER_LOG_LEVEL") or DEFAULT_LOG_LEVEL, "LEDGER_LOG_LEVEL"),
         )
 
-    def with_(self, **changes: Any) -> "Settings":
+    def with_(self, **changes: Any) -> Settings:
         """A copy with some settings replaced (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @property
-    def relayer_private_key(self) -> Optional[str]:
+    def relayer_private_key(self) -> str | None:
         """The relayer's key: LEDGER_RELAYER_KEY, else LEDGER_PRIVATE_KEY."""
         return self.relayer_key or self.private_key
 

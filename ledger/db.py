@@ -1,9 +1,9 @@
 """Engines, sessions and schema migrations (Alembic, scripts in ledger/migrations)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url

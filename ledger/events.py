@@ -6,8 +6,9 @@ checksummed, ``bytesN`` as bytes, integers as int.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
@@ -105,7 +106,7 @@ class EventDecoder:
                     name, item["name"], indexed, tuple(n for n, _ in data), tuple(t for _, t in data))
 
     def topic(self, contract: str, event: str) -> str:
-        for (address, topic), layout in self.layouts.items():
+        for (_address, topic), layout in self.layouts.items():
             if layout.contract == contract and layout.name == event:
                 return "0x" + topic.hex()
         raise KeyError(f"{contract} has no event {event}")
@@ -120,11 +121,11 @@ class EventDecoder:
         if layout is None or len(topics) != len(layout.indexed) + 1:
             return None  # e.g. an ERC-20 Transfer under the ERC-721 Transfer topic
         args: dict[str, Any] = {}
-        for (name, typ), topic in zip(layout.indexed, topics[1:]):
+        for (name, typ), topic in zip(layout.indexed, topics[1:], strict=True):
             args[name] = _decode_topic(typ, _bytes(topic))
         if layout.data_types:
             values = abi_decode(list(layout.data_types), _bytes(log["data"]))
-            for name, typ, value in zip(layout.data_names, layout.data_types, values):
+            for name, typ, value in zip(layout.data_names, layout.data_types, values, strict=True):
                 args[name] = _postprocess(typ, value)
         return DecodedEvent(layout.contract, layout.name, args, _int(log["blockNumber"]), _int(log["logIndex"]),
                             _hex(log["transactionHash"]))

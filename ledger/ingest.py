@@ -26,15 +26,15 @@ import logging
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from eth_account import Account
 from eth_utils import is_hex_address, to_checksum_address
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError, InterfaceError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-
 from web3 import Web3
 
 from . import playbatch
@@ -144,14 +144,14 @@ class ChainDevices:
         self.ttl, self.negative_ttl, self.clock = ttl, negative_ttl, clock
         self._ids: dict[str, tuple[int, float]] = {}
         self._info: dict[int, tuple[DeviceRecord, float]] = {}
-        self._skew: Optional[int] = None
+        self._skew: int | None = None
         self._lock = threading.Lock()
 
     @classmethod
-    def for_deployment(cls, w3: Web3, deployment: Deployment, **kw: Any) -> "ChainDevices":
+    def for_deployment(cls, w3: Web3, deployment: Deployment, **kw: Any) -> ChainDevices:
         return cls(w3.eth.contract(address=deployment.ledger.address, abi=deployment.ledger.abi), **kw)
 
-    def device(self, address: str) -> Optional[DeviceRecord]:
+    def device(self, address: str) -> DeviceRecord | None:
         now = self.clock()
         with self._lock:
             hit = self._ids.get(address)
@@ -197,14 +197,14 @@ class IngestContext:
     sessions: sessionmaker
     devices: ChainDevices
     clock: Callable[[], float] = time.time
-    max_skew: Optional[int] = None  # default: the contract's maxClockSkew()
+    max_skew: int | None = None  # default: the contract's maxClockSkew()
     max_body_bytes: int = MAX_BODY_BYTES
 
     def __post_init__(self):
         self.ledger_address = to_checksum_address(self.ledger_address)
 
     @classmethod
-    def create(cls, w3: Web3, deployment: Deployment, engine_or_sessions: Any, **kw: Any) -> "IngestContext":
+    def create(cls, w3: Web3, deployment: Deployment, engine_or_sessions: Any, **kw: Any) -> IngestContext:
         sessions = (engine_or_sessions if isinstance(engine_or_sessions, sessionmaker)
                     else sessionmaker(engine_or_sessions, expire_on_commit=False))
         cache = {k: kw.pop(k) for k in ("ttl", "negative_ttl") if k in kw}
@@ -353,7 +353,7 @@ def _answer(row: PendingBatch) -> IngestResult:
     return IngestResult(row.id, body)
 
 
-def _stored(session: Session, device: str, nonce: int) -> Optional[PendingBatch]:
+def _stored(session: Session, device: str, nonce: int) -> PendingBatch | None:
     return session.scalars(select(PendingBatch).where(PendingBatch.device == device,
                                                       PendingBatch.nonce == nonce)).one_or_none()
 
@@ -367,7 +367,7 @@ def _same_or_conflict(row: PendingBatch, digest_hex: str) -> IngestResult:
 
 
 def ingest_batch(payload: Any, ctx: IngestContext, source: str = "http",
-                 topic_device: Optional[str] = None) -> IngestResult:
+                 topic_device: str | None = None) -> IngestResult:
     """Validates a batch and stores it as pending; raises an :class:`IngestError` subclass."""
     try:
         parsed = parse_batch(payload, ctx)  # may read maxClockSkew() from the node once
@@ -434,13 +434,13 @@ def parse_body(raw: bytes | str, ctx: IngestContext, what: str = "body"):
 
 
 def ingest_json(raw: bytes | str, ctx: IngestContext, source: str = "http",
-                topic_device: Optional[str] = None) -> IngestResult:
+                topic_device: str | None = None) -> IngestResult:
     """:func:`ingest_batch` on a raw JSON body (size and syntax checked first)."""
     return ingest_batch(parse_body(raw, ctx), ctx, source=source, topic_device=topic_device)
 
 
 def handle_json(raw: bytes | str, ctx: IngestContext, source: str = "http",
-                topic_device: Optional[str] = None) -> tuple[int, dict]:
+                topic_device: str | None = None) -> tuple[int, dict]:
     """(HTTP status, JSON body) for a raw request body: what a route or a consumer answers."""
     try:
         result = ingest_json(raw, ctx, source=source, topic_device=topic_device)

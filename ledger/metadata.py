@@ -12,7 +12,6 @@ import base64
 import json
 import re
 from dataclasses import dataclass
-from typing import Optional
 from urllib.parse import quote, unquote_to_bytes
 
 ISWC_RE = re.compile(r"^T-?\d{3}\.?\d{3}\.?\d{3}-?\d$")
@@ -22,8 +21,8 @@ MAX_TITLE = 500
 
 @dataclass(frozen=True)
 class WorkMetadata:
-    title: Optional[str] = None
-    iswc: Optional[str] = None
+    title: str | None = None
+    iswc: str | None = None
 
 
 def make_data_uri(title: str, iswc: str | None = None, **extra) -> str:
@@ -68,6 +67,6 @@ def isrc_to_bytes12(isrc: str | None) -> bytes:
     return compact.encode("ascii")
 
 
-def isrc_from_bytes12(raw: bytes) -> Optional[str]:
+def isrc_from_bytes12(raw: bytes) -> str | None:
     raw = bytes(raw).rstrip(b"\x00")
     return raw.decode("ascii", "replace") if raw else None

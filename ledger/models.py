@@ -15,10 +15,8 @@ rebuilt from the chain at any time (``ledger index --rebuild``). Conventions:
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Optional
 
-from sqlalchemy import (BigInteger, Boolean, Index, Integer, MetaData, Numeric, SmallInteger,
-                        String, UniqueConstraint)
+from sqlalchemy import BigInteger, Boolean, Index, Integer, MetaData, Numeric, SmallInteger, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -97,7 +95,7 @@ class IndexerCheckpoint(Base):
     ledger_address: Mapped[str] = mapped_column(String(42))
     deploy_block: Mapped[int] = mapped_column(BigInteger)
     block_number: Mapped[int] = mapped_column(BigInteger)  # last block written (deploy_block - 1 at start)
-    block_hash: Mapped[Optional[str]] = mapped_column(String(66))
+    block_hash: Mapped[str | None] = mapped_column(String(66))
     updated_at: Mapped[int] = mapped_column(BigInteger)  # unix seconds, wall clock
 
 
@@ -111,9 +109,9 @@ class Work(Base):
     work_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     owner: Mapped[str] = mapped_column(String(42), index=True)
     registrant: Mapped[str] = mapped_column(String(42))
-    isrc: Mapped[Optional[str]] = mapped_column(String(12), unique=True)
-    iswc: Mapped[Optional[str]] = mapped_column(String(15))
-    title: Mapped[Optional[str]] = mapped_column(String(500))
+    isrc: Mapped[str | None] = mapped_column(String(12), unique=True)
+    iswc: Mapped[str | None] = mapped_column(String(15))
+    title: Mapped[str | None] = mapped_column(String(500))
     uri: Mapped[str] = mapped_column(String)
     registered_block: Mapped[int] = mapped_column(BigInteger)
     registered_at: Mapped[int] = mapped_column(BigInteger)
@@ -250,7 +248,7 @@ class Device(Base):
     registered_block: Mapped[int] = mapped_column(BigInteger)
     registered_at: Mapped[int] = mapped_column(BigInteger)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
-    revoked_block: Mapped[Optional[int]] = mapped_column(BigInteger)
+    revoked_block: Mapped[int | None] = mapped_column(BigInteger)
 
 
 # ----------------------------------------------------------------------------- plays

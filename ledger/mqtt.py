@@ -20,13 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Optional
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 
 from .config import DEFAULT_MQTT_URL
-
 from .errors import ConfigError, IngestError
 from .ingest import IngestContext, ingest_batch, parse_body
 
@@ -60,7 +58,7 @@ class MqttIngest:
     """The consumer. ``start()`` connects and returns; ``stop()`` disconnects."""
 
     def __init__(self, ctx: IngestContext, url: str = DEFAULT_MQTT_URL, client_id: str = "ledger-ingest",
-                 shared_group: Optional[str] = None):
+                 shared_group: str | None = None):
         self.ctx = ctx
         parsed = urlparse(url)
         if parsed.scheme not in ("mqtt", "mqtts", "tcp"):

@@ -18,11 +18,9 @@ Alembic owns their schema: ``ledger/migrations/versions/0100_pending_batches.py`
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Optional
+from datetime import UTC, datetime
 
-from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base
@@ -40,7 +38,7 @@ _ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTE
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class RelayTransaction(Base):
@@ -64,9 +62,9 @@ class RelayTransaction(Base):
     batch_count: Mapped[int] = mapped_column(Integer)
     sent_block: Mapped[int] = mapped_column(BigInteger)  # latest block when it was signed
     status: Mapped[str] = mapped_column(String(16), default=TX_SENT)
-    mined_tx_hash: Mapped[Optional[str]] = mapped_column(String(66))
-    mined_block: Mapped[Optional[int]] = mapped_column(BigInteger)
-    gas_used: Mapped[Optional[int]] = mapped_column(BigInteger)
+    mined_tx_hash: Mapped[str | None] = mapped_column(String(66))
+    mined_block: Mapped[int | None] = mapped_column(BigInteger)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -100,11 +98,11 @@ class PendingBatch(Base):
     plays: Mapped[int] = mapped_column(BigInteger)
     source: Mapped[str] = mapped_column(String(8))  # http | mqtt
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
-    reason: Mapped[Optional[str]] = mapped_column(String(32))  # skip reason when rejected
+    reason: Mapped[str | None] = mapped_column(String(32))  # skip reason when rejected
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # transactions it was packed into
-    relay_tx_id: Mapped[Optional[int]] = mapped_column(ForeignKey("relay_transactions.id"))
-    confirmed_tx_hash: Mapped[Optional[str]] = mapped_column(String(66))
-    confirmed_block: Mapped[Optional[int]] = mapped_column(BigInteger)
+    relay_tx_id: Mapped[int | None] = mapped_column(ForeignKey("relay_transactions.id"))
+    confirmed_tx_hash: Mapped[str | None] = mapped_column(String(66))
+    confirmed_block: Mapped[int | None] = mapped_column(BigInteger)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

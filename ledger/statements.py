@@ -24,8 +24,7 @@ import io
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Optional
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
 
@@ -41,8 +40,8 @@ _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 class Period:
     """Months first..last inclusive as YYYYMM; None/None is all time."""
 
-    first: Optional[int] = None
-    last: Optional[int] = None
+    first: int | None = None
+    last: int | None = None
 
     @property
     def is_all_time(self) -> bool:
@@ -89,15 +88,15 @@ def parse_period(period: str | None = None, start: str | None = None, end: str |
 
 
 def period_of(timestamp: int) -> int:
-    d = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    d = datetime.fromtimestamp(timestamp, tz=UTC)
     return d.year * 100 + d.month
 
 
 @dataclass(frozen=True)
 class StatementRow:
     work_id: int
-    title: Optional[str]
-    isrc: Optional[str]
+    title: str | None
+    isrc: str | None
     plays: int
     licensed_plays: int
     gross: int

@@ -5,7 +5,7 @@
 import json
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def main():
         "Written by `make bench` (scripts/bench_report.py); do not edit by hand. Targets are in",
         "docs/gas.md and the design notes; figures here are measured, never asserted by tests.",
         "",
-        f"Last written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+        f"Last written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"Python {platform.python_version()}.",
         "",
     ]

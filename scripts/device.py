@@ -177,7 +177,7 @@ class Provisioning:
     ledger: str
 
     @classmethod
-    def load(cls, path: str) -> "Provisioning":
+    def load(cls, path: str) -> Provisioning:
         data = _read_json(path, "provisioning file", "download it from the portal")
         try:
             prov = cls(
@@ -437,7 +437,7 @@ class HttpTransport:
         if self.workers <= 1 or len(items) <= 1:
             return [(n, self.send(b)) for n, b in items]
         with ThreadPoolExecutor(self.workers) as pool:
-            return list(zip([n for n, _ in items], pool.map(lambda it: self.send(it[1]), items)))
+            return list(zip([n for n, _ in items], pool.map(lambda it: self.send(it[1]), items), strict=True))
 
     def close(self) -> None:
         pass
@@ -514,7 +514,7 @@ class MqttTransport:
             with self._cond:
                 for n, _ in chunk:
                     self._acks.pop(n, None)
-            for n, body in chunk:
+            for _n, body in chunk:
                 self.client.publish(self.topic, body, qos=1)
             deadline = time.monotonic() + self.timeout
             with self._cond:
