@@ -28,14 +28,14 @@ from typing import Any, Callable, Iterable, Optional
 from sqlalchemy import Engine, Table, bindparam, delete, insert, select, text, update
 from web3 import Web3
 
-from .chain import Deployment, LicenseKind
-from .errors import IndexerError, InconsistentEventError, ReorgDetectedError
-from .events import DecodedEvent, EventDecoder
-from .metadata import isrc_from_bytes12, parse_metadata_uri
-from .models import (INDEXED_TABLES, BatchSkip, Device, Distribution, EscrowMovement, IndexerCheckpoint, License,
+from ..chain import Deployment, LicenseKind
+from ..errors import IndexerError, InconsistentEventError, ReorgDetectedError
+from ..events import DecodedEvent, EventDecoder
+from ..metadata import isrc_from_bytes12, parse_metadata_uri
+from ..models import (INDEXED_TABLES, BatchSkip, Device, Distribution, EscrowMovement, IndexerCheckpoint, License,
                      LicensePurchase, Licensee, Payee, PayeeCredit, PlayBatch, SplitShare, Terms, TokenTransfer,
                      Withdrawal, Work, WorkPeriodStats, WorkTransfer, WorkUriUpdate)
-from .playbatch import SKIP_REASONS, decode_play_records, split_shares
+from ..playbatch import SKIP_REASONS, decode_play_records, split_shares
 
 log = logging.getLogger(__name__)
 
