@@ -15,9 +15,9 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, select, text, 
 from ..chain import Deployment
 from ..errors import IndexerError, ReorgDetectedError
 from ..models import INDEXED_TABLES, IndexerCheckpoint
-from .projection import table_of
 
 CHECKPOINT_ID = 1
+_CHECKPOINTS = cast(Table, IndexerCheckpoint.__table__)  # SQLAlchemy types __table__ as any FromClause
 
 
 def load(engine: Engine) -> Optional[IndexerCheckpoint]:
@@ -33,7 +33,7 @@ def ensure(engine: Engine, deployment: Deployment, block_hash: Callable[[int], s
     Raises :class:`IndexerError` for an index of another chain or ledger, and :class:`ReorgDetectedError`
     when ``block_hash`` of the checkpoint block is no longer the hash stored with it.
     """
-    t = table_of(IndexerCheckpoint)
+    t = _CHECKPOINTS
     ledger_address = deployment.ledger.address
     with engine.begin() as conn:
         row = conn.execute(select(t).where(t.c.id == CHECKPOINT_ID)).first()
@@ -58,7 +58,7 @@ def ensure(engine: Engine, deployment: Deployment, block_hash: Callable[[int], s
 
 def claim(conn: Connection, start: int) -> None:
     """Inside a range's transaction: checks (and on PostgreSQL locks) that the checkpoint is at ``start - 1``."""
-    cp = table_of(IndexerCheckpoint)
+    cp = _CHECKPOINTS
     query = select(cp.c.block_number).where(cp.c.id == CHECKPOINT_ID)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
@@ -70,7 +70,7 @@ def claim(conn: Connection, start: int) -> None:
 
 def advance(conn: Connection, end: int, end_hash: str) -> None:
     """Inside a range's transaction: moves the checkpoint to block ``end`` with hash ``end_hash``."""
-    cp = table_of(IndexerCheckpoint)
+    cp = _CHECKPOINTS
     conn.execute(update(cp).where(cp.c.id == CHECKPOINT_ID)
                  .values(block_number=end, block_hash=end_hash, updated_at=int(time.time())))
 

@@ -10,7 +10,6 @@ import logging
 from typing import Any, Iterable, cast
 
 from eth_typing import ChecksumAddress
-
 from web3 import Web3
 
 from ..chain import Deployment
