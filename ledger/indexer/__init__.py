@@ -1,0 +1,184 @@
+"""Contract events -> SQL index, one block range per SQL transaction.
+
+How it stays exact:
+
+- It reads logs of the three contracts (the token only for transfers into or out of the
+  RoyaltyLedger) with ``eth_getLogs`` over ``[checkpoint + 1, head - confirmations]`` in ranges of
+  ``block_range`` blocks, in (block, log index) order.
+- Each range is written in ONE transaction together with the new checkpoint: after a crash the
+  index is at the end of the last committed range and the next run starts right after it.
+- Event rows have unique keys (block, log index[, part]); writing an event twice fails loudly
+  instead of counting it twice.
+- It derives what the events imply exactly as the chain does: a ``Distributed`` amount is split
+  by the latest ``SplitSet`` of the work (``playbatch.split_shares``); a play entry is licensed when
+  the device's licensee holds a METERED license on the work with expiry >= the batch's toTime,
+  and costs count * the license's rate; the licensed amounts of a batch must add up to its
+  ``charged`` or the indexer stops with :class:`InconsistentEventError`.
+- Bulk writes only: COPY into ``plays`` on PostgreSQL, executemany elsewhere; counters and the
+  per (work, month, territory) summary are aggregated in memory and upserted once per range.
+
+The package, one module per job; :class:`Indexer` here composes them:
+
+- ``source``: logs and block timestamps from the node (adaptive range shrinking);
+- ``projection``: decoded events -> rows and counters of a range (no database, no web3);
+- ``writer``: a range's rows into SQL in bulk, and the projection state read back;
+- ``checkpoint``: the last indexed block and its hash.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from sqlalchemy import Connection, Engine, Table
+from web3 import Web3
+
+from ..chain import Deployment
+from ..events import EventDecoder
+from ..models import IndexerCheckpoint
+from . import checkpoint, writer
+from .checkpoint import CHECKPOINT_ID
+from .projection import ZERO_ADDRESS, PlayRow, Projection, RangeRows, Row, period_of
+from .source import LogSource
+from .writer import PLAY_COLUMNS
+
+__all__ = ["CHECKPOINT_ID", "PLAY_COLUMNS", "ZERO_ADDRESS", "IndexStats", "Indexer", "period_of"]
+
+
+@dataclass
+class IndexStats:
+    from_block: int = 0
+    to_block: int = -1
+    ranges: int = 0
+    events: int = 0
+    plays_rows: int = 0
+    seconds: float = 0.0
+
+    @property
+    def blocks(self) -> int:
+        return max(0, self.to_block - self.from_block + 1)
+
+
+class Indexer:
+    """Follows the deployment's events into the database at ``engine`` (migrated to head)."""
+
+    def __init__(self, engine: Engine, w3: Web3, deployment: Deployment, *, confirmations: int = 0,
+                 block_range: int = 2000, progress: Optional[bool] = None) -> None:
+        self.engine = engine
+        self.w3 = w3
+        self.deployment = deployment
+        self.confirmations = confirmations
+        self.block_range = max(1, block_range)
+        self.progress = progress
+        self.decoder: EventDecoder = deployment.event_decoder()
+        self.ledger_address = deployment.ledger.address
+        self.source = LogSource(w3, deployment, self.decoder)
+        self._projection: Optional[Projection] = None  # loaded from the index on first use
+
+    # ------------------------------------------------------------------ checkpoint
+    def checkpoint(self) -> Optional[IndexerCheckpoint]:
+        return checkpoint.load(self.engine)
+
+    def reset(self) -> None:
+        """Empties every indexed table and the checkpoint, in one transaction."""
+        checkpoint.reset(self.engine)
+        self._projection = None
+        self.source.timestamps.clear()
+
+    # ------------------------------------------------------------------ running
+    def head(self) -> int:
+        return self.source.head() - self.confirmations
+
+    def run(self, to_block: Optional[int] = None, rebuild: bool = False) -> IndexStats:
+        """Indexes from the checkpoint to `to_block` (default: head - confirmations)."""
+        started = time.monotonic()
+        if rebuild:
+            self.reset()
+        last = checkpoint.ensure(self.engine, self.deployment, self.source.block_hash)
+        target = self.head() if to_block is None else min(to_block, self.head())
+        stats = IndexStats(from_block=last + 1, to_block=target)
+        if target <= last:
+            stats.to_block = last
+            return stats
+        bar = self._progress_bar(target - last)
+        try:
+            start = last + 1
+            while start <= target:
+                end = min(start + self.block_range - 1, target)
+                events, plays, end = self._index_range(start, end)
+                stats.ranges += 1
+                stats.events += events
+                stats.plays_rows += plays
+                if bar is not None:
+                    bar.update(end - start + 1)
+                    bar.set_postfix(events=stats.events, plays=stats.plays_rows, refresh=False)
+                start = end + 1
+        finally:
+            if bar is not None:
+                bar.close()
+        stats.seconds = time.monotonic() - started
+        return stats
+
+    def follow(self, poll_interval: float = 2.0, should_stop: Callable[[], bool] = lambda: False,
+               on_stats: Callable[[IndexStats], None] | None = None) -> None:
+        """Indexes new blocks as they come, until should_stop() (or KeyboardInterrupt)."""
+        while not should_stop():
+            stats = self.run()
+            if on_stats is not None and stats.ranges:
+                on_stats(stats)
+            time.sleep(poll_interval)
+
+    def _progress_bar(self, blocks: int) -> Any:
+        """A tqdm bar over ``blocks`` blocks, or None when progress is off (default: on a terminal, long runs)."""
+        show = self.progress
+        if show is None:
+            show = sys.stderr.isatty() and blocks > 5 * self.block_range
+        if not show:
+            return None
+        from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed
+
+        return tqdm(total=blocks, unit="block", desc="indexing", dynamic_ncols=True)
+
+    # ------------------------------------------------------------------ one range
+    def _index_range(self, start: int, end: int) -> tuple[int, int, int]:
+        logs, end = self.source.logs(start, end)
+        end_hash = self.source.block_hash(end)
+        self.source.load_timestamps(e["blockNumber"] for e in logs)
+        timestamps = self.source.timestamps
+        if self._projection is None:
+            with self.engine.connect() as conn:
+                self._projection = Projection(writer.load_state(conn))
+        projection = self._projection
+        batch = RangeRows()
+        try:
+            for entry in logs:
+                event = self.decoder.decode(entry)
+                if event is None:
+                    continue
+                handler = projection.handler(event)
+                if handler is None:
+                    continue
+                ts = timestamps[event.block_number]
+                handler(event, batch, ts, period_of(ts))
+                batch.events += 1
+            self._write(batch, start, end, end_hash)
+        except BaseException:
+            self._projection = None  # its state may hold changes of the range that was not written
+            raise
+        return batch.events, len(batch.plays), end
+
+    def _write(self, batch: RangeRows, start: int, end: int, end_hash: str) -> None:
+        with self.engine.begin() as conn:
+            checkpoint.claim(conn, start)
+            writer.write_range(conn, batch, self._write_rows, self._write_plays)
+            checkpoint.advance(conn, end, end_hash)
+
+    # ------------------------------------------------------------------ bulk writers (hooks)
+    def _write_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:
+        """Bulk insert (one executemany). Tests wrap this to inject failures."""
+        writer.write_rows(conn, table, rows)
+
+    def _write_plays(self, conn: Connection, rows: list[PlayRow]) -> None:
+        """Play rows: COPY on PostgreSQL, executemany elsewhere. Tests wrap this to inject failures."""
+        writer.write_plays(conn, rows)

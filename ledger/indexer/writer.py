@@ -1,0 +1,144 @@
+"""The SQL writer: one range's rows into the index tables, in bulk, and the projection state read back.
+
+It owns how rows reach the database: one executemany per table, COPY into ``plays`` on PostgreSQL,
+counter deltas and plain updates of keyed rows (works, licensees, devices) grouped into executemany
+updates, and upserts of licenses, payees and the per (work, month, territory) summary. No per-row
+round trips. It also reads back the projection's :class:`State` from the tables it wrote, so an
+indexer resumes where the index stands. The caller owns the transaction; nothing here talks to the node.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Union
+
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
+
+from ..chain import LicenseKind
+from ..errors import IndexerError
+from ..models import Device, License, Licensee, Payee, SplitShare, Work, WorkPeriodStats
+from .projection import KeyedRows, PlayRow, RangeRows, Row, State, table_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+PLAY_COLUMNS = ("block_number", "log_index", "batch_index", "work_id", "device_id", "count", "licensed", "rate",
+                "amount", "territory", "period")
+
+WriteRows = Callable[[Connection, Table, list[Row]], None]
+WritePlays = Callable[[Connection, list[PlayRow]], None]
+UpsertInsert = Union["postgresql.Insert", "sqlite.Insert"]
+
+
+def load_state(conn: Connection) -> State:
+    """The projection's state as the index holds it: latest splits, licensees, METERED licenses, devices, works."""
+    state = State()
+    s = table_of(SplitShare)
+    current: dict[int, tuple[tuple[int, int], list[str], list[int]]] = {}
+    for row in conn.execute(select(s.c.work_id, s.c.block_number, s.c.log_index, s.c.payee, s.c.bps)
+                            .order_by(s.c.work_id, s.c.block_number, s.c.log_index, s.c.position)):
+        key = (row.block_number, row.log_index)
+        entry = current.get(row.work_id)
+        if entry is None or entry[0] != key:
+            entry = current[row.work_id] = (key, [], [])
+        entry[1].append(row.payee)
+        entry[2].append(row.bps)
+    state.splits = {w: (p, b) for w, (_, p, b) in current.items()}
+    state.licensee_by_index = {i: a for i, a in conn.execute(select(Licensee.licensee_index, Licensee.address))}
+    state.index_by_licensee = {a: i for i, a in state.licensee_by_index.items()}
+    lic = table_of(License)
+    for row in conn.execute(select(lic.c.licensee, lic.c.work_id, lic.c.rate_per_play, lic.c.expiry)
+                            .where(lic.c.kind == int(LicenseKind.METERED))):
+        state.metered[(row.licensee, row.work_id)] = (row.rate_per_play, row.expiry)
+    state.territory = {d: t for d, t in conn.execute(select(Device.device_id, Device.territory))}
+    state.works = set(conn.execute(select(Work.work_id)).scalars())
+    return state
+
+
+def write_range(conn: Connection, batch: RangeRows, write_rows: WriteRows, write_plays: WritePlays) -> None:
+    """Writes everything of one range; ``write_rows``/``write_plays`` do the bulk inserts (the facade's hooks)."""
+    flush_keyed(conn, batch.works, write_rows)
+    flush_keyed(conn, batch.licensees, write_rows)
+    flush_keyed(conn, batch.devices, write_rows)
+    for table, rows in batch.rows.items():
+        write_rows(conn, table, rows)
+    if batch.plays:
+        write_plays(conn, batch.plays)
+    upsert_licenses(conn, batch.licenses)
+    upsert_counters(conn, table_of(WorkPeriodStats), ["work_id", "period", "territory"],
+                    ["plays", "licensed_plays", "play_gross", "fee_gross"],
+                    [{"work_id": w, "period": p, "territory": t, "plays": s[0], "licensed_plays": s[1],
+                      "play_gross": s[2], "fee_gross": s[3]} for (w, p, t), s in batch.stats.items()])
+    upsert_counters(conn, table_of(Payee), ["address"], ["credited", "withdrawn"],
+                    [{"address": a, "credited": c, "withdrawn": w} for a, (c, w) in batch.payees.items()])
+
+
+def flush_keyed(conn: Connection, keyed: KeyedRows, write_rows: WriteRows) -> None:
+    """New rows in bulk, then counter deltas, then plain updates grouped by the columns they set."""
+    t, k = keyed.table, keyed.key
+    if keyed.new:
+        write_rows(conn, t, list(keyed.new.values()))
+    if keyed.deltas:
+        stmt = (update(t).where(t.c[k] == bindparam("_key"))
+                .values({c: t.c[c] + bindparam("_d_" + c) for c in keyed.counters}))
+        conn.execute(stmt, [{"_key": key, **{"_d_" + c: v for c, v in d.items()}}
+                            for key, d in keyed.deltas.items()])
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for key, values in keyed.sets.items():
+        groups.setdefault(tuple(sorted(values)), []).append(
+            {"_key": key, **{"_s_" + c: v for c, v in values.items()}})
+    for cols, rows in groups.items():
+        stmt = update(t).where(t.c[k] == bindparam("_key")).values({c: bindparam("_s_" + c) for c in cols})
+        conn.execute(stmt, rows)
+
+
+def write_rows(conn: Connection, table: Table, rows: list[Row]) -> None:
+    """Bulk insert (one executemany)."""
+    if rows:
+        conn.execute(insert(table), rows)
+
+
+def write_plays(conn: Connection, rows: list[PlayRow]) -> None:
+    """Play rows: COPY on PostgreSQL, executemany elsewhere."""
+    if conn.dialect.name == "postgresql":
+        raw: Any = conn.connection.driver_connection  # a psycopg 3 connection
+        with raw.cursor() as cur:
+            with cur.copy(f"COPY plays ({', '.join(PLAY_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+    else:
+        marks = ", ".join("?" for _ in PLAY_COLUMNS)
+        conn.exec_driver_sql(f"INSERT INTO plays ({', '.join(PLAY_COLUMNS)}) VALUES ({marks})", rows)
+
+
+def _insert_for(conn: Connection, table: Table) -> UpsertInsert:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    raise IndexerError(f"unsupported database {conn.dialect.name}: use SQLite or PostgreSQL")
+
+
+def upsert_counters(conn: Connection, table: Table, keys: list[str], counters: list[str], rows: list[Row]) -> None:
+    """Inserts ``rows``, or adds their ``counters`` to the rows already under the same ``keys``."""
+    if not rows:
+        return
+    stmt = _insert_for(conn, table)
+    stmt = stmt.on_conflict_do_update(index_elements=keys,
+                                      set_={c: table.c[c] + stmt.excluded[c] for c in counters})
+    conn.execute(stmt, rows)
+
+
+def upsert_licenses(conn: Connection, licenses: dict[tuple[str, int, int], Row]) -> None:
+    """The latest terms of each (licensee, work, kind) bought in the range, adding up the fees paid."""
+    if not licenses:
+        return
+    t = table_of(License)
+    stmt = _insert_for(conn, t)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["licensee", "work_id", "kind"],
+        set_={"rate_per_play": stmt.excluded.rate_per_play, "expiry": stmt.excluded.expiry,
+              "updated_block": stmt.excluded.updated_block, "fees_paid": t.c.fees_paid + stmt.excluded.fees_paid})
+    conn.execute(stmt, list(licenses.values()))
