@@ -211,7 +211,8 @@ class RevertDecoder:
             values = abi_decode(types, data[4:]) if types else ()
         except Exception:  # noqa: BLE001 - eth-abi raises several types for bad data
             return cls(data=data, message=f"{cls.error_name()} (undecodable arguments 0x{data[4:].hex()})")
-        args = {n: (to_checksum_address(v) if t == "address" else v) for n, t, v in zip(names, types, values, strict=True)}
+        args = {n: (to_checksum_address(v) if t == "address" else v)
+                for n, t, v in zip(names, types, values, strict=True)}
         return cls(args, data)
 
 

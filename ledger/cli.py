@@ -224,8 +224,9 @@ def cmd_works(args, settings: Settings) -> int:
     rows = [(w.work_id, w.title or "", w.isrc or "", w.iswc or "", w.owner, w.plays, w.licensed_plays, w.accrued,
              w.accrued - w.distributed, w.split_locked) for w in works]
     if args.format == "json":
-        print(json.dumps([{k: (str(v) if k in ("accrued", "undistributed") else v) for k, v in zip(cols, r, strict=True)}
-                          for r in rows], indent=2))
+        money = ("accrued", "undistributed")
+        print(json.dumps([{k: (str(v) if k in money else v) for k, v in zip(cols, r, strict=True)} for r in rows],
+                         indent=2))
     elif args.format == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

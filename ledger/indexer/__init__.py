@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from sqlalchemy import Connection, Engine, Table
 from web3 import Web3
@@ -64,7 +65,7 @@ class Indexer:
     """Follows the deployment's events into the database at ``engine`` (migrated to head)."""
 
     def __init__(self, engine: Engine, w3: Web3, deployment: Deployment, *, confirmations: int = 0,
-                 block_range: int = 2000, progress: Optional[bool] = None) -> None:
+                 block_range: int = 2000, progress: bool | None = None) -> None:
         self.engine = engine
         self.w3 = w3
         self.deployment = deployment
@@ -74,10 +75,10 @@ class Indexer:
         self.decoder: EventDecoder = deployment.event_decoder()
         self.ledger_address = deployment.ledger.address
         self.source = LogSource(w3, deployment, self.decoder)
-        self._projection: Optional[Projection] = None  # loaded from the index on first use
+        self._projection: Projection | None = None  # loaded from the index on first use
 
     # ------------------------------------------------------------------ checkpoint
-    def checkpoint(self) -> Optional[IndexerCheckpoint]:
+    def checkpoint(self) -> IndexerCheckpoint | None:
         return checkpoint.load(self.engine)
 
     def reset(self) -> None:
@@ -90,7 +91,7 @@ class Indexer:
     def head(self) -> int:
         return self.source.head() - self.confirmations
 
-    def run(self, to_block: Optional[int] = None, rebuild: bool = False) -> IndexStats:
+    def run(self, to_block: int | None = None, rebuild: bool = False) -> IndexStats:
         """Indexes from the checkpoint to `to_block` (default: head - confirmations)."""
         started = time.monotonic()
         if rebuild:

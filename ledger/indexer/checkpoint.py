@@ -8,7 +8,8 @@ The node is reached only through the ``block_hash`` callable it is given.
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional, cast
+from collections.abc import Callable
+from typing import cast
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, text, update
 
@@ -20,7 +21,7 @@ CHECKPOINT_ID = 1
 _CHECKPOINTS = cast(Table, IndexerCheckpoint.__table__)  # SQLAlchemy types __table__ as any FromClause
 
 
-def load(engine: Engine) -> Optional[IndexerCheckpoint]:
+def load(engine: Engine) -> IndexerCheckpoint | None:
     """The checkpoint row, or None before the first run."""
     with engine.connect() as conn:
         row = conn.execute(select(IndexerCheckpoint).where(IndexerCheckpoint.id == CHECKPOINT_ID)).first()

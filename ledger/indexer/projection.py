@@ -7,9 +7,10 @@ tested alone; the writer turns a :class:`RangeRows` into SQL and the facade load
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, cast
+from datetime import UTC, datetime
+from typing import Any, cast
 
 from sqlalchemy import Table
 
@@ -17,8 +18,24 @@ from ..chain import LicenseKind
 from ..errors import InconsistentEventError
 from ..events import DecodedEvent
 from ..metadata import isrc_from_bytes12, parse_metadata_uri
-from ..models import (Base, BatchSkip, Device, Distribution, EscrowMovement, Licensee, LicensePurchase, PayeeCredit,
-                      PlayBatch, SplitShare, Terms, TokenTransfer, Withdrawal, Work, WorkTransfer, WorkUriUpdate)
+from ..models import (
+    Base,
+    BatchSkip,
+    Device,
+    Distribution,
+    EscrowMovement,
+    Licensee,
+    LicensePurchase,
+    PayeeCredit,
+    PlayBatch,
+    SplitShare,
+    Terms,
+    TokenTransfer,
+    Withdrawal,
+    Work,
+    WorkTransfer,
+    WorkUriUpdate,
+)
 from ..playbatch import SKIP_REASONS, decode_play_records, split_shares
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -53,7 +70,7 @@ WORK_URI_UPDATES = table_of(WorkUriUpdate)
 
 def period_of(timestamp: int) -> int:
     """UTC month of a unix time as YYYYMM."""
-    d = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    d = datetime.fromtimestamp(timestamp, tz=UTC)
     return d.year * 100 + d.month
 
 

@@ -7,7 +7,8 @@ cache of block timestamps. Everything here talks to web3; nothing here touches t
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, cast
+from collections.abc import Iterable
+from typing import Any, cast
 
 from eth_typing import ChecksumAddress
 from web3 import Web3
@@ -82,8 +83,12 @@ class LogSource:
                 log.info("node refused logs of %d blocks, retrying with %d", end - start + 1, end - start + 1)
 
     def load_timestamps(self, numbers: Iterable[int]) -> None:
-        """Fetches the timestamps of the blocks ``numbers`` not yet in :attr:`timestamps`."""
-        missing = sorted(n for n in set(numbers) if n not in self.timestamps)
+        """Fetches the timestamps of the blocks ``numbers`` not yet in :attr:`timestamps` (emptying
+        the cache first when it is full, so what the caller asked for is always there after)."""
+        wanted = set(numbers)
+        if len(self.timestamps) + len(wanted) > MAX_CACHED_TIMESTAMPS:
+            self.timestamps.clear()
+        missing = sorted(n for n in wanted if n not in self.timestamps)
         for i in range(0, len(missing), TIMESTAMP_CHUNK):
             chunk = missing[i:i + TIMESTAMP_CHUNK]
             blocks: list[Any]
@@ -92,9 +97,7 @@ class LogSource:
                     for n in chunk:
                         batch.add(self.w3.eth.get_block(n))
                     blocks = batch.execute()
-            except Exception:  # a node without JSON-RPC batches
+            except Exception:  # noqa: BLE001 - a node without JSON-RPC batches
                 blocks = [self.w3.eth.get_block(n) for n in chunk]
-            for n, block in zip(chunk, blocks):
+            for n, block in zip(chunk, blocks, strict=True):
                 self.timestamps[n] = int(block["timestamp"])
-        if len(self.timestamps) > MAX_CACHED_TIMESTAMPS:
-            self.timestamps.clear()

@@ -8,7 +8,8 @@ indexer resumes where the index stands. The caller owns the transaction; nothing
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Union
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Union
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 

@@ -474,3 +474,30 @@ def test_token_transfer_is_recorded_with_its_amount(projection, rows):
 def test_token_transfer_changes_no_counter(projection, rows):
     apply(projection, event("Token", "Transfer", **{"from": BUYER, "to": LICENSEE, "value": 1_000}), rows)
     assert rows.payees == {} and rows.licensees.deltas == {} and rows.works.deltas == {}
+
+
+def test_timestamp_cache_keeps_the_blocks_just_loaded_when_it_is_full(monkeypatch):
+    """The cache is emptied before loading, never after: what was asked for is always there."""
+    from types import SimpleNamespace
+
+    from ledger.indexer import source
+
+    class Node:  # answers eth_getBlock only (no JSON-RPC batches), timestamp = 1000 + number
+        def batch_requests(self):
+            raise RuntimeError("no batches")
+
+        eth = SimpleNamespace(get_block=lambda n: {"timestamp": 1000 + n})
+
+    from ledger.chain import ContractInfo, Deployment
+
+    transfer = [{"type": "event", "name": "Transfer", "anonymous": False, "inputs": [
+        {"name": "from", "type": "address", "indexed": True}, {"name": "to", "type": "address", "indexed": True},
+        {"name": "value", "type": "uint256", "indexed": False}]}]
+    contracts = {name: ContractInfo("0x" + f"{i + 1:040x}", transfer if name == "TestStablecoin" else [])
+                 for i, name in enumerate(("TestStablecoin", "WorkRegistry", "RoyaltyLedger"))}
+    deployment = Deployment(31337, 0, "0x" + "00" * 20, contracts)
+    monkeypatch.setattr(source, "MAX_CACHED_TIMESTAMPS", 3)
+    logs = source.LogSource(Node(), deployment, deployment.event_decoder())
+    logs.load_timestamps([1, 2, 3])
+    logs.load_timestamps([4, 5])
+    assert logs.timestamps[4] == 1004 and logs.timestamps[5] == 1005
