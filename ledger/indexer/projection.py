@@ -233,7 +233,7 @@ class Projection:
         if not payees or len(payees) != len(bps) or sum(bps) != 10_000:
             raise InconsistentEventError(f"SplitSet at block {e.block_number} is not a valid split")
         base = _base(e, ts)
-        for position, (payee, share) in enumerate(zip(payees, bps)):
+        for position, (payee, share) in enumerate(zip(payees, bps, strict=True)):
             r.add(SPLIT_SHARES, {**base, "work_id": work_id, "position": position, "payee": payee,
                                          "bps": share})
         self.state.splits[work_id] = (payees, bps)
@@ -251,7 +251,7 @@ class Projection:
         payees, bps = split
         base = _base(e, ts)
         r.add(DISTRIBUTIONS, {**base, "work_id": work_id, "amount": amount, "period": period})
-        for position, (payee, share, part) in enumerate(zip(payees, bps, split_shares(amount, bps))):
+        for position, (payee, share, part) in enumerate(zip(payees, bps, split_shares(amount, bps), strict=True)):
             r.add(PAYEE_CREDITS, {**base, "work_id": work_id, "position": position, "payee": payee,
                                           "bps": share, "amount": part, "period": period})
             r.payee(payee, credited=part)
