@@ -9,7 +9,7 @@ SOLC_EXE := $(SOLC_DIR)/solc-v$(SOLC_VERSION)
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export SOLCX_BINARY_PATH := $(SOLC_DIR)
 
-.PHONY: install install-python install-node install-solc install-brownie-network install-chromium compile test test-contracts test-ledger run bench gas clean services
+.PHONY: lint install install-python install-node install-solc install-brownie-network install-chromium compile test test-contracts test-ledger run bench gas clean services
 
 install: install-python install-node install-solc install-brownie-network install-chromium services
 
@@ -17,7 +17,7 @@ install: install-python install-node install-solc install-brownie-network instal
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 install-python: $(VENV)/.installed
 
@@ -60,7 +60,13 @@ services:
 compile: install
 	brownie compile
 
-test: install
+# ruff (lint) and mypy (strict on ledger/: see pyproject.toml) on the Python code.
+LINT_PATHS := ledger webapp scripts
+lint: install-python
+	ruff check $(LINT_PATHS)
+	mypy
+
+test: install lint
 	brownie compile >/dev/null
 	brownie test tests/contracts --network contract-tests -p no:cacheprovider
 	python scripts/gas_w1.py --smoke

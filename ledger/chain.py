@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from eth_abi import decode as abi_decode
+from eth_typing import ChecksumAddress
 from eth_utils import is_address, keccak, to_checksum_address
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, TimeExhausted
@@ -30,7 +31,7 @@ from . import errors
 from .errors import ChainUnavailableError, ContractRevert, NotDeployedError, UserError
 from .events import DecodedEvent, EventDecoder
 from .metadata import isrc_from_bytes12, isrc_to_bytes12, make_data_uri
-from .playbatch import Group, batch_outcome, encode_submission
+from .playbatch import Group, PlayRecord, batch_outcome, encode_submission
 
 CONTRACT_NAMES = ("TestStablecoin", "WorkRegistry", "RoyaltyLedger")
 TOKEN_KEYS = ("TestStablecoin", "Token")  # an external token (LEDGER_TOKEN_ADDRESS) is stored as "Token"
@@ -45,7 +46,7 @@ class LicenseKind(IntEnum):
     METERED = 1
 
 
-def checksum(address: str, what: str = "address") -> str:
+def checksum(address: str, what: str = "address") -> ChecksumAddress:
     """A checksummed address, or UserError naming what was wrong."""
     if not isinstance(address, str) or not is_address(address):
         raise UserError(f"{what} {address!r} is not an Ethereum address (0x + 40 hex digits)")
@@ -56,8 +57,8 @@ def checksum(address: str, what: str = "address") -> str:
 
 @dataclass(frozen=True)
 class ContractInfo:
-    address: str
-    abi: list
+    address: ChecksumAddress
+    abi: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class Deployment:
                 raise NotDeployedError(f"deployments file {path} has no {name}")
         return deployment
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"chainId": self.chain_id, "deployBlock": self.deploy_block, "deployer": self.deployer,
                 "contracts": {name: {"address": c.address, "abi": c.abi} for name, c in self.contracts.items()}}
 
@@ -144,7 +145,7 @@ def load_deployment(w3: Web3, path: Path | str) -> Deployment:
     return deployment
 
 
-def load_artifact(build_dir: Path | str, name: str) -> tuple[list, str]:
+def load_artifact(build_dir: Path | str, name: str) -> tuple[list[dict[str, Any]], str]:
     """(abi, bytecode) of a compiled contract from build/contracts/<name>.json."""
     path = Path(build_dir) / f"{name}.json"
     try:
@@ -254,7 +255,7 @@ class SubmitResult:
     """What `submitBatches` did: the batches applied and the ones skipped (with reasons)."""
 
     tx: TxResult
-    applied: list  # list[PlayRecord]
+    applied: list[PlayRecord]
     skipped: list[tuple[int, int, str]]  # (device id, nonce, reason)
 
 
@@ -277,11 +278,11 @@ class Transactor:
         self.receipt_timeout = receipt_timeout
 
     @property
-    def address(self) -> str:
+    def address(self) -> ChecksumAddress:
         if self.account is None:
             raise UserError("this action sends a transaction: give the client an account")
         if hasattr(self.account, "address"):
-            return str(self.account.address)
+            return to_checksum_address(self.account.address)
         return to_checksum_address(self.account)
 
     def _raise_revert(self, exc: BaseException) -> NoReturn:
@@ -326,15 +327,15 @@ class Transactor:
         if receipt["status"] != 1:
             # Mined but reverted (state changed between estimate and inclusion): replay for the reason.
             try:
-                self.w3.eth.call({k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")},
-                                 receipt["blockNumber"] - 1)
+                replay: Any = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")}
+                self.w3.eth.call(replay, receipt["blockNumber"] - 1)
             except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
                 self._raise_revert(exc)
             raise errors.UnknownRevert(message=f"transaction 0x{bytes(tx_hash).hex()} reverted")
         decoded = [e for e in (self.events.decode(log) for log in receipt["logs"]) if e is not None]
         return TxResult("0x" + bytes(tx_hash).hex(), receipt["blockNumber"], receipt["gasUsed"], decoded)
 
-    def deploy(self, abi: list[dict[str, Any]], bytecode: str, args: Sequence[Any] = ()) -> tuple[str, int]:
+    def deploy(self, abi: list[dict[str, Any]], bytecode: str, args: Sequence[Any] = ()) -> tuple[ChecksumAddress, int]:
         """Deploys a contract; returns (address, block number)."""
         constructor = self.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args)
         sender = self.address
@@ -348,7 +349,7 @@ class Transactor:
         receipt = self._receipt(tx_hash)
         if receipt["status"] != 1 or not receipt["contractAddress"]:
             raise errors.UnknownRevert(message=f"deployment transaction 0x{bytes(tx_hash).hex()} failed")
-        return str(receipt["contractAddress"]), int(receipt["blockNumber"])
+        return to_checksum_address(receipt["contractAddress"]), int(receipt["blockNumber"])
 
 
 class LedgerClient(Transactor):
@@ -369,10 +370,10 @@ class LedgerClient(Transactor):
 
     # ------------------------------------------------------------------ token
     def token_balance(self, address: str) -> int:
-        return self.token.functions.balanceOf(checksum(address)).call()
+        return int(self.token.functions.balanceOf(checksum(address)).call())
 
     def allowance(self, owner: str) -> int:
-        return self.token.functions.allowance(checksum(owner), self.ledger.address).call()
+        return int(self.token.functions.allowance(checksum(owner), self.ledger.address).call())
 
     def approve(self, amount: int) -> TxResult:
         return self.transact(self.token.functions.approve(self.ledger.address, amount))
@@ -399,7 +400,7 @@ class LedgerClient(Transactor):
                 raise UserError("a work needs a metadata URI or a title")
             uri = make_data_uri(title, iswc)
         result = self.transact(self.works.functions.registerWork(uri, isrc_to_bytes12(isrc)))
-        return result.named("WorkRegistered")[0].args["workId"]
+        return int(result.named("WorkRegistered")[0].args["workId"])
 
     def set_work_uri(self, work_id: int, uri: str) -> TxResult:
         return self.transact(self.works.functions.setWorkURI(work_id, uri))
@@ -408,13 +409,13 @@ class LedgerClient(Transactor):
         return self.transact(self.works.functions.transferFrom(self.address, checksum(to), work_id))
 
     def owner_of(self, work_id: int) -> str:
-        return self.call(self.works.functions.ownerOf(work_id))
+        return str(self.call(self.works.functions.ownerOf(work_id)))
 
     def isrc_of(self, work_id: int) -> str | None:
         return isrc_from_bytes12(self.works.functions.isrcOf(work_id).call())
 
     def total_works(self) -> int:
-        return self.works.functions.totalWorks().call()
+        return int(self.works.functions.totalWorks().call())
 
     # ------------------------------------------------------------------ splits and payouts
     def current_split(self, work_id: int) -> tuple[list[str], list[int]]:
@@ -426,6 +427,8 @@ class LedgerClient(Transactor):
         if not logs:
             return [], []
         event = self.events.decode(logs[-1])
+        if event is None:
+            raise NotDeployedError("a SplitSet log the deployment's ABI does not decode")
         return list(event.args["payees"]), list(event.args["bps"])
 
     def set_split(self, work_id: int, payees: Sequence[str], bps: Sequence[int],
@@ -450,16 +453,16 @@ class LedgerClient(Transactor):
         return sum(e.args["amount"] for e in result.named("Withdrawn"))
 
     def balance_of(self, payee: str) -> int:
-        return self.ledger.functions.balanceOf(checksum(payee, "payee")).call()
+        return int(self.ledger.functions.balanceOf(checksum(payee, "payee")).call())
 
     def accrued_of(self, work_id: int) -> int:
-        return self.ledger.functions.accruedOf(work_id).call()
+        return int(self.ledger.functions.accruedOf(work_id).call())
 
     def plays_of(self, work_id: int) -> int:
-        return self.ledger.functions.playsOf(work_id).call()
+        return int(self.ledger.functions.playsOf(work_id).call())
 
     def is_split_locked(self, work_id: int) -> bool:
-        return self.ledger.functions.isSplitLocked(work_id).call()
+        return bool(self.ledger.functions.isSplitLocked(work_id).call())
 
     # ------------------------------------------------------------------ licensing
     def set_terms(self, work_id: int, kind: LicenseKind | int, fee: int, rate_per_play: int, duration: int,
@@ -478,7 +481,7 @@ class LedgerClient(Transactor):
         if approve:
             self.ensure_allowance(min(fee, max_fee))
         result = self.transact(self.ledger.functions.buyLicense(work_id, int(kind), max_fee, max_rate))
-        return result.named("LicenseBought")[0].args["expiry"]
+        return int(result.named("LicenseBought")[0].args["expiry"])
 
     def buy_licenses(self, work_ids: Sequence[int], kind: LicenseKind | int, max_total_fee: int,
                      max_rate: int, approve: bool = True) -> TxResult:
@@ -503,10 +506,10 @@ class LedgerClient(Transactor):
         return self.transact(self.ledger.functions.withdrawEscrow(amount, checksum(to or self.address, "recipient")))
 
     def escrow_of(self, licensee: str) -> int:
-        return self.ledger.functions.escrowOf(checksum(licensee, "licensee")).call()
+        return int(self.ledger.functions.escrowOf(checksum(licensee, "licensee")).call())
 
     def licensee_index_of(self, licensee: str) -> int:
-        return self.ledger.functions.licenseeIndexOf(checksum(licensee, "licensee")).call()
+        return int(self.ledger.functions.licenseeIndexOf(checksum(licensee, "licensee")).call())
 
     # ------------------------------------------------------------------ devices
     @staticmethod
@@ -520,7 +523,7 @@ class LedgerClient(Transactor):
         """Registers a device key for the account; returns the device id."""
         result = self.transact(self.ledger.functions.registerDevice(checksum(device, "device"),
                                                                     self._territory(territory)))
-        return result.named("DeviceRegistered")[0].args["deviceId"]
+        return int(result.named("DeviceRegistered")[0].args["deviceId"])
 
     def register_devices(self, devices: Sequence[str], territories: Sequence[str]) -> list[int]:
         result = self.transact(self.ledger.functions.registerDevices(
@@ -531,13 +534,13 @@ class LedgerClient(Transactor):
         return self.transact(self.ledger.functions.revokeDevice(device_id))
 
     def device_id_of(self, device: str) -> int:
-        return self.ledger.functions.deviceIdOf(checksum(device, "device")).call()
+        return int(self.ledger.functions.deviceIdOf(checksum(device, "device")).call())
 
     def device_info(self, device_id: int) -> tuple[str, str, bool]:
         return tuple(self.ledger.functions.deviceInfo(device_id).call())
 
     def is_nonce_used(self, device_id: int, nonce: int) -> bool:
-        return self.ledger.functions.isNonceUsed(device_id, nonce).call()
+        return bool(self.ledger.functions.isNonceUsed(device_id, nonce).call())
 
     # ------------------------------------------------------------------ plays
     def submit_batches(self, data: bytes | Sequence[Group], gas: int | None = None) -> SubmitResult:
@@ -564,8 +567,20 @@ def token_interface_abi(build_dir: Path | str) -> list[dict[str, Any]]:
     return abi
 
 
-def deploy(w3: Web3, account: Any, build_dir: Path | str, token_address: str | None = None) -> Deployment:
-    """Deploys WorkRegistry, RoyaltyLedger (and TestStablecoin unless a token is given)."""
+#: Chain ids of local devnets (Anvil, Hardhat, Ganache), where the open-mint test token may be deployed.
+DEVNET_CHAIN_IDS = frozenset({31337, 1337})
+
+
+def deploy(w3: Web3, account: Any, build_dir: Path | str, token_address: str | None = None,
+           test_token: bool = False) -> Deployment:
+    """Deploys WorkRegistry, RoyaltyLedger (and TestStablecoin unless a token is given).
+
+    TestStablecoin has an open faucet: without a token address it is deployed only on a devnet
+    chain id, or anywhere when ``test_token`` says so explicitly.
+    """
+    if token_address is None and not test_token and w3.eth.chain_id not in DEVNET_CHAIN_IDS:
+        raise UserError(f"chain {w3.eth.chain_id} is not a devnet: give the settlement token "
+                        "(--token / LEDGER_TOKEN_ADDRESS), or --test-token to deploy the open-mint test token")
     artifacts = {name: load_artifact(build_dir, name) for name in ("WorkRegistry", "RoyaltyLedger")}
     if token_address is None:
         artifacts["TestStablecoin"] = load_artifact(build_dir, "TestStablecoin")

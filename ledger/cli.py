@@ -52,7 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("deploy", help="deploy WorkRegistry and RoyaltyLedger (and the devnet test token)",
                        description="Deploys the contracts from compiled artifacts with the key in LEDGER_PRIVATE_KEY "
                                    "(or the node's first unlocked account) and writes deployments/<chainId>.json.")
-    d.add_argument("--token", help="settlement token address (LEDGER_TOKEN_ADDRESS); default: deploy TestStablecoin")
+    d.add_argument("--token", help="settlement token address (LEDGER_TOKEN_ADDRESS); default on a devnet: "
+                                   "deploy TestStablecoin")
+    d.add_argument("--test-token", action="store_true",
+                   help="deploy the open-mint TestStablecoin even on a chain that is not a devnet")
     d.add_argument("--build-dir", type=Path, help="compiled artifacts (LEDGER_BUILD_DIR; default build/contracts)")
     d.add_argument("--force", action="store_true", help="overwrite an existing deployments file of this chain")
 
@@ -123,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # ----------------------------------------------------------------------------- commands
 
-def _settings(args) -> Settings:
+def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env().with_(rpc_url=args.rpc_url, database_url=args.database_url,
                                      deployments=args.deployments)
 
@@ -140,7 +143,7 @@ def _chain(settings: Settings) -> tuple[Web3, Deployment]:
     return open_chain(settings)
 
 
-def cmd_deploy(args, settings: Settings) -> int:
+def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     from .chain import connect, deploy, resolve_account
 
     w3 = connect(settings.rpc_url)
@@ -148,7 +151,8 @@ def cmd_deploy(args, settings: Settings) -> int:
     if path.exists() and not args.force:
         raise UserError(f"{path} exists: pass --force to deploy again and overwrite it")
     account = resolve_account(w3, settings.private_key)
-    deployment = deploy(w3, account, args.build_dir or settings.build_dir, args.token or settings.token_address)
+    deployment = deploy(w3, account, args.build_dir or settings.build_dir, args.token or settings.token_address,
+                        test_token=args.test_token)
     deployment.save(path)
     for name, info in deployment.contracts.items():
         print(f"{name:15} {info.address}")
@@ -156,8 +160,8 @@ def cmd_deploy(args, settings: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_index(args, settings: Settings) -> int:
-    from .indexer import Indexer
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from .indexer import Indexer, IndexStats
 
     engine = _engine(settings, migrate_if_empty=True)
     w3, deployment = _chain(settings)
@@ -170,7 +174,7 @@ def cmd_index(args, settings: Settings) -> int:
     indexer = Indexer(engine, w3, deployment, confirmations=confirmations, block_range=block_range,
                       progress=args.progress)
 
-    def report(stats):
+    def report(stats: IndexStats) -> None:
         rate = stats.plays_rows / stats.seconds if stats.seconds else 0
         print(f"indexed blocks {stats.from_block}..{stats.to_block}: {stats.events} events, "
               f"{stats.plays_rows} play rows in {stats.ranges} ranges, {stats.seconds:.1f}s"
@@ -189,7 +193,7 @@ def cmd_index(args, settings: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_statement(args, settings: Settings) -> int:
+def cmd_statement(args: argparse.Namespace, settings: Settings) -> int:
     from .chain import checksum
     from .statements import parse_period, statement, usage_by_territory
 
@@ -205,7 +209,7 @@ def cmd_statement(args, settings: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_works(args, settings: Settings) -> int:
+def cmd_works(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
@@ -244,7 +248,7 @@ def cmd_works(args, settings: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_balance(args, settings: Settings) -> int:
+def cmd_balance(args: argparse.Namespace, settings: Settings) -> int:
     from .chain import LedgerClient, checksum
 
     address = checksum(args.address)
@@ -272,7 +276,7 @@ def cmd_balance(args, settings: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_db(args, settings: Settings) -> int:
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from .db import check_connection, current_revision, downgrade, make_engine, upgrade
 
     engine = make_engine(settings.database_url)

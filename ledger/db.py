@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,10 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import DatabaseError, UserError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def _sqlite_pragmas(dbapi_connection, _record):
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -25,7 +29,7 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for a LEDGER_DATABASE_URL. SQLite files get their folder created and WAL mode."""
     try:
         parsed = make_url(url)
@@ -68,7 +72,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 # ----------------------------------------------------------------------------- migrations
 
-def alembic_config(engine_or_url: Engine | str):
+def alembic_config(engine_or_url: Engine | str) -> Config:
     from alembic.config import Config
 
     cfg = Config()
@@ -104,7 +108,9 @@ def current_revision(engine: Engine) -> str | None:
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None, "ledger/migrations has no revisions"
+    return head
 
 
 def require_schema(engine: Engine) -> None:

@@ -19,11 +19,11 @@ def _canonical_type(param: Mapping[str, Any]) -> str:
     if t.startswith("tuple"):
         inner = ",".join(_canonical_type(c) for c in param["components"])
         return f"({inner}){t[5:]}"
-    return t
+    return str(t)
 
 
 def event_signature(item: Mapping[str, Any]) -> str:
-    return f"{item['name']}({','.join(_canonical_type(i) for i in item['inputs'])})"
+    return f"{item['name']!s}({','.join(_canonical_type(i) for i in item['inputs'])})"
 
 
 def event_topic(item: Mapping[str, Any]) -> bytes:
@@ -49,21 +49,21 @@ class DecodedEvent:
     tx_hash: str
 
 
-def _hex(value) -> str:
+def _hex(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
-    value = str(value)
-    return value if value.startswith("0x") else "0x" + value
+    text = str(value)
+    return text if text.startswith("0x") else "0x" + text
 
 
-def _bytes(value) -> bytes:
+def _bytes(value: Any) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
-    value = str(value)
-    return bytes.fromhex(value[2:] if value.startswith("0x") else value)
+    text = str(value)
+    return bytes.fromhex(text[2:] if text.startswith("0x") else text)
 
 
-def _int(value) -> int:
+def _int(value: Any) -> int:
     if isinstance(value, int):
         return value
     return int(value, 16)

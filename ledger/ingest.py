@@ -36,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from web3 import Web3
+from web3.contract import Contract
 
 from . import playbatch
 from .chain import Deployment
@@ -139,7 +140,8 @@ class ChainDevices:
     stale cache can at worst let a batch that will be skipped into the pending store.
     """
 
-    def __init__(self, contract, ttl: float = 30.0, negative_ttl: float = 5.0, clock=time.monotonic):
+    def __init__(self, contract: Contract, ttl: float = 30.0, negative_ttl: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.contract = contract
         self.ttl, self.negative_ttl, self.clock = ttl, negative_ttl, clock
         self._ids: dict[str, tuple[int, float]] = {}
@@ -194,13 +196,13 @@ class IngestContext:
 
     chain_id: int
     ledger_address: str
-    sessions: sessionmaker
+    sessions: sessionmaker[Session]
     devices: ChainDevices
     clock: Callable[[], float] = time.time
     max_skew: int | None = None  # default: the contract's maxClockSkew()
     max_body_bytes: int = MAX_BODY_BYTES
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.ledger_address = to_checksum_address(self.ledger_address)
 
     @classmethod
@@ -220,14 +222,14 @@ class IngestResult:
     """A batch stored as pending (``created``) or found stored already (an identical resend)."""
 
     batch_id: int
-    body: dict = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
     created: bool = True
     status: int = 202
 
 
 # ----------------------------------------------------------------------------- parsing
 
-def _int_field(payload: dict, name: str, maximum: int) -> int:
+def _int_field(payload: dict[str, Any], name: str, maximum: int) -> int:
     if name not in payload:
         raise InvalidBatch(f"field {name!r} is missing")
     value = payload[name]
@@ -235,10 +237,10 @@ def _int_field(payload: dict, name: str, maximum: int) -> int:
         raise InvalidBatch(f"field {name!r} must be an integer")
     if not 0 <= value <= maximum:
         raise InvalidBatch(f"field {name!r} must be in 0..{maximum}, not {value}")
-    return value
+    return int(value)
 
 
-def _hex_field(payload: dict, name: str) -> bytes:
+def _hex_field(payload: dict[str, Any], name: str) -> bytes:
     value = payload.get(name)
     if not isinstance(value, str):
         raise InvalidBatch(f"field {name!r} must be a 0x hex string")
@@ -291,7 +293,7 @@ def parse_entries(value: Any) -> bytes:
     return raw
 
 
-def parse_signature(payload: dict) -> bytes:
+def parse_signature(payload: dict[str, Any]) -> bytes:
     sig = _hex_field(payload, "signature")
     if len(sig) == 65:  # r | s | v: convert to EIP-2098
         r, s, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
@@ -423,7 +425,7 @@ def _is_node_error(exc: Exception) -> bool:
     return isinstance(exc, (requests.RequestException, ConnectionError, TimeoutError, Web3Exception))
 
 
-def parse_body(raw: bytes | str, ctx: IngestContext, what: str = "body"):
+def parse_body(raw: bytes | str, ctx: IngestContext, what: str = "body") -> Any:
     """The JSON value of a raw request body or message, size and syntax checked."""
     if len(raw) > ctx.max_body_bytes:
         raise PayloadTooLarge(f"the {what} is {len(raw)} bytes; at most {ctx.max_body_bytes}")
@@ -440,7 +442,7 @@ def ingest_json(raw: bytes | str, ctx: IngestContext, source: str = "http",
 
 
 def handle_json(raw: bytes | str, ctx: IngestContext, source: str = "http",
-                topic_device: str | None = None) -> tuple[int, dict]:
+                topic_device: str | None = None) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) for a raw request body: what a route or a consumer answers."""
     try:
         result = ingest_json(raw, ctx, source=source, topic_device=topic_device)

@@ -25,7 +25,7 @@ class WorkMetadata:
     iswc: str | None = None
 
 
-def make_data_uri(title: str, iswc: str | None = None, **extra) -> str:
+def make_data_uri(title: str, iswc: str | None = None, **extra: str) -> str:
     """A compact ``data:application/json,...`` URI with the work's metadata."""
     doc = {"title": title}
     if iswc:

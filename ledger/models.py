@@ -15,10 +15,12 @@ rebuilt from the chain at any time (``ledger index --rebuild``). Conventions:
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Index, Integer, MetaData, Numeric, SmallInteger, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 SQLITE_INT_MAX = 2**63 - 1
 
@@ -31,30 +33,30 @@ NAMING = {
 }
 
 
-class _SqliteExactNumeric(Numeric):
+class _SqliteExactNumeric(Numeric[Decimal]):
     """NUMERIC(78,0) on SQLite whose values come back as the integers SQLite stored."""
 
-    def bind_processor(self, dialect):
+    def bind_processor(self, dialect: Dialect) -> None:
         return None
 
-    def result_processor(self, dialect, coltype):
+    def result_processor(self, dialect: Dialect, coltype: object) -> None:
         return None
 
 
-class Amount(TypeDecorator):
+class Amount(TypeDecorator[int]):
     """An exact integer amount: NUMERIC(78,0) in the database, ``int`` in Python."""
 
     impl = Numeric(78, 0)
     cache_ok = True
 
-    def load_dialect_impl(self, dialect):
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         # SQLite: NUMERIC affinity keeps integers exact, but SQLAlchemy's Numeric result
         # processing would pass them through float; read them as plain integers instead.
         if dialect.name == "sqlite":
             return _SqliteExactNumeric(78, 0)
         return dialect.type_descriptor(Numeric(78, 0))
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | Decimal | None:
         if value is None:
             return None
         if isinstance(value, float):
@@ -64,7 +66,7 @@ class Amount(TypeDecorator):
             raise OverflowError(f"amount {value} does not fit SQLite's 64-bit integers; use PostgreSQL")
         return value if dialect.name == "sqlite" else Decimal(value)
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
         if value is None:
             return None
         if isinstance(value, float):  # SQLite only gives floats for values that were never ours

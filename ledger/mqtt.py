@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from typing import Any
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -37,7 +38,7 @@ def ack_topic(device: str) -> str:
     return f"{TOPIC_PREFIX}/{device.lower()}/ack"
 
 
-def answer(raw: bytes, ctx: IngestContext, topic_device: str) -> dict:
+def answer(raw: bytes, ctx: IngestContext, topic_device: str) -> dict[str, Any]:
     """The ack message for one published batch (never raises for bad input)."""
     nonce = None
     try:
@@ -78,10 +79,15 @@ class MqttIngest:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda *a, **k: self.subscribed.set()
-        self.client.on_disconnect = lambda *a, **k: (self.connected.clear(), self.subscribed.clear())
+        self.client.on_disconnect = self._on_disconnect
         self.handled = 0
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties=None):
+    def _on_disconnect(self, *_args: Any, **_kw: Any) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                    properties: Any = None) -> None:
         if reason_code.is_failure:
             log.error("ingest-mqtt: broker refused the connection: %s", reason_code)
             return
@@ -89,11 +95,11 @@ class MqttIngest:
         client.subscribe(self.subscription, qos=1)
         self.connected.set()
 
-    def _on_message(self, client, userdata, msg):
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         parts = msg.topic.split("/")
         if len(parts) != 2 or parts[0] != TOPIC_PREFIX:
             return
-        reply = answer(msg.payload, self.ctx, topic_device=parts[1])
+        reply = answer(bytes(msg.payload), self.ctx, topic_device=parts[1])
         log.debug("ingest-mqtt: %s nonce %s -> %s %s", parts[1], reply.get("nonce"), reply["status"],
                   reply.get("error", {}).get("code", ""))
         client.publish(ack_topic(parts[1]), json.dumps(reply, separators=(",", ":")), qos=1)

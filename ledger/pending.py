@@ -19,8 +19,21 @@ Alembic owns their schema: ``ledger/migrations/versions/0100_pending_batches.py`
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base
@@ -111,9 +124,9 @@ class PendingBatch(Base):
         return (self.licensee_index << 32) | self.device_number
 
 
-TABLES = [RelayTransaction.__table__, PendingBatch.__table__]
+TABLES: list[Table] = [cast(Table, RelayTransaction.__table__), cast(Table, PendingBatch.__table__)]
 
 
-def create_tables(engine) -> None:
+def create_tables(engine: Engine) -> None:
     """Creates just these tables (tests and tools; production runs the Alembic migration)."""
     Base.metadata.create_all(engine, tables=TABLES)

@@ -13,8 +13,9 @@ strictly increasing, counts >= 1.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -89,7 +90,7 @@ def decode_entries(entries: bytes) -> list[tuple[int, int]]:
     return [struct.unpack_from(">IH", entries, i) for i in range(0, len(entries), ENTRY_SIZE)]
 
 
-def domain(chain_id: int, ledger_address: str) -> dict:
+def domain(chain_id: int, ledger_address: str) -> dict[str, Any]:
     return {
         "name": DOMAIN_NAME,
         "version": DOMAIN_VERSION,
@@ -98,7 +99,7 @@ def domain(chain_id: int, ledger_address: str) -> dict:
     }
 
 
-def batch_message(device: str, nonce: int, from_time: int, to_time: int, entries: bytes) -> dict:
+def batch_message(device: str, nonce: int, from_time: int, to_time: int, entries: bytes) -> dict[str, Any]:
     return {
         "device": to_checksum_address(device),
         "nonce": nonce,
@@ -150,10 +151,10 @@ class SignedBatch:
         vs = int.from_bytes(self.signature[32:], "big")
         v = (vs >> 255) + 27
         s = vs & ((1 << 255) - 1)
-        return Account._recover_hash(digest, vrs=(v, r, s))
+        return str(Account._recover_hash(digest, vrs=(v, r, s)))
 
 
-def sign_batch(private_key, chain_id: int, ledger_address: str, nonce: int, from_time: int, to_time: int,
+def sign_batch(private_key: Any, chain_id: int, ledger_address: str, nonce: int, from_time: int, to_time: int,
                entries: bytes) -> SignedBatch:
     """Signs a batch with a device key (hex string, bytes or eth-account LocalAccount)."""
     account = private_key if hasattr(private_key, "unsafe_sign_hash") else Account.from_key(private_key)

@@ -25,8 +25,9 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from .chain import checksum
 from .errors import UserError
@@ -123,9 +124,9 @@ class Statement:
         return Totals(sum(r.plays for r in self.rows), sum(r.licensed_plays for r in self.rows),
                       sum(r.gross for r in self.rows), sum(r.net for r in self.rows))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready: amounts as decimal strings of token units (exact in any JSON reader)."""
-        def money(row: dict) -> dict:
+        def money(row: dict[str, Any]) -> dict[str, Any]:
             return {k: (str(v) if k in ("gross", "net") else v) for k, v in row.items()}
 
         return {
@@ -152,7 +153,7 @@ class Statement:
         return out.getvalue()
 
 
-def _splits_of(conn, work_ids: set[int]) -> dict[int, list[tuple[int, dict[str, int]]]]:
+def _splits_of(conn: Connection, work_ids: set[int]) -> dict[int, list[tuple[int, dict[str, int]]]]:
     """Split history per work: [(period set, {payee: bps})] in chain order."""
     s = SplitShare.__table__
     history: dict[int, list[tuple[tuple[int, int], int, dict[str, int]]]] = {}
@@ -175,11 +176,11 @@ def statement(engine: Engine, payee: str, period: Period) -> Statement:
     lo, hi = period.first or 0, period.last or 999912
     with engine.connect() as conn:
         c = PayeeCredit.__table__
-        net = dict(conn.execute(select(c.c.work_id, func.sum(c.c.amount))
+        net: dict[int, int] = dict(conn.execute(select(c.c.work_id, func.sum(c.c.amount))
                                 .where(c.c.payee == payee, c.c.period.between(lo, hi))
                                 .group_by(c.c.work_id)).all())
         s = SplitShare.__table__
-        candidates = set(conn.execute(select(s.c.work_id).where(s.c.payee == payee).distinct()).scalars())
+        candidates: set[int] = set(conn.execute(select(s.c.work_id).where(s.c.payee == payee).distinct()).scalars())
         shares: dict[int, int] = {}
         works = set(net)
         for work_id, history in _splits_of(conn, candidates).items():
@@ -245,7 +246,7 @@ class TerritoryUsage:
     period: Period
     rows: list[TerritoryRow] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "payee": self.payee,
             "period": {"label": self.period.label},

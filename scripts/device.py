@@ -297,7 +297,10 @@ class Spool:
                                   (batch_size,)).fetchall()
                 if not rows:
                     return sealed
-                taken, plays, counts, total = [], [], {}, 0
+                taken: list[int] = []
+                plays: list[tuple[int, int, int]] = []
+                counts: dict[int, int] = {}
+                total = 0
                 for pid, ts, work, count in rows:
                     if total + count > batch_size and taken:
                         break
@@ -566,7 +569,7 @@ class Device:
         self.timeout = timeout
         self.quiet = quiet
         self._account = None
-        self._prov = None
+        self._prov: Provisioning | None = None
         self._transport = None
 
     @property
@@ -632,7 +635,7 @@ class Device:
 # Progress bar (stdlib only)
 # ---------------------------------------------------------------------------------------------
 class Progress:
-    def __init__(self, total: int, label: str, enabled: bool = True):
+    def __init__(self, total: int, label: str, enabled: bool | str = True):
         self.total, self.label = total, label
         self.enabled = enabled == "force" or (enabled is True and sys.stderr.isatty())
         self.done = 0
@@ -707,7 +710,7 @@ def cmd_replay(args) -> int:
         delivered["plays"] += plays
         bar.update(plays)
 
-    dev.on_acked = acked
+    dev.on_acked = acked  # type: ignore[method-assign]  # replay counts acknowledged plays
     sender_stop = threading.Event()
     sender_error: list[BaseException] = []
 

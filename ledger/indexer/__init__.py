@@ -137,7 +137,7 @@ class Indexer:
             show = sys.stderr.isatty() and blocks > 5 * self.block_range
         if not show:
             return None
-        from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed
+        from tqdm import tqdm
 
         return tqdm(total=blocks, unit="block", desc="indexing", dynamic_ncols=True)
 

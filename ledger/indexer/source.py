@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
-from eth_typing import ChecksumAddress
 from web3 import Web3
 
 from ..chain import Deployment
@@ -39,8 +38,8 @@ class LogSource:
         self.w3 = w3
         self.deployment = deployment
         self.ledger_address = deployment.ledger.address
-        self._contracts = [cast(ChecksumAddress, deployment.works.address), cast(ChecksumAddress, self.ledger_address)]
-        self._token = cast(ChecksumAddress, deployment.token.address)
+        self._contracts = [deployment.works.address, self.ledger_address]
+        self._token = deployment.token.address
         self.timestamps: dict[int, int] = {}
         self._ledger_topic = "0x" + bytes(12).hex() + self.ledger_address[2:].lower()
         self._transfer_topic = decoder.topic("Token", "Transfer")

@@ -39,10 +39,9 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = config.attributes.get("engine")
-    owned = engine is None
-    if owned:
-        engine = make_engine(_url())
+    given = config.attributes.get("engine")
+    owned = given is None
+    engine = make_engine(_url()) if given is None else given
     try:
         with engine.connect() as connection:
             context.configure(connection=connection, target_metadata=target_metadata,

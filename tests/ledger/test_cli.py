@@ -106,6 +106,20 @@ def test_deploy_writes_a_deployments_file(cli_env, tmp_path, monkeypatch, w3, ca
     assert "TestStablecoin" not in d2.contracts and d2.token.address == token
 
 
+def test_deploy_refuses_the_open_mint_token_off_a_devnet(cli_env, tmp_path, monkeypatch, capsys):
+    from tests.support import running_anvil
+
+    with running_anvil("--chain-id", "8453") as url:  # a chain id that is not a devnet's
+        monkeypatch.setenv("LEDGER_RPC_URL", url)
+        monkeypatch.setenv("LEDGER_DEPLOYMENTS", str(tmp_path / "deployments"))
+        monkeypatch.setenv("LEDGER_PRIVATE_KEY", "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+        assert main(["deploy"]) == 2
+        assert "not a devnet" in capsys.readouterr().err
+        assert not (tmp_path / "deployments" / "8453.json").exists()
+        assert main(["deploy", "--test-token"]) == 0  # asked for explicitly
+        assert "TestStablecoin" in Deployment.load(tmp_path / "deployments" / "8453.json").contracts
+
+
 @pytest.mark.parametrize("argv, message", [
     (["statement", "--payee", "0x1234", "--period", "2026-11"], "not an Ethereum address"),
     (["statement", "--payee", "0x" + "11" * 20, "--period", "2026-13"], "not a month"),
