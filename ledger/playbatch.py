@@ -30,7 +30,12 @@ MAX_ENTRIES = 1024
 MAX_COUNT = 0xFFFF
 MAX_WORK_ID = 0xFFFFFFFF
 MAX_NONCE = 0xFFFFFFFF
+#: Contracts v1 accepted nonces up to 64 below a device's highest; v2 keeps a per-key bitmap
+#: (any unused nonce is accepted once). Kept only for callers that still name it.
 NONCE_WINDOW = 64
+#: The table of works of one call: 2**bits rows, bits in MIN_TABLE_BITS..MAX_TABLE_BITS.
+MIN_TABLE_BITS = 4
+MAX_TABLE_BITS = 14
 ENTRY_SIZE = 6
 BATCH_HEADER_SIZE = 18  # deviceNumber u32, nonce u32, fromTime u32, toTime u32, n u16
 SIGNATURE_SIZE = 64
@@ -56,6 +61,7 @@ SKIP_REASONS = (
     "BadSignature",
     "MalformedEntries",
     "InsufficientEscrow",
+    "CounterOverflow",
 )
 
 
@@ -184,10 +190,10 @@ def encode_batch(device_number: int, batch: SignedBatch) -> bytes:
 
 def table_bits_for(distinct_works: int) -> int:
     """The smallest table (load factor <= 1/2) for a call touching this many works."""
-    bits = 4
+    bits = MIN_TABLE_BITS
     while (1 << bits) < 2 * max(distinct_works, 1):
         bits += 1
-    if bits > 16:
+    if bits > MAX_TABLE_BITS:
         raise BatchFormatError(f"{distinct_works} distinct works do not fit one call")
     return bits
 

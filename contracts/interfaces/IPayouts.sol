@@ -3,11 +3,12 @@ pragma solidity ^0.8.24;
 
 /// @title IPayouts
 /// @notice Royalty splits, distribution of a work's accrual to its payees, and pull withdrawals.
-/// @dev A split is 1..32 payees with basis points summing to 10,000. Only a 128-bit commitment
-///      to the split is stored (beside the work's accrual, in one slot); callers pass the split
-///      in calldata and the contract checks it against the commitment. The full split is in the
-///      `SplitSet` event. Shares are `amount * bps / 10_000` rounded down; the remainder goes to
-///      the first payee, so the parts always add up to the whole.
+/// @dev A split is 1..32 payees in strictly ascending address order (so no zero address and no
+///      duplicate) with non-zero basis points summing to 10,000. Every split given to `setSplit`
+///      or `distribute` is checked against these rules in full, and must also match the work's
+///      stored 160-bit commitment (kept beside the work's counters, in one slot). The full split
+///      is in the `SplitSet` event. Shares are `amount * bps / 10_000` rounded down; the remainder
+///      goes to the first payee (the lowest address), so the parts always add up to the whole.
 interface IPayouts {
     /// @notice The split of a work was set (replacing any earlier one).
     event SplitSet(uint256 indexed workId, address[] payees, uint16[] bps);
@@ -33,6 +34,8 @@ interface IPayouts {
     error ZeroAddressPayee(uint256 index);
     /// @notice A payee appears twice in a split.
     error DuplicatePayee(address payee);
+    /// @notice Payees must be in strictly ascending address order; the one at `index` is not.
+    error PayeesOutOfOrder(uint256 index);
     /// @notice A payee has a zero share.
     error ZeroShare(uint256 index);
     /// @notice Shares must sum to 10,000 basis points.
@@ -47,6 +50,8 @@ interface IPayouts {
     error NothingToWithdraw(address payee);
     /// @notice Tokens cannot be sent to the zero address.
     error ZeroAddressRecipient();
+    /// @notice Tokens sent to the ledger itself would be stranded (counted in no balance).
+    error RecipientIsLedger();
 
     /// @notice Sets the split of a work. Work owner only, until locked. Money accrued under the
     ///         current split is first distributed under it, so pass the current split too
@@ -80,12 +85,12 @@ interface IPayouts {
     /// @notice How many licensed plays of a work were charged on chain.
     function playsOf(uint256 workId) external view returns (uint256);
 
-    /// @notice The 128-bit commitment to a work's split (0 when unset).
-    function splitCommitmentOf(uint256 workId) external view returns (uint128);
+    /// @notice The 160-bit commitment to a work's split (0 when unset).
+    function splitCommitmentOf(uint256 workId) external view returns (uint160);
 
-    /// @notice The commitment a split would have: the high 128 bits of
+    /// @notice The commitment a split would have: the high 160 bits of
     ///         keccak256(abi.encodePacked(payees, bps)) (each element padded to 32 bytes).
-    function splitCommitment(address[] calldata payees, uint16[] calldata bps) external pure returns (uint128);
+    function splitCommitment(address[] calldata payees, uint16[] calldata bps) external pure returns (uint160);
 
     /// @notice Whether a work's split is locked.
     function isSplitLocked(uint256 workId) external view returns (bool);

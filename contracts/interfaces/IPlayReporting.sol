@@ -15,18 +15,27 @@ pragma solidity ^0.8.24;
 ///        group = licenseeIndex(uint32) batchCount(uint16) batch*batchCount
 ///        batch = deviceNumber(uint32) nonce(uint32) fromTime(uint32) toTime(uint32) n(uint16)
 ///                entries(6n bytes) r(32 bytes) yParityAndS(32 bytes, EIP-2098)
-///      The device id is licenseeIndex << 32 | deviceNumber. `tableBits` sizes the in-memory
-///      table of works touched by the call: 2**tableBits must exceed the number of distinct
-///      works in the call (use twice that for speed).
+///      The device id is licenseeIndex << 32 | deviceNumber. `tableBits` (4..14) sizes the
+///      in-memory table of works touched by the call: 2**tableBits must exceed the number of
+///      distinct works in the call (use twice that for speed); 15 and more would not fit the
+///      gas of one transaction (128 bytes of memory per row).
 ///
-///      A batch is skipped (BatchSkipped, nonce left unused) when its device is unknown or
-///      revoked, its times are out of order, zero or in the future, its nonce was used
-///      or fell out of the window, its signature is not the device's, its entries are
-///      malformed, or its licensee's escrow cannot pay all of it. Other batches still apply.
-///      Licensed plays (METERED license with expiry >= toTime) are charged `count * rate`;
-///      unlicensed plays are recorded in the event and charged nothing.
+///      Nonces are unordered and single-use per device key: a bitmap, bit (nonce & 255) of word
+///      (nonce >> 8), so no order of submission can make another valid batch unusable.
+///
+///      A batch whose device id is unknown, or whose signature is not that device's, is skipped
+///      silently (nothing attributable to the device: no event). A batch signed by the device is
+///      skipped with BatchSkipped (nonce left unused) when its toTime is outside the device's
+///      registration (after its revocation, or not after the key's previous revocation), its
+///      times are out of order, zero or in the future, its nonce was used, its entries are
+///      malformed, a work's counter would overflow, or its licensee's escrow cannot pay all of
+///      it. Other batches still apply. Licensed plays are charged `count * rate` at the rate of
+///      the license period in which toTime falls (see ILicensing); unlicensed plays are
+///      recorded in the event and charged nothing.
 interface IPlayReporting {
-    /// @notice Why a batch was skipped.
+    /// @notice Why a batch was skipped. UnknownDevice and BadSignature are never logged (a batch
+    ///         not signed by a registered device is attributable to nobody); they keep their
+    ///         values so the codes stay stable.
     enum SkipReason {
         UnknownDevice,
         DeviceRevoked,
@@ -34,7 +43,8 @@ interface IPlayReporting {
         NonceUsed,
         BadSignature,
         MalformedEntries,
-        InsufficientEscrow
+        InsufficientEscrow,
+        CounterOverflow
     }
 
     /// @notice The batches a call applied, one record after another:
@@ -53,10 +63,8 @@ interface IPlayReporting {
     error MalformedBatchData(uint256 offset);
     /// @notice The call touches more distinct works than its table holds.
     error WorkTableFull(uint256 capacity);
-    /// @notice tableBits must be between 4 and 16.
+    /// @notice tableBits must be between 4 and 14.
     error BadTableBits(uint256 tableBits);
-    /// @notice A work's on-chain accrual or play count would overflow.
-    error WorkCounterOverflow(uint256 workId);
 
     /// @notice Applies signed play batches; see the encoding above.
     /// @return applied how many batches were applied

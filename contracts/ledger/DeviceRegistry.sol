@@ -1,61 +1,94 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
 import {Identifiers} from "../libraries/Identifiers.sol";
 import {LedgerBase} from "./LedgerBase.sol";
 
 /// @title DeviceRegistry
-/// @notice Devices registered by licensees, one storage slot each (address, nonce window).
-abstract contract DeviceRegistry is LedgerBase, IDeviceRegistry {
-    /// @dev Nonces at most this far below the highest used one can still be used once.
-    uint256 internal constant NONCE_WINDOW = 64;
+/// @notice Devices registered by licensees with the device key's proof of possession; one
+///         storage slot each (key, revocation time, start of validity); per-key nonce bitmaps.
+abstract contract DeviceRegistry is LedgerBase, EIP712, IDeviceRegistry {
+    bytes32 private constant DEVICE_REGISTRATION_TYPEHASH =
+        keccak256("DeviceRegistration(address device,address licensee,uint256 nonce)");
+    /// @dev _deviceKeys: registrations counter above the 64-bit latest device id.
+    uint256 private constant REGISTRATIONS_SHIFT = 64;
 
     /// @inheritdoc IDeviceRegistry
-    function registerDevice(address device, bytes2 territory) external returns (uint64 deviceId) {
-        return _register(_licenseeIndexOrNew(msg.sender), device, territory);
+    function registerDevice(address device, bytes2 territory, bytes calldata signature)
+        external
+        returns (uint64 deviceId)
+    {
+        address licensee = _msgSender();
+        return _register(_licenseeIndexOrNew(licensee), licensee, device, territory, signature);
     }
 
     /// @inheritdoc IDeviceRegistry
-    function registerDevices(address[] calldata devices, bytes2[] calldata territories) external {
+    function registerDevices(address[] calldata devices, bytes2[] calldata territories, bytes[] calldata signatures)
+        external
+    {
         if (devices.length != territories.length) revert DeviceLengthMismatch(devices.length, territories.length);
-        uint32 index = _licenseeIndexOrNew(msg.sender);
+        if (devices.length != signatures.length) revert DeviceLengthMismatch(devices.length, signatures.length);
+        address licensee = _msgSender();
+        uint32 index = _licenseeIndexOrNew(licensee);
         for (uint256 i; i < devices.length; ++i) {
-            _register(index, devices[i], territories[i]);
+            _register(index, licensee, devices[i], territories[i], signatures[i]);
         }
     }
 
     /// @inheritdoc IDeviceRegistry
     function revokeDevice(uint64 deviceId) external {
-        if (_licensees[uint32(deviceId >> 32)] != msg.sender) revert NotDeviceLicensee(deviceId, msg.sender);
+        address sender = _msgSender();
+        if (_licensees[uint32(deviceId >> 32)] != sender) revert NotDeviceLicensee(deviceId, sender);
         uint256 slot = _devices[deviceId];
         address device = address(uint160(slot));
-        if (device == address(0)) revert UnknownDevice(deviceId);
-        // Keep the nonce window (isNonceUsed stays truthful); clear the address so batches skip.
-        _devices[deviceId] = slot & ~ADDRESS_MASK;
-        _revoked[deviceId] = true;
-        emit DeviceRevoked(deviceId, device);
+        if (device == address(0) || (slot >> REVOKED_AT_SHIFT) & TIME_MASK != 0) revert UnknownDevice(deviceId);
+        // Batches ending at or before now stay chargeable; later ones are skipped.
+        uint64 revokedAt = uint64(block.timestamp);
+        _devices[deviceId] = slot | (uint256(revokedAt) << REVOKED_AT_SHIFT);
+        emit DeviceRevoked(deviceId, device, revokedAt);
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function deviceRegistrationDigest(address device, address licensee) public view returns (bytes32) {
+        uint256 nonce = _deviceKeys[device] >> REGISTRATIONS_SHIFT;
+        return _hashTypedDataV4(keccak256(abi.encode(DEVICE_REGISTRATION_TYPEHASH, device, licensee, nonce)));
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function deviceRegistrationNonce(address device) external view returns (uint256) {
+        return _deviceKeys[device] >> REGISTRATIONS_SHIFT;
     }
 
     /// @inheritdoc IDeviceRegistry
     function deviceIdOf(address device) external view returns (uint64) {
-        return _deviceIds[device];
+        return uint64(_deviceKeys[device]);
     }
 
     /// @inheritdoc IDeviceRegistry
-    function deviceInfo(uint64 deviceId) external view returns (address device, address licensee, bool revoked) {
-        device = address(uint160(_devices[deviceId]));
-        revoked = _revoked[deviceId];
-        if (device != address(0) || revoked) licensee = _licensees[uint32(deviceId >> 32)];
+    function deviceInfo(uint64 deviceId)
+        external
+        view
+        returns (address device, address licensee, uint64 revokedAt, uint64 notBefore)
+    {
+        uint256 slot = _devices[deviceId];
+        device = address(uint160(slot));
+        if (device != address(0)) licensee = _licensees[uint32(deviceId >> 32)];
+        revokedAt = uint64((slot >> REVOKED_AT_SHIFT) & TIME_MASK);
+        notBefore = uint64((slot >> NOT_BEFORE_SHIFT) & TIME_MASK);
     }
 
     /// @inheritdoc IDeviceRegistry
     function isNonceUsed(uint64 deviceId, uint32 nonce) external view returns (bool) {
-        uint256 slot = _devices[deviceId];
-        uint256 top = (slot >> 160) & 0xffffffff;
-        if (nonce > top) return false;
-        uint256 distance = top - nonce;
-        return distance >= NONCE_WINDOW || (slot >> (192 + distance)) & 1 == 1;
+        address device = address(uint160(_devices[deviceId]));
+        return (_nonceBitmaps[_bitmapKey(device, nonce)] >> (nonce & 0xff)) & 1 == 1;
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function nonceBitmap(address device, uint256 word) external view returns (uint256) {
+        return _nonceBitmaps[(uint256(uint160(device)) << NONCE_WORD_BITS) | word];
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -64,14 +97,31 @@ abstract contract DeviceRegistry is LedgerBase, IDeviceRegistry {
         return index == 0 ? 0 : _deviceCounts[index];
     }
 
-    function _register(uint32 index, address device, bytes2 territory) private returns (uint64 deviceId) {
+    /// @dev The nonce bitmap word of a key holding `nonce` (bit nonce & 255 of it).
+    function _bitmapKey(address device, uint256 nonce) internal pure returns (uint256) {
+        return (uint256(uint160(device)) << NONCE_WORD_BITS) | (nonce >> 8);
+    }
+
+    function _register(uint32 index, address licensee, address device, bytes2 territory, bytes calldata signature)
+        private
+        returns (uint64 deviceId)
+    {
         if (device == address(0)) revert ZeroAddressDevice();
         if (!Identifiers.isValidTerritory(territory)) revert InvalidTerritory(territory);
-        if (_deviceIds[device] != 0) revert DeviceAlreadyRegistered(device);
+        uint256 keyRecord = _deviceKeys[device];
+        uint64 previousId = uint64(keyRecord);
+        uint256 notBefore;
+        if (previousId != 0) {
+            notBefore = (_devices[previousId] >> REVOKED_AT_SHIFT) & TIME_MASK;
+            if (notBefore == 0) revert DeviceAlreadyRegistered(device);
+        }
+        // Proof of possession: the key itself agrees to charge this licensee on this ledger.
+        (address signer,,) = ECDSA.tryRecoverCalldata(deviceRegistrationDigest(device, licensee), signature);
+        if (signer != device) revert BadDeviceSignature(device, signer);
         uint32 number = ++_deviceCounts[index];
         deviceId = (uint64(index) << 32) | number;
-        _devices[deviceId] = uint160(device);
-        _deviceIds[device] = deviceId;
-        emit DeviceRegistered(deviceId, device, _licensees[index], territory);
+        _devices[deviceId] = uint160(device) | (notBefore << NOT_BEFORE_SHIFT);
+        _deviceKeys[device] = (((keyRecord >> REGISTRATIONS_SHIFT) + 1) << REGISTRATIONS_SHIFT) | deviceId;
+        emit DeviceRegistered(deviceId, device, licensee, territory);
     }
 }

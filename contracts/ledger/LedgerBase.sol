@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {Context} from "@openzeppelin/contracts/utils/Context.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
 import {IWorkRegistry} from "../interfaces/IWorkRegistry.sol";
 import {ILicensing} from "../interfaces/ILicensing.sol";
+import {IPayouts} from "../interfaces/IPayouts.sol";
 
 /// @title LedgerBase
 /// @notice State shared by the ledger's modules (payouts, licensing, devices, plays).
@@ -12,17 +14,31 @@ import {ILicensing} from "../interfaces/ILicensing.sol";
 ///      the sum of licensee escrows + the sum of work accruals + the sum of payee balances.
 ///      Every function that moves tokens in or out changes exactly one of those sums by the
 ///      same amount; every internal move (play charge, fee accrual, distribution) takes from
-///      one sum what it adds to another.
-abstract contract LedgerBase {
-    /// @dev Work slot: accrued (bits 0..79) | licensed plays (bits 80..127) | split commitment (128..255).
-    uint256 internal constant ACCRUED_MASK = (1 << 80) - 1;
-    uint256 internal constant PLAYS_SHIFT = 80;
-    uint256 internal constant PLAYS_MASK = (1 << 48) - 1;
-    uint256 internal constant COMMITMENT_SHIFT = 128;
+///      one sum what it adds to another. Callers are `_msgSender()` everywhere (ERC-2771).
+abstract contract LedgerBase is Context {
+    /// @dev Work slot: accrued (bits 0..55) | licensed plays (56..95) | split commitment (96..255).
+    ///      56 bits of accrual hold 7.2e16 units (72 billion tokens of 6 decimals) between two
+    ///      distributions; 40 bits of plays hold 1.1e12 licensed plays per work, ever.
+    uint256 internal constant ACCRUED_MASK = (1 << 56) - 1;
+    uint256 internal constant PLAYS_SHIFT = 56;
+    uint256 internal constant PLAYS_MASK = (1 << 40) - 1;
+    uint256 internal constant COMMITMENT_SHIFT = 96;
+    /// @dev The counters (accrual and plays) of a work slot.
+    uint256 internal constant COUNTERS_MASK = (1 << COMMITMENT_SHIFT) - 1;
 
-    /// @dev Device slot: address (bits 0..159) | highest nonce used (160..191) | window (192..255),
-    ///      bit i of the window marks nonce (highest - i) as used.
+    /// @dev Device slot: key address (bits 0..159) | revokedAt (160..191) | notBefore (192..223).
     uint256 internal constant ADDRESS_MASK = (1 << 160) - 1;
+    uint256 internal constant REVOKED_AT_SHIFT = 160;
+    uint256 internal constant NOT_BEFORE_SHIFT = 192;
+    uint256 internal constant TIME_MASK = 0xffffffff;
+
+    /// @dev METERED license lanes: 128 bits, two per word: lane (workId & 1) of word (workId >> 1)
+    ///      holds expiry (bits 0..31) | rate (32..63) | prevExpiry (64..95) | prevRate (96..127).
+    uint256 internal constant LANE_BITS = 128;
+    uint256 internal constant LANE_MASK = (1 << 128) - 1;
+
+    /// @dev Nonce bitmaps are keyed by device address << 24 | (nonce >> 8) (nonces are 32-bit).
+    uint256 internal constant NONCE_WORD_BITS = 24;
 
     /// @notice The settlement token, fixed at deployment.
     IERC20 public immutable token;
@@ -34,19 +50,19 @@ abstract contract LedgerBase {
     mapping(address payee => uint256) internal _balances;
 
     mapping(uint256 workId => mapping(ILicensing.LicenseKind => Terms)) internal _terms;
-    /// @dev METERED licenses: four 64-bit lanes per word, lane (workId & 3) of word (workId >> 2)
-    ///      holds rate (high 32 bits) | expiry (low 32 bits).
     mapping(uint32 licensee => mapping(uint256 word => uint256)) internal _metered;
     mapping(address licensee => mapping(uint256 workId => uint64)) internal _flatExpiry;
     mapping(uint32 licensee => uint256) internal _escrow;
+    mapping(uint32 licensee => WithdrawalRequest) internal _withdrawals;
     mapping(address licensee => uint32) internal _licenseeIndex;
     mapping(uint32 licenseeIndex => address) internal _licensees;
     uint32 internal _licenseeCount;
 
     mapping(uint64 deviceId => uint256) internal _devices;
-    mapping(uint64 deviceId => bool) internal _revoked;
-    mapping(address device => uint64) internal _deviceIds;
+    /// @dev Per key: latest device id (bits 0..63) | registrations so far (64..95).
+    mapping(address device => uint256) internal _deviceKeys;
     mapping(uint32 licensee => uint32) internal _deviceCounts;
+    mapping(uint256 key => uint256) internal _nonceBitmaps;
 
     struct Terms {
         uint96 fee;
@@ -55,9 +71,14 @@ abstract contract LedgerBase {
         bool offered;
     }
 
+    struct WithdrawalRequest {
+        uint192 amount;
+        uint64 availableAt;
+    }
+
     /// @notice Only the owner of the work may do this.
     error NotWorkOwner(uint256 workId, address account);
-    /// @notice A work's accrual would overflow its 80-bit counter.
+    /// @notice A work's accrual would overflow its 56-bit counter (distribute it first).
     error AccrualOverflow(uint256 workId);
 
     constructor(IERC20 token_, IWorkRegistry works_) {
@@ -66,7 +87,14 @@ abstract contract LedgerBase {
     }
 
     function _requireWorkOwner(uint256 workId) internal view {
-        if (IERC721(address(works)).ownerOf(workId) != msg.sender) revert NotWorkOwner(workId, msg.sender);
+        address sender = _msgSender();
+        if (IERC721(address(works)).ownerOf(workId) != sender) revert NotWorkOwner(workId, sender);
+    }
+
+    /// @dev Reverts for a recipient that would strand tokens (zero, or this ledger).
+    function _checkRecipient(address to) internal view {
+        if (to == address(0)) revert IPayouts.ZeroAddressRecipient();
+        if (to == address(this)) revert IPayouts.RecipientIsLedger();
     }
 
     /// @dev Adds `amount` to a work's accrual.

@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {ILicensing} from "../interfaces/ILicensing.sol";
 import {IPayouts} from "../interfaces/IPayouts.sol";
@@ -12,6 +13,11 @@ import {LedgerBase} from "./LedgerBase.sol";
 /// @notice License terms, license purchases (fees accrue to the work) and licensee escrow.
 abstract contract Licensing is LedgerBase, ReentrancyGuardTransient, ILicensing {
     using SafeERC20 for IERC20;
+
+    /// @inheritdoc ILicensing
+    /// @dev Seven days: devices that were offline and the relayer have that long to land the
+    ///      batches of plays made before a withdrawal request.
+    uint256 public constant ESCROW_NOTICE = 7 days;
 
     /// @inheritdoc ILicensing
     function setTerms(uint256 workId, LicenseKind kind, uint96 fee, uint32 ratePerPlay, uint32 duration, bool offered)
@@ -25,53 +31,95 @@ abstract contract Licensing is LedgerBase, ReentrancyGuardTransient, ILicensing 
     }
 
     /// @inheritdoc ILicensing
-    function buyLicense(uint256 workId, LicenseKind kind, uint256 maxFee, uint32 maxRate)
+    function buyLicense(uint256 workId, LicenseKind kind, uint256 maxFee, uint32 maxRate, uint64 minExpiry)
         external
         nonReentrant
         returns (uint64 expiry)
     {
         uint256 fee;
-        (fee, expiry) = _license(workId, kind, maxRate);
+        address buyer = _msgSender();
+        (fee, expiry) = _license(buyer, workId, kind, maxRate, minExpiry);
         if (fee > maxFee) revert FeeAboveMax(fee, maxFee);
-        if (fee != 0) token.safeTransferFrom(msg.sender, address(this), fee);
+        if (fee != 0) token.safeTransferFrom(buyer, address(this), fee);
     }
 
     /// @inheritdoc ILicensing
-    function buyLicenses(uint256[] calldata workIds, LicenseKind kind, uint256 maxTotalFee, uint32 maxRate)
-        external
-        nonReentrant
-    {
+    function buyLicenses(
+        uint256[] calldata workIds,
+        LicenseKind kind,
+        uint256 maxTotalFee,
+        uint32 maxRate,
+        uint64 minExpiry
+    ) external nonReentrant {
         if (workIds.length == 0) revert NoWorks();
+        address buyer = _msgSender();
         uint256 total;
         for (uint256 i; i < workIds.length; ++i) {
-            (uint256 fee,) = _license(workIds[i], kind, maxRate);
+            (uint256 fee,) = _license(buyer, workIds[i], kind, maxRate, minExpiry);
             total += fee;
         }
         if (total > maxTotalFee) revert FeeAboveMax(total, maxTotalFee);
-        if (total != 0) token.safeTransferFrom(msg.sender, address(this), total);
+        if (total != 0) token.safeTransferFrom(buyer, address(this), total);
     }
 
     /// @inheritdoc ILicensing
     function deposit(uint256 amount) external nonReentrant {
-        _deposit(msg.sender, amount);
+        address sender = _msgSender();
+        _deposit(sender, sender, amount);
+    }
+
+    /// @inheritdoc ILicensing
+    function depositWithPermit(uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s)
+        external
+        nonReentrant
+    {
+        address sender = _msgSender();
+        // A permit front-run from the mempool has already set the allowance: go on with it
+        // (OpenZeppelin's advice in IERC20Permit); a missing allowance fails in transferFrom.
+        try IERC20Permit(address(token)).permit(sender, address(this), amount, deadline, v, r, s) {} catch {}
+        _deposit(sender, sender, amount);
     }
 
     /// @inheritdoc ILicensing
     function depositFor(address licensee, uint256 amount) external nonReentrant {
         if (licensee == address(0)) revert IPayouts.ZeroAddressRecipient();
-        _deposit(licensee, amount);
+        _deposit(licensee, _msgSender(), amount);
+    }
+
+    /// @inheritdoc ILicensing
+    function requestEscrowWithdrawal(uint256 amount) external returns (uint64 availableAt) {
+        address licensee = _msgSender();
+        uint32 index = _licenseeIndex[licensee];
+        uint256 available = index == 0 ? 0 : _escrow[index];
+        if (amount > available) revert InsufficientEscrow(available, amount);
+        if (amount != 0) availableAt = uint64(block.timestamp + ESCROW_NOTICE);
+        // amount <= escrow, and escrow <= token supply: fits 192 bits for any real token.
+        _withdrawals[index] = WithdrawalRequest(uint192(amount), availableAt);
+        emit EscrowWithdrawalRequested(licensee, amount, availableAt);
     }
 
     /// @inheritdoc ILicensing
     function withdrawEscrow(uint256 amount, address to) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
-        if (to == address(0)) revert IPayouts.ZeroAddressRecipient();
-        uint32 index = _licenseeIndex[msg.sender];
-        uint256 available = index == 0 ? 0 : _escrow[index];
+        _checkRecipient(to);
+        address licensee = _msgSender();
+        uint32 index = _licenseeIndex[licensee];
+        WithdrawalRequest memory request = _withdrawals[index];
+        if (amount > request.amount) revert WithdrawalNotRequested(request.amount, amount);
+        if (block.timestamp < request.availableAt) revert WithdrawalNotYetAvailable(request.availableAt);
+        uint256 available = _escrow[index];
         if (amount > available) revert InsufficientEscrow(available, amount);
         _escrow[index] = available - amount;
+        _withdrawals[index].amount = uint192(request.amount - amount);
         token.safeTransfer(to, amount);
-        emit EscrowWithdrawn(msg.sender, to, amount);
+        emit EscrowWithdrawn(licensee, to, amount);
+    }
+
+    /// @inheritdoc ILicensing
+    function escrowWithdrawalOf(address licensee) external view returns (uint256 amount, uint64 availableAt) {
+        WithdrawalRequest memory request = _withdrawals[_licenseeIndex[licensee]];
+        if (request.amount == 0) return (0, 0);
+        return (request.amount, request.availableAt);
     }
 
     /// @inheritdoc ILicensing
@@ -91,10 +139,19 @@ abstract contract Licensing is LedgerBase, ReentrancyGuardTransient, ILicensing 
         returns (uint32 ratePerPlay, uint64 expiry)
     {
         if (kind == LicenseKind.FLAT) return (0, _flatExpiry[licensee][workId]);
+        (ratePerPlay, expiry,,) = meteredPeriodsOf(licensee, workId);
+    }
+
+    /// @inheritdoc ILicensing
+    function meteredPeriodsOf(address licensee, uint256 workId)
+        public
+        view
+        returns (uint32 ratePerPlay, uint64 expiry, uint32 prevRate, uint64 prevExpiry)
+    {
         uint32 index = _licenseeIndex[licensee];
-        if (index == 0) return (0, 0);
+        if (index == 0) return (0, 0, 0, 0);
         uint256 lane = _meteredLane(index, workId);
-        return (uint32(lane >> 32), uint64(uint32(lane)));
+        return (uint32(lane >> 32), uint64(uint32(lane)), uint32(lane >> 96), uint64(uint32(lane >> 64)));
     }
 
     /// @inheritdoc ILicensing
@@ -113,28 +170,50 @@ abstract contract Licensing is LedgerBase, ReentrancyGuardTransient, ILicensing 
         return _licensees[licenseeIndex];
     }
 
-    /// @dev Grants or extends one period of a license to msg.sender and accrues its fee to the
+    /// @dev Grants or extends one period of a license to `buyer` and accrues its fee to the
     ///      work. The caller collects the fee.
-    function _license(uint256 workId, LicenseKind kind, uint32 maxRate) private returns (uint256 fee, uint64 expiry) {
+    function _license(address buyer, uint256 workId, LicenseKind kind, uint32 maxRate, uint64 minExpiry)
+        private
+        returns (uint256 fee, uint64 expiry)
+    {
         Terms memory t = _terms[workId][kind];
         if (!t.offered) revert TermsNotOffered(workId, kind);
         if (t.ratePerPlay > maxRate) revert RateAboveMax(t.ratePerPlay, maxRate);
         fee = t.fee;
-        uint32 index = _licenseeIndexOrNew(msg.sender);
+        uint32 index = _licenseeIndexOrNew(buyer);
+        uint256 prevRate;
+        uint256 prevExpiry;
         if (kind == LicenseKind.FLAT) {
-            uint256 current = _flatExpiry[msg.sender][workId];
-            expiry = _extend(current, t.duration);
-            _flatExpiry[msg.sender][workId] = expiry;
+            expiry = _extend(_flatExpiry[buyer][workId], t.duration);
+            _flatExpiry[buyer][workId] = expiry;
         } else {
-            uint256 shift = (workId & 3) * 64;
-            uint256 word = _metered[index][workId >> 2];
-            uint256 current = (word >> shift) & 0xffffffff;
-            expiry = _extend(current, t.duration);
-            uint256 lane = (uint256(t.ratePerPlay) << 32) | expiry;
-            _metered[index][workId >> 2] = (word & ~(uint256(type(uint64).max) << shift)) | (lane << shift);
+            (expiry, prevRate, prevExpiry) = _extendMetered(index, workId, t.ratePerPlay, t.duration);
         }
+        if (expiry < minExpiry) revert ExpiryBelowMin(expiry, minExpiry);
         _accrue(workId, fee);
-        emit LicenseBought(msg.sender, workId, kind, fee, t.ratePerPlay, expiry);
+        emit LicenseBought(buyer, workId, kind, fee, t.ratePerPlay, expiry, uint32(prevRate), uint64(prevExpiry));
+    }
+
+    /// @dev One more METERED period at `rate`. The same rate extends the current period; another
+    ///      rate makes the current period the previous one, so plays keep the rate of the period
+    ///      in which they were played (the period before the previous one merges into it).
+    function _extendMetered(uint32 index, uint256 workId, uint256 rate, uint256 duration)
+        private
+        returns (uint64 expiry, uint256 prevRate, uint256 prevExpiry)
+    {
+        uint256 shift = (workId & 1) * LANE_BITS;
+        uint256 word = _metered[index][workId >> 1];
+        uint256 lane = (word >> shift) & LANE_MASK;
+        uint256 current = lane & TIME_MASK;
+        uint256 currentRate = (lane >> 32) & TIME_MASK;
+        prevExpiry = (lane >> 64) & TIME_MASK;
+        prevRate = lane >> 96;
+        if (current != 0 && currentRate != rate) {
+            (prevRate, prevExpiry) = (currentRate, current);
+        }
+        expiry = _extend(current, duration);
+        lane = (prevRate << 96) | (prevExpiry << 64) | (rate << 32) | expiry;
+        _metered[index][workId >> 1] = (word & ~(LANE_MASK << shift)) | (lane << shift);
     }
 
     /// @dev A new expiry: one period after the current expiry, or after now when it has passed.
@@ -146,14 +225,14 @@ abstract contract Licensing is LedgerBase, ReentrancyGuardTransient, ILicensing 
     }
 
     function _meteredLane(uint32 index, uint256 workId) internal view returns (uint256) {
-        return (_metered[index][workId >> 2] >> ((workId & 3) * 64)) & type(uint64).max;
+        return (_metered[index][workId >> 1] >> ((workId & 1) * LANE_BITS)) & LANE_MASK;
     }
 
-    function _deposit(address licensee, uint256 amount) private {
+    function _deposit(address licensee, address from, uint256 amount) private {
         if (amount == 0) revert ZeroAmount();
         uint32 index = _licenseeIndexOrNew(licensee);
         _escrow[index] += amount;
-        token.safeTransferFrom(msg.sender, address(this), amount);
-        emit EscrowDeposited(licensee, msg.sender, amount);
+        token.safeTransferFrom(from, address(this), amount);
+        emit EscrowDeposited(licensee, from, amount);
     }
 }

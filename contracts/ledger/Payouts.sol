@@ -9,6 +9,9 @@ import {LedgerBase} from "./LedgerBase.sol";
 
 /// @title Payouts
 /// @notice Splits, distribution of accruals to payee balances, and pull withdrawals.
+/// @dev A split is validated in full each time it is given (SplitLib.validate) and must match
+///      the work's 160-bit commitment; credits use checked arithmetic, so even a split whose hash
+///      collides with the stored one can only credit exactly the accrued amount.
 abstract contract Payouts is LedgerBase, IPayouts {
     using SafeERC20 for IERC20;
 
@@ -22,7 +25,7 @@ abstract contract Payouts is LedgerBase, IPayouts {
     ) external {
         _requireWorkOwner(workId);
         if (_splitLocked[workId]) revert SplitIsLocked(workId);
-        uint128 next = SplitLib.validate(payees, bps);
+        uint160 next = SplitLib.validate(payees, bps);
         uint256 slot = _workSlots[workId];
         uint256 pending = slot & ACCRUED_MASK;
         if (pending != 0 && slot >> COMMITMENT_SHIFT != 0) {
@@ -32,7 +35,7 @@ abstract contract Payouts is LedgerBase, IPayouts {
             _credit(pending, currentPayees, currentBps);
             emit Distributed(workId, pending);
         }
-        _workSlots[workId] = (slot & ((1 << COMMITMENT_SHIFT) - 1)) | (uint256(next) << COMMITMENT_SHIFT);
+        _workSlots[workId] = (slot & COUNTERS_MASK) | (uint256(next) << COMMITMENT_SHIFT);
         emit SplitSet(workId, payees, bps);
     }
 
@@ -63,12 +66,13 @@ abstract contract Payouts is LedgerBase, IPayouts {
     /// @dev Checks-effects-interactions: the balance is zeroed before the token call, so a
     ///      re-entrant call finds nothing to withdraw; no reentrancy guard is needed here.
     function withdraw(address to) external returns (uint256 amount) {
-        if (to == address(0)) revert ZeroAddressRecipient();
-        amount = _balances[msg.sender];
-        if (amount == 0) revert NothingToWithdraw(msg.sender);
-        _balances[msg.sender] = 0;
+        _checkRecipient(to);
+        address payee = _msgSender();
+        amount = _balances[payee];
+        if (amount == 0) revert NothingToWithdraw(payee);
+        _balances[payee] = 0;
         token.safeTransfer(to, amount);
-        emit Withdrawn(msg.sender, to, amount);
+        emit Withdrawn(payee, to, amount);
     }
 
     /// @inheritdoc IPayouts
@@ -87,12 +91,12 @@ abstract contract Payouts is LedgerBase, IPayouts {
     }
 
     /// @inheritdoc IPayouts
-    function splitCommitmentOf(uint256 workId) external view returns (uint128) {
-        return uint128(_workSlots[workId] >> COMMITMENT_SHIFT);
+    function splitCommitmentOf(uint256 workId) external view returns (uint160) {
+        return uint160(_workSlots[workId] >> COMMITMENT_SHIFT);
     }
 
     /// @inheritdoc IPayouts
-    function splitCommitment(address[] calldata payees, uint16[] calldata bps) external pure returns (uint128) {
+    function splitCommitment(address[] calldata payees, uint16[] calldata bps) external pure returns (uint160) {
         if (payees.length != bps.length) revert LengthMismatch(payees.length, bps.length);
         return SplitLib.commitment(payees, bps);
     }
@@ -102,33 +106,26 @@ abstract contract Payouts is LedgerBase, IPayouts {
         return _splitLocked[workId];
     }
 
-    /// @dev Reverts unless (payees, bps) is the split committed in `slot`.
+    /// @dev Reverts unless (payees, bps) is a valid split and the one committed in `slot`.
     function _checkSplit(uint256 workId, uint256 slot, address[] calldata payees, uint16[] calldata bps)
         private
         pure
     {
         uint256 committed = slot >> COMMITMENT_SHIFT;
         if (committed == 0) revert SplitNotSet(workId);
-        if (payees.length != bps.length || SplitLib.commitment(payees, bps) != committed) {
-            revert SplitMismatch(workId);
-        }
+        if (SplitLib.validate(payees, bps) != committed) revert SplitMismatch(workId);
     }
 
-    /// @dev Credits `amount` by the split: floor shares, the remainder to the first payee, so the
-    ///      credits sum to exactly `amount`.
+    /// @dev Credits `amount` by a validated split: floor shares, the remainder to the first payee,
+    ///      so the credits sum to exactly `amount`. Checked arithmetic throughout: the shares of a
+    ///      split summing to 10,000 never exceed the amount, and if they ever did this reverts.
     function _credit(uint256 amount, address[] calldata payees, uint16[] calldata bps) private {
         uint256 rest = amount;
         uint256 n = payees.length;
-        for (uint256 i = 1; i < n;) {
-            // amount < 2**80 and bps < 2**16: no overflow; the shares of a valid split never
-            // exceed the amount, so `rest` cannot underflow; a balance never exceeds the tokens
-            // the ledger holds (conservation), so it cannot overflow.
-            unchecked {
-                uint256 share = amount * bps[i] / SplitLib.TOTAL_BPS;
-                rest -= share;
-                _balances[payees[i]] += share;
-                ++i;
-            }
+        for (uint256 i = 1; i < n; ++i) {
+            uint256 share = amount * bps[i] / SplitLib.TOTAL_BPS;
+            rest -= share;
+            _balances[payees[i]] += share;
         }
         _balances[payees[0]] += rest;
     }

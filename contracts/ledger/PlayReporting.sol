@@ -9,23 +9,139 @@ import {LedgerBase} from "./LedgerBase.sol";
 /// @notice The play-batch path: many device-signed batches per call, each verified, charged
 ///         from its licensee's escrow and counted, or skipped whole with a reason.
 /// @dev Built for gas (see docs/gas.md). Per call, an in-memory open-addressing table keyed by
-///      work id accumulates plays and amounts (written to storage once per work at the end) and
-///      caches each work's license lane per licensee group; escrow is read and written once per
-///      group; a device's slot is read and written once per batch; one event carries every
-///      applied batch. Memory layout of the call:
+///      work id accumulates each work's totals (loaded from storage when the work is first
+///      met, written once at the end) and caches each work's license lane per licensee group;
+///      escrow is read and written once per group; a device's slot is read once per batch and
+///      its nonce bitmap word read and written; one event carries every applied batch.
+///      Memory layout of the call:
 ///        ctx   (CTX_BYTES)          the call's state and constants, see CTX_* offsets
-///        table (64 << tableBits)    word 0: key | plays << 32 | amount << 96; word 1: license cache
+///        table (ROW_BYTES << tableBits)  rows, see ROW_* offsets
 ///        event buffer               0x20 | length | records..., grows as batches are applied
 ///      The batch loop is one Yul block that allocates nothing: memory past the record being
 ///      written is its scratch (entries hash, struct hash, digest, ecrecover input). The EIP-712
 ///      domain separator comes from OpenZeppelin's EIP712; the digest and the low-s ecrecover
 ///      are computed inline to the same rules as OpenZeppelin's MessageHashUtils and ECDSA.
+///      contracts/test/PlayReportingReference.sol states the same rules in plain Solidity.
 abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
     bytes32 private constant PLAY_BATCH_TYPEHASH =
         keccak256("PlayBatch(address device,uint256 nonce,uint64 fromTime,uint64 toTime,bytes entries)");
     uint256 private constant MAX_CLOCK_SKEW = 15 minutes;
     uint256 private constant MAX_ENTRIES = 1024;
+    uint256 private constant MIN_TABLE_BITS = 4;
+    /// @dev 2**15 rows of 128 bytes (4 MiB of memory) would cost more gas than a transaction may use.
+    uint256 private constant MAX_TABLE_BITS = 14;
 
+    // ---- calldata layout (all integers big-endian) ----
+    /// @dev Group header: licenseeIndex u32 | batchCount u16.
+    uint256 private constant GROUP_HEADER_BYTES = 6;
+    /// @dev Batch header: deviceNumber u32 | nonce u32 | fromTime u32 | toTime u32 | n u16.
+    uint256 private constant BATCH_HEADER_BYTES = 18;
+    /// @dev Batch header + entries + signature = BATCH_FIXED_BYTES + 6n.
+    uint256 private constant BATCH_FIXED_BYTES = 82;
+    /// @dev Entry: workId u32 | count u16.
+    uint256 private constant ENTRY_BYTES = 6;
+    /// @dev Offsets of r and yParityAndS past the entries.
+    uint256 private constant SIG_R_OFFSET = 18;
+    uint256 private constant SIG_VS_OFFSET = 50;
+    /// @dev Field shifts in the 32-byte word read at the start of a group / batch / entry.
+    uint256 private constant GROUP_LICENSEE_SHIFT = 224;
+    uint256 private constant GROUP_COUNT_SHIFT = 208;
+    uint256 private constant HEAD_DEVICE_SHIFT = 224;
+    uint256 private constant HEAD_NONCE_SHIFT = 192;
+    uint256 private constant HEAD_FROM_SHIFT = 160;
+    uint256 private constant HEAD_TO_SHIFT = 128;
+    uint256 private constant HEAD_N_SHIFT = 112;
+    /// @dev nonce | fromTime | toTime: the 96 bits of the header copied into a record.
+    uint256 private constant HEAD_TIMES_MASK = 0xffffffffffffffffffffffff;
+    uint256 private constant ENTRY_WORK_SHIFT = 224;
+    uint256 private constant ENTRY_COUNT_SHIFT = 208;
+    uint256 private constant U16 = 0xffff;
+    uint256 private constant U32 = 0xffffffff;
+    /// @dev Device id = licenseeIndex << 32 | deviceNumber.
+    uint256 private constant DEVICE_NUMBER_BITS = 32;
+
+    // ---- nonce bitmap (Permit2-style): bit (nonce & 255) of word (nonce >> 8) ----
+    uint256 private constant NONCE_BIT_MASK = 0xff;
+    uint256 private constant NONCE_WORD_SHIFT = 8;
+
+    // ---- EIP-2098 compact signature and ecrecover ----
+    /// @dev The low 255 bits of yParityAndS are s; the top bit is the y parity.
+    uint256 private constant S_MASK = 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff;
+    uint256 private constant PARITY_SHIFT = 255;
+    /// @dev v = 27 + y parity.
+    uint256 private constant V_BASE = 27;
+    /// @dev secp256k1n / 2: larger s values are malleable and rejected (as OpenZeppelin's ECDSA does).
+    uint256 private constant MAX_S = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
+    /// @dev The ecrecover precompile.
+    uint256 private constant ECRECOVER = 1;
+    /// @dev "\x19\x01" ahead of the domain separator and struct hash (EIP-712); stored at the
+    ///      end of a word, so the digest input starts 30 bytes in and is 66 bytes long.
+    uint256 private constant EIP712_PREFIX = 0x1901;
+    uint256 private constant EIP712_PREFIX_OFFSET = 0x1e;
+    uint256 private constant EIP712_INPUT_BYTES = 0x42;
+
+    // ---- the table of works: 128-byte rows ----
+    /// @dev log2 of the row size.
+    uint256 private constant ROW_SHIFT = 7;
+    /// @dev Word 0: work id (bits 0..31) | plays (32..95) | accrued (96..255): the work's
+    ///      totals, stored values included, so a counter overflow is seen per batch.
+    uint256 private constant ROW_PLAYS_SHIFT = 32;
+    uint256 private constant ROW_AMOUNT_SHIFT = 96;
+    /// @dev Word 1, license cache for the current group: work id (224..255) | group tag (192..223)
+    ///      | expiry (160..191) | multiplier (0..159), multiplier = rate << 96 | 1 << 32, so
+    ///      count * multiplier adds plays and amount to word 0 in one step.
+    uint256 private constant ROW_CACHE = 0x20;
+    /// @dev Word 2: the previous rate period: prevExpiry (160..191) | its multiplier (0..159).
+    uint256 private constant ROW_PREV = 0x40;
+    /// @dev Word 3: the work's storage slot as read when the row was made.
+    uint256 private constant ROW_STORED = 0x60;
+    uint256 private constant CACHE_KEY_SHIFT = 224;
+    uint256 private constant CACHE_TAG_SHIFT = 192;
+    uint256 private constant CACHE_EXPIRY_SHIFT = 160;
+    uint256 private constant MULTIPLIER_MASK = 0x00ffffffffffffffffffffffffffffffffffffffff;
+    uint256 private constant RATE_SHIFT = 96;
+    uint256 private constant ONE_PLAY = 0x100000000;
+    /// @dev Row bits that are set once plays exceed PLAYS_MASK (row bits 72..95) or the
+    ///      accrual exceeds ACCRUED_MASK (row bits 152..255).
+    uint256 private constant OVERFLOW_BITS =
+        0xffffffffffffffffffffffffff00000000000000ffffff000000000000000000;
+    /// @dev Bit 0 of a batch's charge sum (always 0 in count * multiplier) flags an overflow.
+    uint256 private constant OVERFLOW_FLAG = 1;
+    /// @dev License lane fields (see LedgerBase): expiry, rate, prevExpiry, prevRate.
+    uint256 private constant LANE_RATE_SHIFT = 32;
+    uint256 private constant LANE_PREV_EXPIRY_SHIFT = 64;
+    uint256 private constant LANE_PREV_RATE_SHIFT = 96;
+    /// @dev log2 of LANE_BITS: lane (workId & 1) of a word starts at bit (workId & 1) << 7.
+    uint256 private constant LANE_BITS_LOG2 = 7;
+    /// @dev Width of the group tag in a cache word (right below the work id).
+    uint256 private constant TAG_BITS = 32;
+
+    // ---- a record of PlaysRecorded: id u64 | nonce u32 | from u32 | to u32 | charged u96 | n u16 | entries ----
+    uint256 private constant RECORD_HEADER_BYTES = 34;
+    uint256 private constant RECORD_ID_SHIFT = 192;
+    uint256 private constant RECORD_TIMES_SHIFT = 96;
+    uint256 private constant RECORD_N_SHIFT = 240;
+    /// @dev The bytes of the record's second word after n (the entries copied there).
+    uint256 private constant RECORD_AFTER_N_MASK = 0xffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff;
+
+    // ---- literal copies of LedgerBase's masks (inline assembly takes literals only) ----
+    /// @dev (1 << 160) - 1: the device key in a device slot.
+    uint256 private constant DEVICE_ADDRESS_MASK = 0x00ffffffffffffffffffffffffffffffffffffffff;
+    /// @dev ACCRUED_MASK, (1 << 56) - 1.
+    uint256 private constant ACCRUED_LIMIT = 0xffffffffffffff;
+    /// @dev PLAYS_MASK, (1 << 40) - 1.
+    uint256 private constant PLAYS_LIMIT = 0xffffffffff;
+
+    // ---- outcome of a batch: APPLIED or a SkipReason (values of the SkipReason enum) ----
+    uint256 private constant APPLIED = 255;
+    uint256 private constant SKIP_DEVICE_REVOKED = 1;
+    uint256 private constant SKIP_BAD_TIME_RANGE = 2;
+    uint256 private constant SKIP_NONCE_USED = 3;
+    uint256 private constant SKIP_MALFORMED_ENTRIES = 5;
+    uint256 private constant SKIP_INSUFFICIENT_ESCROW = 6;
+    uint256 private constant SKIP_COUNTER_OVERFLOW = 7;
+
+    // ---- ctx: the call's state ----
     uint256 private constant CTX_TABLE = 0x00;
     uint256 private constant CTX_MASK = 0x20;
     uint256 private constant CTX_CURSOR = 0x40;
@@ -39,27 +155,34 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
     uint256 private constant CTX_SIZE = 0x140;
     uint256 private constant CTX_BUFFER = 0x160;
     uint256 private constant CTX_CHARGE = 0x180;
-    uint256 private constant CTX_DEVICES_SLOT = 0x1c0;
-    uint256 private constant CTX_REVOKED_SLOT = 0x1e0;
-    uint256 private constant CTX_METERED_SLOT = 0x200;
-    uint256 private constant CTX_ESCROW_SLOT = 0x220;
-    uint256 private constant CTX_TYPEHASH = 0x240;
-    uint256 private constant CTX_DOMAIN = 0x260;
-    uint256 private constant CTX_SKIP_TOPIC = 0x280;
-    uint256 private constant CTX_TIME_LIMIT = 0x2a0;
+    uint256 private constant CTX_DEVICES_SLOT = 0x1a0;
+    uint256 private constant CTX_BITMAP_SLOT = 0x1c0;
+    uint256 private constant CTX_METERED_SLOT = 0x1e0;
+    uint256 private constant CTX_ESCROW_SLOT = 0x200;
+    uint256 private constant CTX_TYPEHASH = 0x220;
+    uint256 private constant CTX_DOMAIN = 0x240;
+    uint256 private constant CTX_SKIP_TOPIC = 0x260;
+    uint256 private constant CTX_TIME_LIMIT = 0x280;
+    uint256 private constant CTX_WORKS_SLOT = 0x2a0;
     uint256 private constant CTX_BYTES = 0x2c0;
     /// @dev bytes4(keccak256("MalformedBatchData(uint256)")), checked by the tests.
     uint256 private constant MALFORMED_BATCH_DATA = 0x6f7ca216;
-    /// @dev secp256k1n / 2: larger s values are malleable and rejected (as OpenZeppelin's ECDSA does).
-    uint256 private constant MAX_S = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
     /// @dev bytes4(keccak256("WorkTableFull(uint256)")), checked by the tests.
     uint256 private constant WORK_TABLE_FULL = 0x8e1f3ac5;
+
+    /// @dev The literal copies above must equal LedgerBase's masks: a mismatch makes every
+    ///      deployment fail (the check folds to nothing otherwise).
+    constructor() {
+        if (DEVICE_ADDRESS_MASK != ADDRESS_MASK || ACCRUED_LIMIT != ACCRUED_MASK || PLAYS_LIMIT != PLAYS_MASK) {
+            revert();
+        }
+    }
 
     /// @inheritdoc IPlayReporting
     function submitBatches(bytes calldata data) external returns (uint256 applied) {
         if (data.length == 0) revert MalformedBatchData(0);
         uint256 bits = uint8(data[0]);
-        if (bits < 4 || bits > 16) revert BadTableBits(bits);
+        if (bits < MIN_TABLE_BITS || bits > MAX_TABLE_BITS) revert BadTableBits(bits);
         uint256 p;
         uint256 end;
         assembly {
@@ -99,7 +222,7 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
             ctx := mload(0x40)
             let size := shl(bits, 1)
             let table := add(ctx, CTX_BYTES)
-            let tableBytes := shl(6, size)
+            let tableBytes := shl(ROW_SHIFT, size)
             // Zero ctx and table (fresh memory is not guaranteed to be zero).
             calldatacopy(ctx, calldatasize(), add(CTX_BYTES, tableBytes))
             let buffer := add(table, tableBytes)
@@ -110,9 +233,10 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
             mstore(add(ctx, CTX_BUFFER), buffer)
             mstore(add(ctx, CTX_CURSOR), add(buffer, 0x40))
             mstore(add(ctx, CTX_DEVICES_SLOT), _devices.slot)
-            mstore(add(ctx, CTX_REVOKED_SLOT), _revoked.slot)
+            mstore(add(ctx, CTX_BITMAP_SLOT), _nonceBitmaps.slot)
             mstore(add(ctx, CTX_METERED_SLOT), _metered.slot)
             mstore(add(ctx, CTX_ESCROW_SLOT), _escrow.slot)
+            mstore(add(ctx, CTX_WORKS_SLOT), _workSlots.slot)
             mstore(add(ctx, CTX_TYPEHASH), typeHash)
             mstore(add(ctx, CTX_DOMAIN), domain)
             mstore(add(ctx, CTX_SKIP_TOPIC), skipTopic)
@@ -132,18 +256,25 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
             }
 
             // Finds the row of work `w` (linear probing from its home row), inserting it when
-            // absent. Row word 0: key (bits 0..31) | plays (32..95) | amount (96..255).
+            // absent with the work's stored totals (and its storage word, for the final write).
             function findRow(c, t, m, w) -> e {
                 let i := and(w, m)
                 for {} 1 {} {
-                    e := add(t, shl(6, i))
-                    let key := and(mload(e), 0xffffffff)
+                    e := add(t, shl(ROW_SHIFT, i))
+                    let key := and(mload(e), U32)
                     if eq(key, w) { leave }
                     if iszero(key) {
                         let used := add(mload(add(c, CTX_USED)), 1)
                         if iszero(lt(used, mload(add(c, CTX_SIZE)))) { fail(WORK_TABLE_FULL, mload(add(c, CTX_SIZE))) }
                         mstore(add(c, CTX_USED), used)
-                        mstore(e, w)
+                        mstore(0x00, w)
+                        mstore(0x20, mload(add(c, CTX_WORKS_SLOT)))
+                        let stored := sload(keccak256(0x00, 0x40))
+                        mstore(add(e, ROW_STORED), stored)
+                        mstore(e, or(w, or(
+                            shl(ROW_PLAYS_SHIFT, and(shr(PLAYS_SHIFT, stored), PLAYS_LIMIT)),
+                            shl(ROW_AMOUNT_SHIFT, and(stored, ACCRUED_LIMIT))
+                        )))
                         leave
                     }
                     i := and(add(i, 1), m)
@@ -151,45 +282,51 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
             }
 
             // The slow path of an entry: the row is not at its home slot, or its license cache
-            // is from another group. Row word 1 caches, for the current group:
-            // key (bits 224..255) | tag (192..223) | expiry (160..191) | multiplier (0..159),
-            // where multiplier = rate << 96 | 1 << 32, so count * multiplier adds the plays and
-            // the amount to word 0 in one step.
+            // is from another group. Reads the license lane (two per word) into the row's
+            // cache word (current period) and word ROW_PREV (previous period).
             function slowRow(c, t, m, w, tag) -> e, cache {
                 e := findRow(c, t, m, w)
-                mstore(0x00, shr(2, w))
+                mstore(0x00, shr(1, w))
                 mstore(0x20, mload(add(c, CTX_LICENSE_BASE)))
-                let lane := shr(shl(6, and(w, 3)), sload(keccak256(0x00, 0x40)))
+                let lane := shr(shl(LANE_BITS_LOG2, and(w, 1)), sload(keccak256(0x00, 0x40)))
                 cache := or(
-                    or(shl(224, w), shl(192, tag)),
-                    or(shl(160, and(lane, 0xffffffff)), or(shl(96, and(shr(32, lane), 0xffffffff)), 0x100000000))
+                    or(shl(CACHE_KEY_SHIFT, w), shl(CACHE_TAG_SHIFT, tag)),
+                    or(shl(CACHE_EXPIRY_SHIFT, and(lane, U32)), or(shl(RATE_SHIFT, and(shr(LANE_RATE_SHIFT, lane), U32)), ONE_PLAY))
                 )
-                mstore(add(e, 0x20), cache)
+                mstore(add(e, ROW_CACHE), cache)
+                mstore(add(e, ROW_PREV), or(
+                    shl(CACHE_EXPIRY_SHIFT, and(shr(LANE_PREV_EXPIRY_SHIFT, lane), U32)),
+                    or(shl(RATE_SHIFT, and(shr(LANE_PREV_RATE_SHIFT, lane), U32)), ONE_PLAY)
+                ))
             }
 
             // Adds the licensed plays of the entries in [p, last) to the table. Returns the
-            // sum of count * multiplier (the charge is its bits 96..255) and where it stopped
-            // (before `last` when an entry is malformed).
+            // sum of count * multiplier (the charge is its bits 96..255; bit 0 set when a work's
+            // totals overflowed) and where it stopped (before `last` when an entry is malformed).
             function applyEntries(c, p, last, t, m, tag, toTime) -> chg, at {
                 let previous := 0
                 let v := 0
                 let w := 0
                 let e := 0
                 let cache := 0
-                for {} lt(p, last) { p := add(p, 6) } {
+                for {} lt(p, last) { p := add(p, ENTRY_BYTES) } {
                     v := calldataload(p)
-                    w := shr(224, v)
-                    v := and(shr(208, v), 0xffff) // the count
+                    w := shr(ENTRY_WORK_SHIFT, v)
+                    v := and(shr(ENTRY_COUNT_SHIFT, v), U16) // the count
                     if iszero(mul(gt(w, previous), v)) { break }
                     previous := w
-                    e := add(t, shl(6, and(w, m)))
-                    cache := mload(add(e, 0x20))
-                    if iszero(eq(shr(192, cache), or(shl(32, w), tag))) { e, cache := slowRow(c, t, m, w, tag) }
-                    // Licensed: expiry >= toTime (toTime >= 1, so no license never passes).
-                    if iszero(lt(and(shr(160, cache), 0xffffffff), toTime)) {
-                        v := mul(v, and(cache, 0xffffffffffffffffffffffffffffffffffffffff))
+                    e := add(t, shl(ROW_SHIFT, and(w, m)))
+                    cache := mload(add(e, ROW_CACHE))
+                    if iszero(eq(shr(CACHE_TAG_SHIFT, cache), or(shl(TAG_BITS, w), tag))) { e, cache := slowRow(c, t, m, w, tag) }
+                    // Licensed: expiry >= toTime (toTime >= 1, so no license never passes); at
+                    // the previous period's rate when toTime <= prevExpiry.
+                    if iszero(lt(and(shr(CACHE_EXPIRY_SHIFT, cache), U32), toTime)) {
+                        if iszero(lt(shr(CACHE_EXPIRY_SHIFT, mload(add(e, ROW_PREV))), toTime)) { cache := mload(add(e, ROW_PREV)) }
+                        v := mul(v, and(cache, MULTIPLIER_MASK))
                         chg := add(chg, v)
-                        mstore(e, add(mload(e), v))
+                        v := add(mload(e), v)
+                        mstore(e, v)
+                        chg := or(chg, iszero(iszero(and(v, OVERFLOW_BITS))))
                     }
                 }
                 at := p
@@ -197,82 +334,65 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
 
             // Takes back what applyEntries added for the well-formed entries in [p, last).
             function undoEntries(c, p, last, t, m, toTime) {
-                for {} lt(p, last) { p := add(p, 6) } {
+                for {} lt(p, last) { p := add(p, ENTRY_BYTES) } {
                     let v := calldataload(p)
-                    let e := findRow(c, t, m, shr(224, v))
-                    let cache := mload(add(e, 0x20))
-                    if iszero(lt(and(shr(160, cache), 0xffffffff), toTime)) {
-                        mstore(e, sub(mload(e), mul(and(shr(208, v), 0xffff), and(cache, 0xffffffffffffffffffffffffffffffffffffffff))))
+                    let e := findRow(c, t, m, shr(ENTRY_WORK_SHIFT, v))
+                    let cache := mload(add(e, ROW_CACHE))
+                    if iszero(lt(and(shr(CACHE_EXPIRY_SHIFT, cache), U32), toTime)) {
+                        if iszero(lt(shr(CACHE_EXPIRY_SHIFT, mload(add(e, ROW_PREV))), toTime)) { cache := mload(add(e, ROW_PREV)) }
+                        mstore(e, sub(mload(e), mul(and(shr(ENTRY_COUNT_SHIFT, v), U16), and(cache, MULTIPLIER_MASK))))
                     }
                 }
             }
 
-            // Device, time and nonce checks: 255 and the device's next slot value when the batch
-            // may proceed, else a SkipReason.
-            function checkHeader(c, head, n, state, id) -> reason, next {
-                reason := 255
-                if iszero(and(state, 0xffffffffffffffffffffffffffffffffffffffff)) {
-                    mstore(0x00, id)
-                    mstore(0x20, mload(add(c, CTX_REVOKED_SLOT)))
-                    reason := iszero(sload(keccak256(0x00, 0x40))) // 1 DeviceRevoked, 0 UnknownDevice
-                    reason := sub(1, reason)
+            // Time, registration and size checks of a batch signed by its device: APPLIED when
+            // it may proceed, else a SkipReason.
+            function checkHeader(c, head, n, state) -> reason {
+                reason := APPLIED
+                let toTime := and(shr(HEAD_TO_SHIFT, head), U32)
+                if or(or(iszero(toTime), gt(and(shr(HEAD_FROM_SHIFT, head), U32), toTime)), gt(toTime, mload(add(c, CTX_TIME_LIMIT)))) {
+                    reason := SKIP_BAD_TIME_RANGE
                     leave
                 }
-                let toTime := and(shr(128, head), 0xffffffff)
-                if or(or(iszero(toTime), gt(and(shr(160, head), 0xffffffff), toTime)), gt(toTime, mload(add(c, CTX_TIME_LIMIT)))) {
-                    reason := 2 // BadTimeRange
+                // Outside this registration: after its revocation, or not after the key's
+                // previous revocation (those plays belong to the earlier registration).
+                let revokedAt := and(shr(REVOKED_AT_SHIFT, state), U32)
+                if or(and(iszero(iszero(revokedAt)), gt(toTime, revokedAt)), iszero(gt(toTime, shr(NOT_BEFORE_SHIFT, state)))) {
+                    reason := SKIP_DEVICE_REVOKED
                     leave
                 }
                 if or(iszero(n), gt(n, MAX_ENTRIES)) {
-                    reason := 5 // MalformedEntries
+                    reason := SKIP_MALFORMED_ENTRIES
                     leave
                 }
-                let nonce := and(shr(192, head), 0xffffffff)
-                let top := and(shr(160, state), 0xffffffff)
-                let window := shr(192, state)
-                switch gt(nonce, top)
-                case 1 {
-                    let shift := sub(nonce, top)
-                    window := or(and(shl(shift, window), 0xffffffffffffffff), 1)
-                    top := nonce
-                }
-                default {
-                    let distance := sub(top, nonce)
-                    if or(gt(distance, 63), and(shr(distance, window), 1)) {
-                        reason := 3 // NonceUsed
-                        leave
-                    }
-                    window := or(window, shl(distance, 1))
-                }
-                next := or(and(state, 0xffffffffffffffffffffffffffffffffffffffff), or(shl(160, top), shl(192, window)))
             }
 
             // Whether the batch at p (entries already copied to `copy`) is signed by `device`
             // (EIP-712 digest, EIP-2098 compact signature, low s only). Uses memory after the
             // copy as scratch.
             function signedBy(c, p, head, n, device, copy) -> ok {
-                let len := mul(6, n)
+                let len := mul(ENTRY_BYTES, n)
                 let m := add(copy, len)
                 mstore(m, mload(add(c, CTX_TYPEHASH)))
                 mstore(add(m, 0x20), device)
-                mstore(add(m, 0x40), and(shr(192, head), 0xffffffff))
-                mstore(add(m, 0x60), and(shr(160, head), 0xffffffff))
-                mstore(add(m, 0x80), and(shr(128, head), 0xffffffff))
+                mstore(add(m, 0x40), and(shr(HEAD_NONCE_SHIFT, head), U32))
+                mstore(add(m, 0x60), and(shr(HEAD_FROM_SHIFT, head), U32))
+                mstore(add(m, 0x80), and(shr(HEAD_TO_SHIFT, head), U32))
                 mstore(add(m, 0xa0), keccak256(copy, len))
                 let structHash := keccak256(m, 0xc0)
-                mstore(m, 0x1901)
+                mstore(m, EIP712_PREFIX)
                 mstore(add(m, 0x20), mload(add(c, CTX_DOMAIN)))
                 mstore(add(m, 0x40), structHash)
-                let digest := keccak256(add(m, 0x1e), 0x42)
-                let vs := calldataload(add(p, add(50, len)))
-                let s := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
+                let digest := keccak256(add(m, EIP712_PREFIX_OFFSET), EIP712_INPUT_BYTES)
+                let vs := calldataload(add(p, add(SIG_VS_OFFSET, len)))
+                let s := and(vs, S_MASK)
                 if gt(s, MAX_S) { leave }
                 mstore(m, digest)
-                mstore(add(m, 0x20), add(shr(255, vs), 27))
-                mstore(add(m, 0x40), calldataload(add(p, add(18, len))))
+                mstore(add(m, 0x20), add(shr(PARITY_SHIFT, vs), V_BASE))
+                mstore(add(m, 0x40), calldataload(add(p, add(SIG_R_OFFSET, len))))
                 mstore(add(m, 0x60), s)
                 mstore(0x00, 0)
-                pop(staticcall(gas(), 1, m, 0x80, 0x00, 0x20))
+                pop(staticcall(gas(), ECRECOVER, m, 0x80, 0x00, 0x20))
                 ok := and(eq(returndatasize(), 0x20), eq(mload(0x00), device))
             }
 
@@ -282,74 +402,94 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 log2(0x00, 0x40, mload(add(c, CTX_SKIP_TOPIC)), id)
             }
 
-            // One batch: checks, signature, charge, record. Returns where the next one starts.
-            function processBatch(c, p) -> next {
-                let head := calldataload(p)
-                let n := and(shr(112, head), 0xffff)
-                next := add(p, add(82, mul(6, n)))
-                if gt(next, mload(add(c, CTX_END))) { fail(MALFORMED_BATCH_DATA, p) }
-                let id := or(shl(32, mload(add(c, CTX_LICENSEE))), shr(224, head))
-                mstore(0x00, id)
-                mstore(0x20, mload(add(c, CTX_DEVICES_SLOT)))
+            // The nonce (unused, else NonceUsed), then the charge; marks the nonce used when
+            // the batch is applied.
+            function useNonceAndCharge(c, p, head, n, device) -> reason {
+                let nonce := and(shr(HEAD_NONCE_SHIFT, head), U32)
+                mstore(0x00, or(shl(NONCE_WORD_BITS, device), shr(NONCE_WORD_SHIFT, nonce)))
+                mstore(0x20, mload(add(c, CTX_BITMAP_SLOT)))
                 let slot := keccak256(0x00, 0x40)
-                let state := sload(slot)
-                let reason, newState := checkHeader(c, head, n, state, id)
-                if eq(reason, 255) {
-                    reason := charge(c, p, head, n, and(state, 0xffffffffffffffffffffffffffffffffffffffff))
-                }
-                if iszero(eq(reason, 255)) {
-                    skip(c, id, and(shr(192, head), 0xffffffff), reason)
+                let bits := sload(slot)
+                let bit := shl(and(nonce, NONCE_BIT_MASK), 1)
+                if and(bits, bit) {
+                    reason := SKIP_NONCE_USED
                     leave
                 }
-                sstore(slot, newState)
+                reason := charge(c, p, head, n)
+                if eq(reason, APPLIED) { sstore(slot, or(bits, bit)) }
+            }
+
+            // One batch: device, signature, checks, nonce, charge, record. Returns where the
+            // next one starts.
+            function processBatch(c, p) -> next {
+                let head := calldataload(p)
+                let n := and(shr(HEAD_N_SHIFT, head), U16)
+                next := add(p, add(BATCH_FIXED_BYTES, mul(ENTRY_BYTES, n)))
+                if gt(next, mload(add(c, CTX_END))) { fail(MALFORMED_BATCH_DATA, p) }
+                let id := or(shl(DEVICE_NUMBER_BITS, mload(add(c, CTX_LICENSEE))), shr(HEAD_DEVICE_SHIFT, head))
+                mstore(0x00, id)
+                mstore(0x20, mload(add(c, CTX_DEVICES_SLOT)))
+                let state := sload(keccak256(0x00, 0x40))
+                let device := and(state, DEVICE_ADDRESS_MASK)
+                // Unknown device id, or not the device's signature: nothing is attributable to
+                // the device, so the batch is skipped without an event.
+                if iszero(device) { leave }
+                let copy := add(mload(add(c, CTX_CURSOR)), RECORD_HEADER_BYTES)
+                calldatacopy(copy, add(p, BATCH_HEADER_BYTES), mul(ENTRY_BYTES, n))
+                if iszero(signedBy(c, p, head, n, device, copy)) { leave }
+                let reason := checkHeader(c, head, n, state)
+                if eq(reason, APPLIED) { reason := useNonceAndCharge(c, p, head, n, device) }
+                if iszero(eq(reason, APPLIED)) {
+                    skip(c, id, and(shr(HEAD_NONCE_SHIFT, head), U32), reason)
+                    leave
+                }
                 // The record: id | nonce | fromTime | toTime | charged, then n, then the entries
-                // (copied already by charge).
+                // (copied already).
                 let cursor := mload(add(c, CTX_CURSOR))
-                mstore(cursor, or(shl(192, id), or(shl(96, and(shr(128, head), 0xffffffffffffffffffffffff)), mload(add(c, CTX_CHARGE)))))
-                mstore(add(cursor, 0x20), or(shl(240, n), and(mload(add(cursor, 0x20)), 0x0000ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)))
-                mstore(add(c, CTX_CURSOR), add(cursor, add(34, mul(6, n))))
+                mstore(cursor, or(shl(RECORD_ID_SHIFT, id), or(shl(RECORD_TIMES_SHIFT, and(shr(HEAD_TO_SHIFT, head), HEAD_TIMES_MASK)), mload(add(c, CTX_CHARGE)))))
+                mstore(add(cursor, 0x20), or(shl(RECORD_N_SHIFT, n), and(mload(add(cursor, 0x20)), RECORD_AFTER_N_MASK)))
+                mstore(add(c, CTX_CURSOR), add(cursor, add(RECORD_HEADER_BYTES, mul(ENTRY_BYTES, n))))
                 mstore(add(c, CTX_APPLIED), add(mload(add(c, CTX_APPLIED)), 1))
             }
 
-            // Signature, then the entries against the escrow. 255 when applied.
-            function charge(c, p, head, n, device) -> reason {
-                let entries := add(p, 18)
-                let last := add(entries, mul(6, n))
-                let copy := add(mload(add(c, CTX_CURSOR)), 34)
-                calldatacopy(copy, entries, mul(6, n))
-                if iszero(signedBy(c, p, head, n, device, copy)) {
-                    reason := 4 // BadSignature
-                    leave
-                }
-                let toTime := and(shr(128, head), 0xffffffff)
+            // The entries against the table and the escrow. APPLIED when charged.
+            function charge(c, p, head, n) -> reason {
+                let entries := add(p, BATCH_HEADER_BYTES)
+                let last := add(entries, mul(ENTRY_BYTES, n))
+                let toTime := and(shr(HEAD_TO_SHIFT, head), U32)
                 let t := mload(add(c, CTX_TABLE))
                 let m := mload(add(c, CTX_MASK))
                 let chg, at := applyEntries(c, entries, last, t, m, mload(add(c, CTX_TAG)), toTime)
                 if lt(at, last) {
                     undoEntries(c, entries, at, t, m, toTime)
-                    reason := 5 // MalformedEntries
+                    reason := SKIP_MALFORMED_ENTRIES
                     leave
                 }
-                chg := shr(96, chg)
+                if and(chg, OVERFLOW_FLAG) {
+                    undoEntries(c, entries, last, t, m, toTime)
+                    reason := SKIP_COUNTER_OVERFLOW
+                    leave
+                }
+                chg := shr(ROW_AMOUNT_SHIFT, chg)
                 let escrow := mload(add(c, CTX_ESCROW))
                 if gt(chg, escrow) {
                     undoEntries(c, entries, last, t, m, toTime)
-                    reason := 6 // InsufficientEscrow
+                    reason := SKIP_INSUFFICIENT_ESCROW
                     leave
                 }
                 mstore(add(c, CTX_ESCROW), sub(escrow, chg))
                 mstore(add(c, CTX_CHARGE), chg)
-                reason := 255
+                reason := APPLIED
             }
 
             // One licensee's batches: escrow read once, written once.
             function processGroup(c, p) -> next {
-                if gt(add(p, 6), mload(add(c, CTX_END))) { fail(MALFORMED_BATCH_DATA, p) }
+                if gt(add(p, GROUP_HEADER_BYTES), mload(add(c, CTX_END))) { fail(MALFORMED_BATCH_DATA, p) }
                 let head := calldataload(p)
-                let licensee := shr(224, head)
-                let count := and(shr(208, head), 0xffff)
+                let licensee := shr(GROUP_LICENSEE_SHIFT, head)
+                let count := and(shr(GROUP_COUNT_SHIFT, head), U16)
                 if iszero(count) { fail(MALFORMED_BATCH_DATA, p) }
-                next := add(p, 6)
+                next := add(p, GROUP_HEADER_BYTES)
                 mstore(0x00, licensee)
                 mstore(0x20, mload(add(c, CTX_ESCROW_SLOT)))
                 let escrowSlot := keccak256(0x00, 0x40)
@@ -368,7 +508,8 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
         }
     }
 
-    /// @dev Writes each touched work's accrual and play count once.
+    /// @dev Writes each touched work's totals once (only when they changed). The table holds
+    ///      totals that passed the overflow check, so they fit their fields.
     function _flushWorks(uint256 ctx) private {
         uint256 table;
         uint256 size;
@@ -378,18 +519,16 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
         }
         for (uint256 i; i < size; ++i) {
             uint256 row;
+            uint256 stored;
             assembly {
-                row := mload(add(table, shl(6, i)))
+                let e := add(table, shl(ROW_SHIFT, i))
+                row := mload(e)
+                stored := mload(add(e, ROW_STORED))
             }
-            if (row >> 32 == 0) continue;
-            uint256 workId = row & 0xffffffff;
-            uint256 plays = (row >> 32) & type(uint64).max;
-            uint256 amount = row >> 96;
-            uint256 slot = _workSlots[workId];
-            uint256 accrued = (slot & ACCRUED_MASK) + amount;
-            uint256 played = ((slot >> PLAYS_SHIFT) & PLAYS_MASK) + plays;
-            if (accrued > ACCRUED_MASK || played > PLAYS_MASK) revert WorkCounterOverflow(workId);
-            _workSlots[workId] = (slot >> COMMITMENT_SHIFT << COMMITMENT_SHIFT) | (played << PLAYS_SHIFT) | accrued;
+            if (row == 0) continue;
+            uint256 counters = (((row >> ROW_PLAYS_SHIFT) & PLAYS_MASK) << PLAYS_SHIFT) | (row >> ROW_AMOUNT_SHIFT);
+            if (counters == stored & COUNTERS_MASK) continue;
+            _workSlots[row & U32] = (stored & ~COUNTERS_MASK) | counters;
         }
     }
 

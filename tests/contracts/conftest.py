@@ -34,7 +34,8 @@ def artist():
 
 @pytest.fixture(scope="module")
 def payees():
-    return [accounts[2], accounts[3], accounts[4]]
+    """Three payees in ascending address order (the order a split lists them in)."""
+    return sorted([accounts[2], accounts[3], accounts[4]], key=lambda a: int(a.address, 16))
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +64,19 @@ def token(TestStablecoin, deployer):
 
 
 @pytest.fixture(scope="module")
-def works(WorkRegistry, deployer):
-    return WorkRegistry.deploy({"from": deployer})
+def forwarder(TrustedForwarder, deployer):
+    """OpenZeppelin's ERC2771Forwarder, trusted by the registry and the ledger."""
+    return TrustedForwarder.deploy({"from": deployer})
 
 
 @pytest.fixture(scope="module")
-def ledger(RoyaltyLedger, token, works, deployer):
-    return RoyaltyLedger.deploy(token, works, {"from": deployer})
+def works(WorkRegistry, forwarder, deployer):
+    return WorkRegistry.deploy(forwarder, {"from": deployer})
+
+
+@pytest.fixture(scope="module")
+def ledger(RoyaltyLedger, token, works, forwarder, deployer):
+    return RoyaltyLedger.deploy(token, works, forwarder, {"from": deployer})
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +123,7 @@ def work2_id(works, ledger, artist, split):
 def device(ledger, funded, licensee, work_id):
     """A GB device of `licensee`, who holds ESCROW and a METERED license on work_id."""
     ledger.deposit(ESCROW, {"from": licensee})
-    ledger.buyLicense(work_id, METERED, 0, RATE, {"from": licensee})
+    ledger.buyLicense(work_id, METERED, 0, RATE, 0, {"from": licensee})
     return register_device(ledger, licensee, b"GB")
 
 
@@ -124,7 +131,7 @@ def device(ledger, funded, licensee, work_id):
 def device2(ledger, funded, licensee2, work_id):
     """A FR device of `licensee2`, who holds ESCROW and a METERED license on work_id."""
     ledger.deposit(ESCROW, {"from": licensee2})
-    ledger.buyLicense(work_id, METERED, 0, RATE, {"from": licensee2})
+    ledger.buyLicense(work_id, METERED, 0, RATE, 0, {"from": licensee2})
     return register_device(ledger, licensee2, b"FR")
 
 

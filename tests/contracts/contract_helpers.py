@@ -12,6 +12,7 @@ from brownie import chain
 from brownie.exceptions import decode_typed_error
 from eth_abi import encode
 from eth_account import Account
+from eth_account.messages import encode_typed_data
 from eth_utils import keccak
 from hexbytes import HexBytes
 
@@ -95,9 +96,36 @@ def new_key():
     return Account.create()
 
 
+DEVICE_REGISTRATION_TYPES = {
+    "DeviceRegistration": [
+        {"name": "device", "type": "address"},
+        {"name": "licensee", "type": "address"},
+        {"name": "nonce", "type": "uint256"},
+    ]
+}
+
+
+def registration_digest(ledger, device: str, licensee: str, nonce: int) -> bytes:
+    signable = encode_typed_data(
+        domain_data={"name": "RoyaltyLedger", "version": "1", "chainId": chain.id,
+                     "verifyingContract": ledger.address},
+        message_types=DEVICE_REGISTRATION_TYPES,
+        message_data={"device": device, "licensee": str(licensee), "nonce": nonce},
+    )
+    return keccak(b"\x19" + signable.version + signable.header + signable.body)
+
+
+def sign_registration(ledger, key, licensee, nonce=None) -> bytes:
+    """The device key's proof of possession (65 bytes r|s|v) for `licensee` on this ledger."""
+    if nonce is None:
+        nonce = ledger.deviceRegistrationNonce(key.address)
+    sig = key.unsafe_sign_hash(registration_digest(ledger, key.address, licensee, nonce))
+    return sig.r.to_bytes(32, "big") + sig.s.to_bytes(32, "big") + bytes([sig.v])
+
+
 def register_device(ledger, licensee, territory=b"GB", key=None) -> Device:
     key = key or new_key()
-    tx = ledger.registerDevice(key.address, territory, {"from": licensee})
+    tx = ledger.registerDevice(key.address, territory, sign_registration(ledger, key, licensee), {"from": licensee})
     device_id = tx.events["DeviceRegistered"]["deviceId"]
     return Device(key, device_id >> 32, device_id & 0xFFFFFFFF)
 

@@ -5,16 +5,19 @@ After every rule the chain must satisfy DESIGN.md's conservation invariant
     token.balanceOf(ledger) == sum(escrowOf) + sum(accruedOf) + sum(balanceOf)
 
 and every escrow, accrual, play count and payee balance must equal a Python model that
-applies the documented rules (licensed iff METERED expiry >= toTime, rate kept at purchase,
-unpayable batch skipped whole with its nonce unused, 64-nonce window, split remainder to the
-first payee, pending accrual paid under the old split before a split change).
+applies the documented rules (licensed iff METERED expiry >= toTime, charged at the rate of
+the license period toTime falls in (current or previous), unpayable batch skipped whole with its
+nonce unused, single-use unordered nonces, escrow withdrawn only after the notice period, split
+remainder to the first payee, pending accrual paid under the old split before a split change).
 """
 import brownie
 import pytest
 from brownie import accounts, chain
 from hypothesis import strategies as st
 
-from contract_helpers import DAY, METERED, Device, Reporter, err, new_key, reason, records_bytes, skips
+from contract_helpers import (
+    DAY, METERED, Device, Reporter, err, new_key, reason, records_bytes, sign_registration, skips,
+)
 from ledger.playbatch import decode_entries, decode_play_records, encode_entries, split_shares
 
 # (rate, duration, activation fee) of the METERED terms of each work; the third expires fast.
@@ -40,7 +43,8 @@ def payees():
 
 def split_of(choice):
     indexes, bps = SPLITS[choice]
-    return [payees()[i].address for i in indexes], list(bps)
+    pairs = sorted(zip((payees()[i].address for i in indexes), bps))  # ascending payees
+    return [a for a, _ in pairs], [b for _, b in pairs]
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +60,15 @@ def scene(token, works, ledger, artist, licensee, licensee2, funded):
     devices = {}
     for who in (licensee, licensee2):
         keys = [new_key(), new_key()]
-        ledger.registerDevices([k.address for k in keys], [b"GB", b"SE"], {"from": who})
+        ledger.registerDevices([k.address for k in keys], [b"GB", b"SE"],
+                               [sign_registration(ledger, k, who) for k in keys], {"from": who})
         index = ledger.licenseeIndexOf(who)
         devices[who.address] = [Device(k, index, n + 1) for n, k in enumerate(keys)]
     for who, licensed in ((licensee, work_ids), (licensee2, work_ids[:2])):
         ledger.deposit(START_ESCROW, {"from": who})
         for wid in licensed:
             rate, _, fee = TERMS[work_ids.index(wid)]
-            ledger.buyLicense(wid, METERED, fee, rate, {"from": who})
+            ledger.buyLicense(wid, METERED, fee, rate, 0, {"from": who})
     return work_ids, devices
 
 
@@ -112,28 +117,28 @@ class ConservationMachine:
         self.balances = {p.address: 0 for p in self.payees}
         self.splits = {w: split_of(i) for i, w in enumerate(self.work_ids)}
         self.terms = {w: TERMS[i] for i, w in enumerate(self.work_ids)}
-        self.licenses = {  # (licensee, work) -> (rate, expiry)
-            (a.address, w): tuple(self.ledger.licenseOf(a, w, METERED)) for a in self.licensees for w in self.work_ids}
-        self.nonces = {}  # device id -> (top, used set)
+        self.licenses = {  # (licensee, work) -> (rate, expiry, prevRate, prevExpiry)
+            (a.address, w): tuple(self.ledger.meteredPeriodsOf(a, w)) for a in self.licensees for w in self.work_ids}
+        self.nonces = {}  # device id -> used set
         self.next_nonce = {}
         self.held_back = []  # batches skipped as unpayable, to send again later
 
     # --- model helpers ----------------------------------------------------------------------
 
     def _nonce_usable(self, device_id, nonce):
-        top, used = self.nonces.get(device_id, (0, set()))
-        return nonce > top or (top - nonce < 64 and nonce not in used)
+        return nonce not in self.nonces.get(device_id, set())
 
     def _use_nonce(self, device_id, nonce):
-        top, used = self.nonces.get(device_id, (0, set()))
-        self.nonces[device_id] = (max(top, nonce), used | {nonce})
+        self.nonces.setdefault(device_id, set()).add(nonce)
 
     def _charges(self, licensee, batch):
         """{work: amount} of the licensed entries of a batch, as of now."""
         out = {}
         for work, count in decode_entries(batch.entries):
-            rate, expiry = self.licenses.get((licensee, work), (0, 0))
-            if expiry and expiry >= batch.to_time:
+            rate, expiry, prev_rate, prev_expiry = self.licenses.get((licensee, work), (0, 0, 0, 0))
+            if prev_expiry >= batch.to_time:
+                out[work] = count * prev_rate
+            elif expiry >= batch.to_time:
                 out[work] = count * rate
         return out
 
@@ -182,8 +187,10 @@ class ConservationMachine:
         available = self.escrow[licensee.address]
         if amount > available:
             with brownie.reverts(err("InsufficientEscrow(uint256,uint256)", available, amount)):
-                self.ledger.withdrawEscrow(amount, accounts[to], {"from": licensee})
+                self.ledger.requestEscrowWithdrawal(amount, {"from": licensee})
             return
+        self.ledger.requestEscrowWithdrawal(amount, {"from": licensee})
+        chain.sleep(self.ledger.ESCROW_NOTICE())
         self.ledger.withdrawEscrow(amount, accounts[to], {"from": licensee})
         self.escrow[licensee.address] -= amount
 
@@ -191,11 +198,14 @@ class ConservationMachine:
         licensee = self.licensees[who]
         wid = self.work_ids[work]
         rate, _, fee = self.terms[wid]
-        tx = self.ledger.buyLicense(wid, METERED, fee, rate, {"from": licensee})
+        tx = self.ledger.buyLicense(wid, METERED, fee, rate, 0, {"from": licensee})
         expiry = tx.events["LicenseBought"]["expiry"]
-        _, old = self.licenses.get((licensee.address, wid), (0, 0))
+        old_rate, old, prev_rate, prev_expiry = self.licenses[(licensee.address, wid)]
         assert expiry >= old
-        self.licenses[(licensee.address, wid)] = (rate, expiry)
+        if old and old_rate != rate:  # a rate change: the current period becomes the previous
+            prev_rate, prev_expiry = old_rate, old
+        self.licenses[(licensee.address, wid)] = (rate, expiry, prev_rate, prev_expiry)
+        assert tuple(self.ledger.meteredPeriodsOf(licensee, wid)) == self.licenses[(licensee.address, wid)]
         self.accrued[wid] += fee
 
     def do_change_rate(self, work, rate, **_):

@@ -21,14 +21,14 @@ def accrue(ledger, artist, licensee, funded):
 
     def _accrue(work, amount):
         ledger.setTerms(work, FLAT, amount, 0, 86_400, True, {"from": artist})
-        ledger.buyLicense(work, FLAT, amount, 0, {"from": licensee})
+        ledger.buyLicense(work, FLAT, amount, 0, 0, {"from": licensee})
 
     return _accrue
 
 
 def python_commitment(payees, bps):
     packed = b"".join(encode(["address"], [p]) for p in payees) + b"".join(encode(["uint16"], [b]) for b in bps)
-    return int.from_bytes(keccak(packed), "big") >> 128
+    return int.from_bytes(keccak(packed), "big") >> 96  # the high 160 bits
 
 
 def test_setSplit_stores_commitment_and_emits_split(ledger, bare_work, artist, split):
@@ -77,13 +77,19 @@ def test_setSplit_reverts_on_length_mismatch(ledger, bare_work, artist, split):
 
 
 def test_setSplit_reverts_on_zero_address_payee(ledger, bare_work, artist, payees):
-    with brownie.reverts(err("ZeroAddressPayee(uint256)", 1)):
-        ledger.setSplit(bare_work, [payees[0], ZERO_ADDRESS], [5_000, 5_000], [], [], {"from": artist})
+    # Ascending order puts a zero address first.
+    with brownie.reverts(err("ZeroAddressPayee(uint256)", 0)):
+        ledger.setSplit(bare_work, [ZERO_ADDRESS, payees[0]], [5_000, 5_000], [], [], {"from": artist})
 
 
 def test_setSplit_reverts_on_duplicate_payee(ledger, bare_work, artist, payees):
     with brownie.reverts(err("DuplicatePayee(address)", payees[0].address)):
-        ledger.setSplit(bare_work, [payees[0], payees[1], payees[0]], [4_000, 3_000, 3_000], [], [], {"from": artist})
+        ledger.setSplit(bare_work, [payees[0], payees[0], payees[1]], [4_000, 3_000, 3_000], [], [], {"from": artist})
+
+
+def test_setSplit_reverts_on_payees_out_of_order(ledger, bare_work, artist, payees):
+    with brownie.reverts(err("PayeesOutOfOrder(uint256)", 2)):
+        ledger.setSplit(bare_work, [payees[0], payees[2], payees[1]], [4_000, 3_000, 3_000], [], [], {"from": artist})
 
 
 def test_setSplit_reverts_on_zero_share(ledger, bare_work, artist, payees):
@@ -111,6 +117,8 @@ def test_setSplit_reverts_when_split_is_locked(ledger, work_id, artist, split):
 def test_setSplit_pays_old_accrual_under_old_split(ledger, work_id, artist, split, payees, outsider, accrue):
     accrue(work_id, 1_000)
     new_payees, new_bps = [outsider.address, payees[0].address], [9_000, 1_000]
+    if int(outsider.address, 16) > int(payees[0].address, 16):
+        new_payees, new_bps = new_payees[::-1], new_bps[::-1]
 
     tx = ledger.setSplit(work_id, new_payees, new_bps, split[0], split[1], {"from": artist})
 
@@ -181,7 +189,7 @@ def test_distribute_reverts_when_split_not_set(ledger, bare_work, outsider, spli
 def test_distribute_reverts_on_split_other_than_stored(ledger, work_id, split, outsider, accrue):
     accrue(work_id, 1_000)
     with brownie.reverts(err("SplitMismatch(uint256)", work_id)):
-        ledger.distribute(work_id, [split[0][1], split[0][0], split[0][2]], [3_000, 5_000, 2_000], {"from": outsider})
+        ledger.distribute(work_id, split[0], [3_000, 5_000, 2_000], {"from": outsider})
 
 
 def test_distribute_gives_rounding_remainder_to_first_payee(ledger, bare_work, artist, payees, outsider, accrue):
@@ -246,7 +254,8 @@ def test_ledger_abi_has_no_admin_functions(RoyaltyLedger):
               if f["type"] == "function" and f["stateMutability"] not in ("view", "pure")}
     assert writes == {
         "setSplit", "lockSplit", "distribute", "withdraw",
-        "setTerms", "buyLicense", "buyLicenses", "deposit", "depositFor", "withdrawEscrow",
+        "setTerms", "buyLicense", "buyLicenses", "deposit", "depositWithPermit", "depositFor",
+        "requestEscrowWithdrawal", "withdrawEscrow",
         "registerDevice", "registerDevices", "revokeDevice", "submitBatches",
     }
 
@@ -254,8 +263,10 @@ def test_ledger_abi_has_no_admin_functions(RoyaltyLedger):
 def test_deployer_cannot_move_money_or_change_works(ledger, works, token, work_id, device, licensee, deployer,
                                                     split):
     held = token.balanceOf(ledger)
-    with brownie.reverts(err("InsufficientEscrow(uint256,uint256)", 0, 1)):
+    with brownie.reverts(err("WithdrawalNotRequested(uint256,uint256)", 0, 1)):
         ledger.withdrawEscrow(1, deployer, {"from": deployer})
+    with brownie.reverts(err("InsufficientEscrow(uint256,uint256)", 0, 1)):
+        ledger.requestEscrowWithdrawal(1, {"from": deployer})
     with brownie.reverts(err("NotWorkOwner(uint256,address)", work_id, deployer.address)):
         ledger.setSplit(work_id, [deployer.address], [10_000], split[0], split[1], {"from": deployer})
     with brownie.reverts(err("NotWorkOwner(uint256,address)", work_id, deployer.address)):
@@ -281,3 +292,54 @@ def test_transferFrom_work_moves_split_and_terms_control_to_new_owner(ledger, wo
         ledger.setTerms(work_id, METERED, 0, 1, 86_400, True, {"from": artist})
     with brownie.reverts(err("NotWorkOwner(uint256,address)", work_id, artist.address)):
         ledger.lockSplit(work_id, {"from": artist})
+
+
+# --- finding 1: a split is validated in full, whatever its hash -----------------------------------
+
+@pytest.fixture(scope="module")
+def harness(RoyaltyLedgerHarness, token, works, forwarder, deployer):
+    """The ledger with a back door that stores any split commitment (a stand-in for a hash
+    collision, which costs ~2**80 hashes against 160 bits)."""
+    return RoyaltyLedgerHarness.deploy(token, works, forwarder, {"from": deployer})
+
+
+@pytest.fixture
+def colliding_work(harness, works, token, artist, licensee, outsider, split, funded):
+    """A work whose stored commitment is that of an invalid split (bps 65,535 each), with 1,000
+    accrued, and 10,000 of another licensee's escrow in the same ledger."""
+    wid = works.registerWork("ipfs://collide", b"\x00" * 12, {"from": artist}).events["WorkRegistered"]["workId"]
+    harness.setSplit(wid, split[0], split[1], [], [], {"from": artist})
+    harness.setTerms(wid, FLAT, 1_000, 0, 86_400, True, {"from": artist})
+    token.approve(harness, 2**256 - 1, {"from": licensee})
+    token.approve(harness, 2**256 - 1, {"from": outsider})
+    harness.buyLicense(wid, FLAT, 1_000, 0, 0, {"from": licensee})
+    harness.deposit(10_000, {"from": outsider})
+    bad = (split[0], [65_535, 65_535, 65_535])
+    harness.forceSplitCommitment(wid, python_commitment(*bad), {"from": artist})
+    return wid, bad
+
+
+def test_distribute_rejects_invalid_split_even_when_its_hash_is_committed(harness, token, colliding_work,
+                                                                          outsider):
+    wid, bad = colliding_work
+    held = token.balanceOf(harness)
+
+    with brownie.reverts(err("SharesDoNotTotal(uint256)", 3 * 65_535)):
+        harness.distribute(wid, *bad, {"from": outsider})
+
+    assert [harness.balanceOf(p) for p in bad[0]] == [0, 0, 0]
+    assert harness.accruedOf(wid) == 1_000
+    assert token.balanceOf(harness) == held == harness.accruedOf(wid) + harness.escrowOf(outsider)
+
+
+def test_setSplit_rejects_invalid_current_split_even_when_its_hash_is_committed(harness, colliding_work, artist,
+                                                                                payees):
+    wid, bad = colliding_work
+    with brownie.reverts(err("SharesDoNotTotal(uint256)", 3 * 65_535)):
+        harness.setSplit(wid, [payees[0].address], [10_000], *bad, {"from": artist})
+
+
+def test_splitCommitmentOf_holds_160_bits(ledger, work_id, split):
+    committed = ledger.splitCommitmentOf(work_id)
+    assert committed == python_commitment(*split)
+    assert committed.bit_length() > 128  # not truncated to 128 bits (true for all but 2**-32 of splits)

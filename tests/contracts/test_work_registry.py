@@ -84,3 +84,18 @@ def test_transferFrom_moves_work_and_uri_control(works, artist, outsider):
     works.setWorkURI(1, "ipfs://new-owner", {"from": outsider})
     with brownie.reverts(err("NotWorkOwner(uint256,address)", 1, artist.address)):
         works.setWorkURI(1, "ipfs://old-owner", {"from": artist})
+
+
+def test_registerWork_emits_WorkRegistered_before_a_contract_registrant_acts_on_the_work(
+        ReentrantRegistrant, works, ledger, deployer):
+    # Finding 2: a contract registrant sets a split and terms from onERC721Received; the work's
+    # own event must come first so an indexer never sees a split for an unknown work.
+    registrant = ReentrantRegistrant.deploy(works, ledger, {"from": deployer})
+
+    tx = registrant.register("ipfs://reentrant", {"from": deployer})
+
+    order = [log.name for log in tx.events if log.name in ("WorkRegistered", "SplitSet", "TermsSet")]
+    assert order == ["WorkRegistered", "SplitSet", "TermsSet"]
+    work_id = tx.events["WorkRegistered"]["workId"]
+    assert works.ownerOf(work_id) == registrant
+    assert ledger.splitCommitmentOf(work_id) != 0
