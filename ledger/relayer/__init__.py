@@ -38,12 +38,12 @@ from typing import Iterable, Optional
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import sessionmaker
 
-from . import playbatch
-from .chain import Deployment
-from .config import DEFAULT_GAS_CAP, MAX_TX_BYTES
-from .errors import RelayerError
-from .pending import (CONFIRMED, INFLIGHT, PENDING, REJECTED, TX_DONE, TX_SENT, PendingBatch, RelayTransaction,
-                      utcnow)
+from .. import playbatch
+from ..chain import Deployment
+from ..config import DEFAULT_GAS_CAP, MAX_TX_BYTES
+from ..errors import RelayerError
+from ..pending import (CONFIRMED, INFLIGHT, PENDING, REJECTED, TX_DONE, TX_SENT, PendingBatch, RelayTransaction,
+                       utcnow)
 
 log = logging.getLogger(__name__)
 
