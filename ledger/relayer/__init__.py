@@ -75,6 +75,8 @@ def input_size(data_len: int) -> int:
 
 @dataclass
 class RelayerConfig:
+    """Settings of one relayer (`ledger relay` sets gas_cap, max_input_bytes and idle_sleep from its flags)."""
+
     gas_cap: int = DEFAULT_GAS_CAP
     max_input_bytes: int = MAX_TX_BYTES - ENVELOPE_RESERVE
     gas_margin: float = 0.15  # gas limit = estimate * (1 + margin), at most gas_cap
