@@ -1,0 +1,114 @@
+"""The packer: which pending batches go into the next ``submitBatches`` transaction.
+
+It owns the choice of candidates from the pending store (pending, and not an unpayable batch
+waiting for its retry), fitting them under the input byte limit with
+:func:`ledger.playbatch.plan_calls`, encoding them, and the estimate loop: too much gas shrinks
+the pack (:func:`ledger.playbatch.shrink_for_gas`), a failing estimate halves it, a single batch
+that reverts the call on its own is rejected (``Reverted``). Gas estimation is injected as a
+callable (``data -> gas``, raising when the call would revert), so the packer needs no node.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Protocol, cast
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from .. import playbatch
+from ..pending import PENDING, REJECTED, PendingBatch, utcnow
+from .sender import is_connection_error
+from .settlement import INSUFFICIENT_ESCROW
+
+log = logging.getLogger("ledger.relayer")  # the relayer's one logger, as before the split
+
+Estimator = Callable[[bytes], int]  # submitBatches data -> gas; raises when the call reverts
+Pack = tuple[list[PendingBatch], bytes, int]  # (batches, submitBatches data, gas estimate)
+
+#: The smallest encoded batch (one entry): the most batches one transaction could hold is
+#: max_input_bytes // MIN_BATCH_SIZE + 1, so no more candidates than that are read.
+MIN_BATCH_SIZE = playbatch.BATCH_HEADER_SIZE + playbatch.ENTRY_SIZE + playbatch.SIGNATURE_SIZE
+
+
+class PackLimits(Protocol):
+    """The settings the packer reads (RelayerConfig has them)."""
+
+    @property
+    def gas_cap(self) -> int: ...
+
+    @property
+    def max_input_bytes(self) -> int: ...
+
+    @property
+    def escrow_retry_after(self) -> float: ...
+
+
+def queued(row: PendingBatch) -> playbatch.QueuedBatch:
+    """A stored batch as the calldata planner sees it (the row is its ref)."""
+    return playbatch.QueuedBatch(row.licensee_index, row.device_number, playbatch.SignedBatch(
+        row.device, row.nonce, row.from_time, row.to_time, row.entries, row.signature), ref=row)
+
+
+def encode(rows: Sequence[PendingBatch]) -> bytes:
+    """The submitBatches ``data`` of rows already in call order."""
+    return playbatch.encode_call([queued(r) for r in rows])
+
+
+class Packer:
+    """Packs the pending store into transactions under ``limits``, estimating with ``estimate``."""
+
+    def __init__(self, limits: PackLimits, estimate: Estimator):
+        self.limits = limits
+        self.estimate = estimate
+
+    def candidates(self, session: Session, limit: int) -> list[PendingBatch]:
+        """Up to ``limit`` pending batches in (licensee index, device number, nonce) order; a
+        batch skipped for InsufficientEscrow only ``escrow_retry_after`` seconds after it was."""
+        retry_before = utcnow() - timedelta(seconds=self.limits.escrow_retry_after)
+        stmt = (select(PendingBatch)
+                .where(PendingBatch.status == PENDING,
+                       or_(PendingBatch.reason.is_(None), PendingBatch.reason != INSUFFICIENT_ESCROW,
+                           PendingBatch.updated_at < retry_before))
+                .order_by(PendingBatch.licensee_index, PendingBatch.device_number, PendingBatch.nonce)
+                .limit(limit))
+        return list(session.scalars(stmt))
+
+    def fit_bytes(self, rows: Sequence[PendingBatch]) -> list[PendingBatch]:
+        """The first call's worth of rows (by licensee order) under max_input_bytes."""
+        calls = playbatch.plan_calls([queued(r) for r in rows], self.limits.max_input_bytes)
+        return [cast(PendingBatch, q.ref) for q in calls[0]] if calls else []
+
+    def pack(self, session: Session) -> Pack:
+        """(batches, submitBatches data, gas estimate) of the next transaction, or ([], b'', 0)."""
+        cap_rows = self.limits.max_input_bytes // MIN_BATCH_SIZE + 1
+        rows = self.fit_bytes(self.candidates(session, cap_rows))
+        while rows:
+            data = encode(rows)
+            try:
+                gas = self.estimate(data)
+            except Exception as exc:  # noqa: BLE001 - a revert (or an out-of-gas estimate) for this pack
+                if is_connection_error(exc):
+                    raise
+                if len(rows) == 1:
+                    log.error("relayer: batch %s reverts the call on its own (%s); rejecting it", rows[0].id, exc)
+                    self.reject_unsendable(session, rows[0], "Reverted")
+                    rows = self.fit_bytes(self.candidates(session, cap_rows))
+                    continue
+                log.warning("relayer: estimate failed for %d batches (%s); halving", len(rows), exc)
+                rows = rows[:len(rows) // 2]
+                continue
+            if gas <= self.limits.gas_cap:
+                return rows, data, gas
+            shrink = playbatch.shrink_for_gas(len(rows), gas, self.limits.gas_cap)
+            log.info("relayer: %d batches need %d gas > cap %d; trying %d", len(rows), gas, self.limits.gas_cap,
+                     shrink)
+            rows = rows[:shrink]
+        return [], b"", 0
+
+    @staticmethod
+    def reject_unsendable(session: Session, row: PendingBatch, reason: str) -> None:
+        """A batch that can never be sent is rejected with ``reason`` (committed at once)."""
+        row.status, row.reason = REJECTED, reason
+        session.commit()
