@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from eth_utils import to_checksum_address
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -208,7 +209,7 @@ class Relayer:
 
     def _account_nonce(self, sender: str) -> int:
         """How many transactions of `sender` are mined (its next account nonce)."""
-        return int(self.w3.eth.get_transaction_count(sender, "latest"))
+        return int(self.w3.eth.get_transaction_count(to_checksum_address(sender), "latest"))
 
     def _settle_from_chain(self, rtx_id: int) -> RelayReport:
         """No version of the transaction can be mined any more (its account nonce went to another

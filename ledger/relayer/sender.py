@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from eth_typing import HexStr
+from hexbytes import HexBytes
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import RelayerError
@@ -97,9 +99,9 @@ class Sender:
 
     def estimate_gas(self, data: bytes) -> int:
         """Gas of ``submitBatches(data)``; raises when the call reverts."""
-        tx = self.contract.functions.submitBatches(data).build_transaction(
-            {"from": self.account.address, "gas": 0, "maxFeePerGas": 0, "maxPriorityFeePerGas": 0,
-             "nonce": 0, "chainId": self.chain_id})
+        params: Any = {"from": self.account.address, "gas": 0, "maxFeePerGas": 0, "maxPriorityFeePerGas": 0,
+                       "nonce": 0, "chainId": self.chain_id}
+        tx = self.contract.functions.submitBatches(data).build_transaction(params)
         return int(self.w3.eth.estimate_gas({"from": self.account.address, "to": self.to, "data": tx["data"]}))
 
     def fees(self, bump_from: Mapping[str, int] | None = None) -> Fees:
@@ -113,9 +115,10 @@ class Sender:
         return fees_for(base, tip, bump_from)
 
     def sign(self, data: bytes, nonce: int, gas: int, fees: Mapping[str, int]) -> tuple[SignedTransaction, TxParams]:
-        tx = self.contract.functions.submitBatches(data).build_transaction(
-            {"from": self.account.address, "nonce": nonce, "gas": gas, "chainId": self.chain_id, **fees})
-        return self.account.sign_transaction(tx), tx
+        params: Any = {"from": self.account.address, "nonce": nonce, "gas": gas, "chainId": self.chain_id, **fees}
+        tx = self.contract.functions.submitBatches(data).build_transaction(params)
+        unsigned: Any = tx
+        return self.account.sign_transaction(unsigned), tx
 
     def broadcast(self, raw: bytes) -> bool:
         """Sends a signed transaction; False when the node refuses it for good."""
@@ -135,7 +138,7 @@ class Sender:
         """The receipt of whichever of ``hashes`` was mined, or None."""
         for h in hashes:
             try:
-                receipt = self.w3.eth.get_transaction_receipt(h)
+                receipt = self.w3.eth.get_transaction_receipt(HexStr(h))
             except Exception as exc:  # noqa: BLE001 - TransactionNotFound, or not mined yet
                 if is_connection_error(exc):
                     raise
@@ -148,7 +151,7 @@ class Sender:
         """Whether the node knows any of ``hashes`` (mined or in its mempool)."""
         for h in hashes:
             try:
-                if self.w3.eth.get_transaction(h) is not None:
+                if self.w3.eth.get_transaction(HexStr(h)) is not None:
                     return True
             except Exception as exc:  # noqa: BLE001 - TransactionNotFound
                 if is_connection_error(exc):
@@ -176,7 +179,7 @@ class Sender:
         version, then broadcasts it; returns every hash and the new raw transaction."""
         from eth_account.typed_transactions import TypedTransaction
 
-        old = TypedTransaction.from_bytes(raw).as_dict()
+        old = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()  # the stored raw tx is plain bytes
         data = bytes(old["data"])
         inner = bytes(self.contract.decode_function_input(data)[1]["data"])
         fees = self.fees({"maxFeePerGas": old["maxFeePerGas"], "maxPriorityFeePerGas": old["maxPriorityFeePerGas"]})

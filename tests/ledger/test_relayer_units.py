@@ -412,9 +412,6 @@ def test_bump_re_signs_under_the_same_nonce_with_higher_fees_and_records_before_
     assert hashes == ["0x" + keccak(raw).hex()]
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="known bug, left for the lead: eth-account's "
-                   "TypedTransaction.from_bytes wants HexBytes, but relay_transactions.raw_tx (and bump's own "
-                   "result) is bytes, so a stuck transaction crashes the relayer instead of being re-signed")
 def test_bump_re_signs_the_raw_bytes_recorded_in_the_database():
     sender = _sender([], tip=80)
     stored_raw = bytes(_signed(sender).raw_transaction)  # what RelayTransaction.raw_tx holds
