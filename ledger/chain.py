@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from eth_abi import decode as abi_decode
+from eth_account import Account
 from eth_typing import ChecksumAddress
 from eth_utils import is_address, keccak, to_checksum_address
 from web3 import Web3
@@ -31,9 +32,9 @@ from . import errors
 from .errors import ChainUnavailableError, ContractRevert, NotDeployedError, UserError
 from .events import DecodedEvent, EventDecoder
 from .metadata import isrc_from_bytes12, isrc_to_bytes12, make_data_uri
-from .playbatch import Group, PlayRecord, batch_outcome, encode_submission
+from .playbatch import Group, PlayRecord, batch_outcome, encode_submission, sign_device_registration, sorted_split
 
-CONTRACT_NAMES = ("TestStablecoin", "WorkRegistry", "RoyaltyLedger")
+CONTRACT_NAMES = ("TestStablecoin", "TrustedForwarder", "WorkRegistry", "RoyaltyLedger")
 TOKEN_KEYS = ("TestStablecoin", "Token")  # an external token (LEDGER_TOKEN_ADDRESS) is stored as "Token"
 
 # The settlement token's interface, from the build (OpenZeppelin's IERC20Metadata and its errors):
@@ -124,6 +125,14 @@ class Deployment:
     @property
     def ledger(self) -> ContractInfo:
         return self.contracts["RoyaltyLedger"]
+
+    @property
+    def forwarder(self) -> ContractInfo:
+        """The ERC-2771 forwarder both contracts trust (gasless calls)."""
+        try:
+            return self.contracts["TrustedForwarder"]
+        except KeyError:
+            raise NotDeployedError("the deployment has no TrustedForwarder: redeploy with `ledger deploy`") from None
 
     def event_decoder(self) -> EventDecoder:
         # Only the token's Transfer matters to the index (its Approval would be noise).
@@ -434,17 +443,17 @@ class LedgerClient(Transactor):
     def set_split(self, work_id: int, payees: Sequence[str], bps: Sequence[int],
                   current: tuple[Sequence[str], Sequence[int]] | None = None) -> TxResult:
         """Sets a work's split; the current split (needed to distribute what is pending) is looked up."""
-        cur_payees, cur_bps = current if current is not None else self.current_split(work_id)
-        return self.transact(self.ledger.functions.setSplit(
-            work_id, [checksum(p, "payee") for p in payees], list(bps), list(cur_payees), list(cur_bps)))
+        cur_payees, cur_bps = sorted_split(*(current if current is not None else self.current_split(work_id)))
+        new_payees, new_bps = sorted_split([checksum(p, "payee") for p in payees], list(bps))
+        return self.transact(self.ledger.functions.setSplit(work_id, new_payees, new_bps, cur_payees, cur_bps))
 
     def lock_split(self, work_id: int) -> TxResult:
         return self.transact(self.ledger.functions.lockSplit(work_id))
 
     def distribute(self, work_id: int, split: tuple[Sequence[str], Sequence[int]] | None = None) -> int:
         """Credits a work's accrual to its payees; returns the amount distributed."""
-        payees, bps = split if split is not None else self.current_split(work_id)
-        result = self.transact(self.ledger.functions.distribute(work_id, list(payees), list(bps)))
+        payees, bps = sorted_split(*(split if split is not None else self.current_split(work_id)))
+        result = self.transact(self.ledger.functions.distribute(work_id, payees, bps))
         return sum(e.args["amount"] for e in result.named("Distributed"))
 
     def withdraw(self, to: str | None = None) -> int:
@@ -473,21 +482,24 @@ class LedgerClient(Transactor):
         return tuple(self.ledger.functions.termsOf(work_id, int(kind)).call())
 
     def buy_license(self, work_id: int, kind: LicenseKind | int, max_fee: int | None = None,
-                    max_rate: int | None = None, approve: bool = True) -> int:
-        """Buys or extends a license, approving the fee first when needed; returns the new expiry."""
+                    max_rate: int | None = None, approve: bool = True, min_expiry: int = 0) -> int:
+        """Buys or extends a license, approving the fee first when needed; returns the new expiry.
+        ``max_fee``, ``max_rate`` (default: the current terms) and ``min_expiry`` (default: any)
+        protect the buyer from a terms change between reading and buying."""
         fee, rate, _, _ = self.terms_of(work_id, kind)
         max_fee = fee if max_fee is None else max_fee
         max_rate = rate if max_rate is None else max_rate
         if approve:
             self.ensure_allowance(min(fee, max_fee))
-        result = self.transact(self.ledger.functions.buyLicense(work_id, int(kind), max_fee, max_rate))
+        result = self.transact(self.ledger.functions.buyLicense(work_id, int(kind), max_fee, max_rate, min_expiry))
         return int(result.named("LicenseBought")[0].args["expiry"])
 
     def buy_licenses(self, work_ids: Sequence[int], kind: LicenseKind | int, max_total_fee: int,
-                     max_rate: int, approve: bool = True) -> TxResult:
+                     max_rate: int, approve: bool = True, min_expiry: int = 0) -> TxResult:
         if approve:
             self.ensure_allowance(max_total_fee)
-        return self.transact(self.ledger.functions.buyLicenses(list(work_ids), int(kind), max_total_fee, max_rate))
+        return self.transact(self.ledger.functions.buyLicenses(list(work_ids), int(kind), max_total_fee, max_rate,
+                                                                min_expiry))
 
     def license_of(self, licensee: str, work_id: int, kind: LicenseKind | int) -> tuple[int, int]:
         return tuple(self.ledger.functions.licenseOf(checksum(licensee, "licensee"), work_id, int(kind)).call())
@@ -502,7 +514,22 @@ class LedgerClient(Transactor):
             self.ensure_allowance(amount)
         return self.transact(self.ledger.functions.depositFor(checksum(licensee, "licensee"), amount))
 
+    def request_escrow_withdrawal(self, amount: int) -> int:
+        """Gives notice of an escrow withdrawal (0 cancels); returns when it becomes available.
+        Batches keep charging the escrow during the notice period."""
+        result = self.transact(self.ledger.functions.requestEscrowWithdrawal(amount))
+        return int(result.named("EscrowWithdrawalRequested")[0].args["availableAt"])
+
+    def escrow_withdrawal_of(self, licensee: str) -> tuple[int, int]:
+        """(amount, available at) of the licensee's pending withdrawal request."""
+        amount, available_at = self.ledger.functions.escrowWithdrawalOf(checksum(licensee, "licensee")).call()
+        return int(amount), int(available_at)
+
+    def escrow_notice(self) -> int:
+        return int(self.ledger.functions.ESCROW_NOTICE().call())
+
     def withdraw_escrow(self, amount: int, to: str | None = None) -> TxResult:
+        """Withdraws escrow after a request's notice period (:meth:`request_escrow_withdrawal`)."""
         return self.transact(self.ledger.functions.withdrawEscrow(amount, checksum(to or self.address, "recipient")))
 
     def escrow_of(self, licensee: str) -> int:
@@ -519,15 +546,29 @@ class LedgerClient(Transactor):
             raise UserError(f"territory {territory!r} is not an ISO 3166-1 alpha-2 code")
         return territory.upper().encode("ascii")
 
-    def register_device(self, device: str, territory: str) -> int:
-        """Registers a device key for the account; returns the device id."""
+    def device_registration_nonce(self, device: str) -> int:
+        return int(self.ledger.functions.deviceRegistrationNonce(checksum(device, "device")).call())
+
+    def device_proof(self, device_key: Any, licensee: str | None = None) -> bytes:
+        """The device key's proof of possession for a registration by ``licensee`` (default: this
+        client's account). ``device_key``: a private key or LocalAccount; devices sign with
+        ``scripts/device.py register-proof`` instead, so their key never leaves them."""
+        account = device_key if hasattr(device_key, "unsafe_sign_hash") else Account.from_key(device_key)
+        return sign_device_registration(account, self.deployment.chain_id, self.ledger.address,
+                                        licensee or self.address, self.device_registration_nonce(account.address))
+
+    def register_device(self, device: str, territory: str, signature: bytes) -> int:
+        """Registers a device key for the account with the key's proof of possession
+        (:meth:`device_proof`); returns the device id."""
         result = self.transact(self.ledger.functions.registerDevice(checksum(device, "device"),
-                                                                    self._territory(territory)))
+                                                                    self._territory(territory), bytes(signature)))
         return int(result.named("DeviceRegistered")[0].args["deviceId"])
 
-    def register_devices(self, devices: Sequence[str], territories: Sequence[str]) -> list[int]:
+    def register_devices(self, devices: Sequence[str], territories: Sequence[str],
+                         signatures: Sequence[bytes]) -> list[int]:
         result = self.transact(self.ledger.functions.registerDevices(
-            [checksum(d, "device") for d in devices], [self._territory(t) for t in territories]))
+            [checksum(d, "device") for d in devices], [self._territory(t) for t in territories],
+            [bytes(s) for s in signatures]))
         return [e.args["deviceId"] for e in result.named("DeviceRegistered")]
 
     def revoke_device(self, device_id: int) -> TxResult:
@@ -536,7 +577,8 @@ class LedgerClient(Transactor):
     def device_id_of(self, device: str) -> int:
         return int(self.ledger.functions.deviceIdOf(checksum(device, "device")).call())
 
-    def device_info(self, device_id: int) -> tuple[str, str, bool]:
+    def device_info(self, device_id: int) -> tuple[str, str, int, int]:
+        """(device, licensee, revoked at (0: active), not before) of a device id."""
         return tuple(self.ledger.functions.deviceInfo(device_id).call())
 
     def is_nonce_used(self, device_id: int, nonce: int) -> bool:
@@ -573,7 +615,8 @@ DEVNET_CHAIN_IDS = frozenset({31337, 1337})
 
 def deploy(w3: Web3, account: Any, build_dir: Path | str, token_address: str | None = None,
            test_token: bool = False) -> Deployment:
-    """Deploys WorkRegistry, RoyaltyLedger (and TestStablecoin unless a token is given).
+    """Deploys the TrustedForwarder (ERC-2771, no admin), WorkRegistry and RoyaltyLedger trusting
+    it, and TestStablecoin unless a token is given.
 
     TestStablecoin has an open faucet: without a token address it is deployed only on a devnet
     chain id, or anywhere when ``test_token`` says so explicitly.
@@ -581,7 +624,7 @@ def deploy(w3: Web3, account: Any, build_dir: Path | str, token_address: str | N
     if token_address is None and not test_token and w3.eth.chain_id not in DEVNET_CHAIN_IDS:
         raise UserError(f"chain {w3.eth.chain_id} is not a devnet: give the settlement token "
                         "(--token / LEDGER_TOKEN_ADDRESS), or --test-token to deploy the open-mint test token")
-    artifacts = {name: load_artifact(build_dir, name) for name in ("WorkRegistry", "RoyaltyLedger")}
+    artifacts = {name: load_artifact(build_dir, name) for name in ("TrustedForwarder", "WorkRegistry", "RoyaltyLedger")}
     if token_address is None:
         artifacts["TestStablecoin"] = load_artifact(build_dir, "TestStablecoin")
     deployer = Transactor(w3, account, RevertDecoder(abi for abi, _ in artifacts.values()))
@@ -597,12 +640,16 @@ def deploy(w3: Web3, account: Any, build_dir: Path | str, token_address: str | N
         if not w3.eth.get_code(token_address):
             raise UserError(f"no contract at token address {token_address}")
         contracts["Token"] = ContractInfo(token_address, token_interface_abi(build_dir))
+    forwarder_abi, forwarder_code = artifacts["TrustedForwarder"]
+    forwarder_address, block = deployer.deploy(forwarder_abi, forwarder_code)
+    blocks.append(block)
+    contracts["TrustedForwarder"] = ContractInfo(forwarder_address, forwarder_abi)
     works_abi, works_code = artifacts["WorkRegistry"]
-    works_address, block = deployer.deploy(works_abi, works_code)
+    works_address, block = deployer.deploy(works_abi, works_code, [forwarder_address])
     blocks.append(block)
     contracts["WorkRegistry"] = ContractInfo(works_address, works_abi)
     ledger_abi, ledger_code = artifacts["RoyaltyLedger"]
-    ledger_address, block = deployer.deploy(ledger_abi, ledger_code, [token_address, works_address])
+    ledger_address, block = deployer.deploy(ledger_abi, ledger_code, [token_address, works_address, forwarder_address])
     blocks.append(block)
     contracts["RoyaltyLedger"] = ContractInfo(ledger_address, ledger_abi)
     return Deployment(w3.eth.chain_id, min(blocks), deployer.address, contracts)

@@ -166,13 +166,20 @@ def error_class(name: str, signature: str | None = None) -> type[ContractRevert]
 
 
 # One class per custom error in the ABIs of the contracts `ledger deploy` deploys (RoyaltyLedger,
-# WorkRegistry, TestStablecoin), OpenZeppelin's among them. tests/ledger/test_errors.py checks the
-# list against the build.
+# WorkRegistry, TrustedForwarder, TestStablecoin), OpenZeppelin's among them.
+# tests/ledger/test_errors.py checks the list against the build.
+
 
 class AccrualOverflow(ContractRevert):
     """``AccrualOverflow(uint256)`` (RoyaltyLedger)."""
 
     signature = "AccrualOverflow(uint256)"
+
+
+class BadDeviceSignature(ContractRevert):
+    """``BadDeviceSignature(address,address)`` (RoyaltyLedger)."""
+
+    signature = "BadDeviceSignature(address,address)"
 
 
 class BadTableBits(ContractRevert):
@@ -197,6 +204,24 @@ class DuplicatePayee(ContractRevert):
     """``DuplicatePayee(address)`` (RoyaltyLedger)."""
 
     signature = "DuplicatePayee(address)"
+
+
+class ECDSAInvalidSignature(ContractRevert):
+    """``ECDSAInvalidSignature()`` (TestStablecoin)."""
+
+    signature = "ECDSAInvalidSignature()"
+
+
+class ECDSAInvalidSignatureLength(ContractRevert):
+    """``ECDSAInvalidSignatureLength(uint256)`` (TestStablecoin)."""
+
+    signature = "ECDSAInvalidSignatureLength(uint256)"
+
+
+class ECDSAInvalidSignatureS(ContractRevert):
+    """``ECDSAInvalidSignatureS(bytes32)`` (TestStablecoin)."""
+
+    signature = "ECDSAInvalidSignatureS(bytes32)"
 
 
 class ERC20InsufficientAllowance(ContractRevert):
@@ -233,6 +258,48 @@ class ERC20InvalidSpender(ContractRevert):
     """``ERC20InvalidSpender(address)`` (TestStablecoin)."""
 
     signature = "ERC20InvalidSpender(address)"
+
+
+class ERC2612ExpiredSignature(ContractRevert):
+    """``ERC2612ExpiredSignature(uint256)`` (TestStablecoin)."""
+
+    signature = "ERC2612ExpiredSignature(uint256)"
+
+
+class ERC2612InvalidSigner(ContractRevert):
+    """``ERC2612InvalidSigner(address,address)`` (TestStablecoin)."""
+
+    signature = "ERC2612InvalidSigner(address,address)"
+
+
+class ERC2771ForwarderExpiredRequest(ContractRevert):
+    """``ERC2771ForwarderExpiredRequest(uint48)`` (TrustedForwarder)."""
+
+    signature = "ERC2771ForwarderExpiredRequest(uint48)"
+
+
+class ERC2771ForwarderInvalidSigner(ContractRevert):
+    """``ERC2771ForwarderInvalidSigner(address,address)`` (TrustedForwarder)."""
+
+    signature = "ERC2771ForwarderInvalidSigner(address,address)"
+
+
+class ERC2771ForwarderMismatchedValue(ContractRevert):
+    """``ERC2771ForwarderMismatchedValue(uint256,uint256)`` (TrustedForwarder)."""
+
+    signature = "ERC2771ForwarderMismatchedValue(uint256,uint256)"
+
+
+class ERC2771ForwarderNoRefundReceiver(ContractRevert):
+    """``ERC2771ForwarderNoRefundReceiver()`` (TrustedForwarder)."""
+
+    signature = "ERC2771ForwarderNoRefundReceiver()"
+
+
+class ERC2771UntrustfulTarget(ContractRevert):
+    """``ERC2771UntrustfulTarget(address,address)`` (TrustedForwarder)."""
+
+    signature = "ERC2771UntrustfulTarget(address,address)"
 
 
 class ERC721IncorrectOwner(ContractRevert):
@@ -289,10 +356,22 @@ class EmptyUri(ContractRevert):
     signature = "EmptyUri()"
 
 
+class ExpiryBelowMin(ContractRevert):
+    """``ExpiryBelowMin(uint64,uint64)`` (RoyaltyLedger)."""
+
+    signature = "ExpiryBelowMin(uint64,uint64)"
+
+
 class ExpiryOverflow(ContractRevert):
     """``ExpiryOverflow(uint256)`` (RoyaltyLedger)."""
 
     signature = "ExpiryOverflow(uint256)"
+
+
+class FailedCall(ContractRevert):
+    """``FailedCall()`` (TrustedForwarder)."""
+
+    signature = "FailedCall()"
 
 
 class FaucetLimitExceeded(ContractRevert):
@@ -307,10 +386,22 @@ class FeeAboveMax(ContractRevert):
     signature = "FeeAboveMax(uint256,uint256)"
 
 
+class InsufficientBalance(ContractRevert):
+    """``InsufficientBalance(uint256,uint256)`` (TrustedForwarder)."""
+
+    signature = "InsufficientBalance(uint256,uint256)"
+
+
 class InsufficientEscrow(ContractRevert):
     """``InsufficientEscrow(uint256,uint256)`` (RoyaltyLedger)."""
 
     signature = "InsufficientEscrow(uint256,uint256)"
+
+
+class InvalidAccountNonce(ContractRevert):
+    """``InvalidAccountNonce(address,uint256)`` (TestStablecoin, TrustedForwarder)."""
+
+    signature = "InvalidAccountNonce(address,uint256)"
 
 
 class InvalidIsrc(ContractRevert):
@@ -320,7 +411,7 @@ class InvalidIsrc(ContractRevert):
 
 
 class InvalidShortString(ContractRevert):
-    """``InvalidShortString()`` (RoyaltyLedger)."""
+    """``InvalidShortString()`` (TestStablecoin, TrustedForwarder, RoyaltyLedger)."""
 
     signature = "InvalidShortString()"
 
@@ -368,7 +459,7 @@ class NotDeviceLicensee(ContractRevert):
 
 
 class NotWorkOwner(ContractRevert):
-    """``NotWorkOwner(uint256,address)`` (RoyaltyLedger, WorkRegistry)."""
+    """``NotWorkOwner(uint256,address)`` (WorkRegistry, RoyaltyLedger)."""
 
     signature = "NotWorkOwner(uint256,address)"
 
@@ -379,10 +470,22 @@ class NothingToWithdraw(ContractRevert):
     signature = "NothingToWithdraw(address)"
 
 
+class PayeesOutOfOrder(ContractRevert):
+    """``PayeesOutOfOrder(uint256)`` (RoyaltyLedger)."""
+
+    signature = "PayeesOutOfOrder(uint256)"
+
+
 class RateAboveMax(ContractRevert):
     """``RateAboveMax(uint32,uint32)`` (RoyaltyLedger)."""
 
     signature = "RateAboveMax(uint32,uint32)"
+
+
+class RecipientIsLedger(ContractRevert):
+    """``RecipientIsLedger()`` (RoyaltyLedger)."""
+
+    signature = "RecipientIsLedger()"
 
 
 class ReentrancyGuardReentrantCall(ContractRevert):
@@ -422,7 +525,7 @@ class SplitNotSet(ContractRevert):
 
 
 class StringTooLong(ContractRevert):
-    """``StringTooLong(string)`` (RoyaltyLedger)."""
+    """``StringTooLong(string)`` (TestStablecoin, TrustedForwarder, RoyaltyLedger)."""
 
     signature = "StringTooLong(string)"
 
@@ -445,10 +548,16 @@ class UnknownDevice(ContractRevert):
     signature = "UnknownDevice(uint64)"
 
 
-class WorkCounterOverflow(ContractRevert):
-    """``WorkCounterOverflow(uint256)`` (RoyaltyLedger)."""
+class WithdrawalNotRequested(ContractRevert):
+    """``WithdrawalNotRequested(uint256,uint256)`` (RoyaltyLedger)."""
 
-    signature = "WorkCounterOverflow(uint256)"
+    signature = "WithdrawalNotRequested(uint256,uint256)"
+
+
+class WithdrawalNotYetAvailable(ContractRevert):
+    """``WithdrawalNotYetAvailable(uint64)`` (RoyaltyLedger)."""
+
+    signature = "WithdrawalNotYetAvailable(uint64)"
 
 
 class WorkTableFull(ContractRevert):

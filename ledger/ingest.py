@@ -101,7 +101,7 @@ class DeviceRevoked(IngestError):
 
 
 class NonceUsed(IngestError):
-    """The chain has used this nonce (or it fell out of the device's window)."""
+    """The chain has used this nonce of the device key (each is usable once, in any order)."""
 
     code, status = "nonce_used", 409
 
@@ -126,18 +126,31 @@ ERROR_CLASSES = (PayloadTooLarge, MalformedJson, InvalidBatch, TooManyEntries, I
 
 @dataclass
 class DeviceRecord:
+    """A registration of a device key: it covers batches with ``not_before < toTime`` and, once
+    revoked, ``toTime <= revoked_at`` (plays before the revocation stay chargeable)."""
+
     device_id: int
     licensee: str
-    revoked: bool
+    revoked_at: int = 0  # 0: not revoked
+    not_before: int = 0
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at != 0
+
+    def covers(self, to_time: int) -> bool:
+        """Whether a batch ending at ``to_time`` falls within this registration."""
+        return self.not_before < to_time and (not self.revoked or to_time <= self.revoked_at)
 
 
 class ChainDevices:
     """Reads devices and nonces from the ledger contract, caching device lookups.
 
-    A key's device id never changes once set (a key is registered once, ever) and a revocation
-    is final, so both are cached for good; "not registered" and "not revoked" are re-read after
-    ``ttl`` seconds. The contract checks everything again when the batch is submitted, so a
-    stale cache can at worst let a batch that will be skipped into the pending store.
+    A key's device id is re-read after ``ttl`` seconds (a revoked key may be registered again
+    under a new id), "not registered" after ``negative_ttl``; a revocation is final for its id,
+    so a revoked record is cached for good, an active one for ``ttl``. The contract checks
+    everything again when the batch is submitted, so a stale cache can at worst let a batch that
+    will be skipped into the pending store.
     """
 
     def __init__(self, contract: Contract, ttl: float = 30.0, negative_ttl: float = 5.0,
@@ -157,20 +170,20 @@ class ChainDevices:
         now = self.clock()
         with self._lock:
             hit = self._ids.get(address)
-        if hit is not None and (hit[0] or now < hit[1]):
+        if hit is not None and now < hit[1]:
             device_id = hit[0]
         else:
             device_id = int(self.contract.functions.deviceIdOf(address).call())
             with self._lock:
-                self._ids[address] = (device_id, now + self.negative_ttl)
+                self._ids[address] = (device_id, now + (self.ttl if device_id else self.negative_ttl))
         if not device_id:
             return None
         with self._lock:
             info = self._info.get(device_id)
         if info is not None and (info[0].revoked or now < info[1]):
             return info[0]
-        _addr, licensee, revoked = self.contract.functions.deviceInfo(device_id).call()
-        record = DeviceRecord(device_id, to_checksum_address(licensee), bool(revoked))
+        _addr, licensee, revoked_at, not_before = self.contract.functions.deviceInfo(device_id).call()
+        record = DeviceRecord(device_id, to_checksum_address(licensee), int(revoked_at), int(not_before))
         with self._lock:
             self._info[device_id] = (record, now + self.ttl)
         return record
@@ -384,11 +397,13 @@ def ingest_batch(payload: Any, ctx: IngestContext, source: str = "http",
         record = ctx.devices.device(batch.device)
         if record is None:
             raise UnknownDevice(f"device {batch.device} is not registered on the ledger")
-        if record.revoked:
-            raise DeviceRevoked(f"device {batch.device} (id {record.device_id}) was revoked")
+        if not record.covers(batch.to_time):
+            raise DeviceRevoked(f"device {batch.device} (id {record.device_id}) was revoked at "
+                                f"{record.revoked_at}, before this batch's toTime {batch.to_time}" if record.revoked
+                                else f"device {batch.device} (id {record.device_id}) was registered after this "
+                                     f"batch's toTime {batch.to_time}")
         if ctx.devices.is_nonce_used(record.device_id, batch.nonce):
-            raise NonceUsed(f"nonce {batch.nonce} of device {batch.device} is used on chain "
-                            f"(or older than its {playbatch.NONCE_WINDOW}-nonce window)")
+            raise NonceUsed(f"nonce {batch.nonce} of device {batch.device} is used on chain")
         licensee_index, device_number = playbatch.split_device_id(record.device_id)
         row = PendingBatch(device=batch.device, licensee_index=licensee_index, device_number=device_number,
                            nonce=batch.nonce, from_time=batch.from_time, to_time=batch.to_time,

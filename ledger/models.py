@@ -196,7 +196,9 @@ class Licensee(Base):
 
 
 class License(Base):
-    """The current state of a license (licensee, work, kind): the latest LicenseBought."""
+    """The current state of a license (licensee, work, kind): the latest LicenseBought. A METERED
+    license keeps the period before it too (``prev_*``): plays are charged at the rate of the
+    period their batch ended in."""
 
     __tablename__ = "licenses"
 
@@ -205,6 +207,8 @@ class License(Base):
     kind: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     rate_per_play: Mapped[int] = mapped_column(BigInteger)
     expiry: Mapped[int] = mapped_column(BigInteger)
+    prev_rate_per_play: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    prev_expiry: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     fees_paid: Mapped[int] = mapped_column(Amount)
     updated_block: Mapped[int] = mapped_column(BigInteger)
 
@@ -244,13 +248,14 @@ class Device(Base):
     __tablename__ = "devices"
 
     device_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    address: Mapped[str] = mapped_column(String(42), unique=True)
+    address: Mapped[str] = mapped_column(String(42), index=True)  # a revoked key may come back under a new id
     licensee: Mapped[str] = mapped_column(String(42), index=True)
     territory: Mapped[str] = mapped_column(String(2))
     registered_block: Mapped[int] = mapped_column(BigInteger)
     registered_at: Mapped[int] = mapped_column(BigInteger)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     revoked_block: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)  # batches ending after it are not chargeable
 
 
 # ----------------------------------------------------------------------------- plays
@@ -390,10 +395,24 @@ class TokenTransfer(EventMixin, Base):
 
 
 # Tables the indexer owns (emptied by a rebuild), children before parents.
+class IndexAnomaly(Base):
+    """Something the contracts accepted that the index cannot attribute (e.g. plays of a work id
+    never registered): recorded and logged, and indexing goes on."""
+
+    __tablename__ = "index_anomalies"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, index=True)
+    log_index: Mapped[int] = mapped_column(Integer)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    kind: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(String(500))
+
+
 INDEXED_TABLES = [
     Play.__table__, PlayBatch.__table__, BatchSkip.__table__, WorkPeriodStats.__table__,
     PayeeCredit.__table__, Distribution.__table__, Withdrawal.__table__, Payee.__table__,
     TokenTransfer.__table__, EscrowMovement.__table__, LicensePurchase.__table__, License.__table__,
     Device.__table__, Licensee.__table__, Terms.__table__, SplitShare.__table__, WorkUriUpdate.__table__,
-    WorkTransfer.__table__, Work.__table__, IndexerCheckpoint.__table__,
+    WorkTransfer.__table__, Work.__table__, IndexAnomaly.__table__, IndexerCheckpoint.__table__,
 ]

@@ -30,9 +30,6 @@ MAX_ENTRIES = 1024
 MAX_COUNT = 0xFFFF
 MAX_WORK_ID = 0xFFFFFFFF
 MAX_NONCE = 0xFFFFFFFF
-#: Contracts v1 accepted nonces up to 64 below a device's highest; v2 keeps a per-key bitmap
-#: (any unused nonce is accepted once). Kept only for callers that still name it.
-NONCE_WINDOW = 64
 #: The table of works of one call: 2**bits rows, bits in MIN_TABLE_BITS..MAX_TABLE_BITS.
 MIN_TABLE_BITS = 4
 MAX_TABLE_BITS = 14
@@ -124,6 +121,46 @@ def batch_digest(chain_id: int, ledger_address: str, device: str, nonce: int, fr
         message_data=batch_message(device, nonce, from_time, to_time, entries),
     )
     return keccak(b"\x19" + signable.version + signable.header + signable.body)
+
+
+#: The device key's proof of possession, signed once per registration (contracts/ledger/DeviceRegistry.sol).
+DEVICE_REGISTRATION_TYPES = {
+    "DeviceRegistration": [
+        {"name": "device", "type": "address"},
+        {"name": "licensee", "type": "address"},
+        {"name": "nonce", "type": "uint256"},
+    ]
+}
+
+
+def device_registration_digest(chain_id: int, ledger_address: str, device: str, licensee: str, nonce: int) -> bytes:
+    """The EIP-712 digest a device key signs so that ``licensee`` may register it (``nonce`` is the
+    contract's ``deviceRegistrationNonce(device)``: how often the key was registered before)."""
+    signable = encode_typed_data(
+        domain_data=domain(chain_id, ledger_address),
+        message_types=DEVICE_REGISTRATION_TYPES,
+        message_data={"device": to_checksum_address(device), "licensee": to_checksum_address(licensee),
+                      "nonce": nonce},
+    )
+    return keccak(b"\x19" + signable.version + signable.header + signable.body)
+
+
+def sign_device_registration(private_key: Any, chain_id: int, ledger_address: str, licensee: str,
+                             nonce: int = 0) -> bytes:
+    """The 65-byte (r, s, v) proof that the device key agrees to be registered by ``licensee``."""
+    account = private_key if hasattr(private_key, "unsafe_sign_hash") else Account.from_key(private_key)
+    digest = device_registration_digest(chain_id, ledger_address, account.address, licensee, nonce)
+    sig = account.unsafe_sign_hash(digest)
+    return bytes(sig.r.to_bytes(32, "big") + sig.s.to_bytes(32, "big") + bytes([sig.v]))
+
+
+def sorted_split(payees: Sequence[str], bps: Sequence[int]) -> tuple[list[str], list[int]]:
+    """A split in the contract's order: payees strictly ascending by address value (the first,
+    lowest address gets a distribution's rounding remainder)."""
+    if len(payees) != len(bps):
+        raise BatchFormatError(f"{len(payees)} payees but {len(bps)} shares")
+    pairs = sorted(zip(payees, bps, strict=True), key=lambda pair: int(pair[0], 16))
+    return [to_checksum_address(p) for p, _ in pairs], [b for _, b in pairs]
 
 
 def to_compact_signature(r: int, s: int, v: int) -> bytes:

@@ -103,6 +103,35 @@ def sign_batch(account, chain_id: int, ledger: str, nonce: int, from_time: int, 
     return sig.r.to_bytes(32, "big") + ((y_parity << 255) | sig.s).to_bytes(32, "big")
 
 
+DEVICE_REGISTRATION_TYPES = {
+    "DeviceRegistration": [
+        {"name": "device", "type": "address"},
+        {"name": "licensee", "type": "address"},
+        {"name": "nonce", "type": "uint256"},
+    ]
+}
+
+
+def _address(text: str, what: str) -> str:
+    if not (isinstance(text, str) and len(text) == 42 and text[:2] in ("0x", "0X")
+            and all(c in "0123456789abcdefABCDEF" for c in text[2:])):
+        raise DeviceError(f"{what} {text!r} is not an address (0x + 40 hex digits)")
+    return "0x" + text[2:].lower()
+
+
+def registration_proof(account, chain_id: int, ledger: str, licensee: str, nonce: int = 0) -> bytes:
+    """The 65-byte (r, s, v) EIP-712 signature by which this device key agrees to be registered by
+    ``licensee`` on ``ledger`` (``nonce``: how often the key was registered before, usually 0)."""
+    signable = encode_typed_data(
+        domain_data={"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id,
+                     "verifyingContract": _address(ledger, "ledger")},
+        message_types=DEVICE_REGISTRATION_TYPES,
+        message_data={"device": account.address, "licensee": _address(licensee, "licensee"), "nonce": nonce},
+    )
+    sig = account.sign_message(signable)
+    return sig.r.to_bytes(32, "big") + sig.s.to_bytes(32, "big") + bytes([sig.v])
+
+
 def batch_payload(account, chain_id: int, ledger: str, nonce: int, from_time: int, to_time: int,
                   counts: dict[int, int]) -> dict:
     """The JSON body of POST /api/v1/batches (and of an MQTT message) for a batch."""
@@ -680,6 +709,28 @@ def cmd_keygen(args) -> int:
     return EXIT_OK
 
 
+def cmd_register_proof(args) -> int:
+    """Prints the proof of possession the licensee pastes into the portal (or passes to
+    ``LedgerClient.register_device``). Ledger and chain come from the provisioning file unless given."""
+    account = load_key(args.key or os.path.join(args.state, "key.json"))
+    ledger, chain_id = args.ledger, args.chain_id
+    if ledger is None or chain_id is None:
+        prov = Provisioning.load(args.provisioning or os.path.join(args.state, "provisioning.json"))
+        ledger = ledger or prov.ledger
+        chain_id = chain_id if chain_id is not None else prov.chain_id
+    try:
+        proof = registration_proof(account, chain_id, ledger, args.licensee, args.nonce)
+    except ValueError as exc:
+        raise DeviceError(f"cannot sign the registration: {exc}") from None
+    if args.json:
+        print(json.dumps({"device": account.address, "licensee": _address(args.licensee, "licensee"),
+                          "ledger": _address(ledger, "ledger"), "chainId": chain_id, "nonce": args.nonce,
+                          "signature": "0x" + proof.hex()}))
+    else:
+        print("0x" + proof.hex())
+    return EXIT_OK
+
+
 def cmd_play(args) -> int:
     dev = Device(args.state, args.provisioning, args.key, timeout=args.timeout)
     dev.spool.add_play(args.work, args.at, args.count)
@@ -871,6 +922,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("keygen", help="create the device key (file mode 0600)")
     s.add_argument("--force", action="store_true", help="replace an existing key (the old one is lost)")
     s.set_defaults(func=cmd_keygen)
+
+    s = sub.add_parser("register-proof", help="print the key's proof of possession for the licensee's registration")
+    s.add_argument("--licensee", required=True, help="address of the licensee who will register this device")
+    s.add_argument("--ledger", help="RoyaltyLedger address (default: from the provisioning file)")
+    s.add_argument("--chain-id", type=int, help="chain id (default: from the provisioning file)")
+    s.add_argument("--nonce", type=int, default=0,
+                   help="times this key was registered before (the contract's deviceRegistrationNonce)")
+    s.add_argument("--json", action="store_true", help="print device, licensee, ledger, chain and signature as JSON")
+    s.set_defaults(func=cmd_register_proof)
 
     s = sub.add_parser("play", help="record a play")
     s.add_argument("--work", type=int, required=True)

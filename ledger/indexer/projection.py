@@ -7,6 +7,7 @@ tested alone; the writer turns a :class:`RangeRows` into SQL and the facade load
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from ..models import (
     Device,
     Distribution,
     EscrowMovement,
+    IndexAnomaly,
     Licensee,
     LicensePurchase,
     PayeeCredit,
@@ -66,6 +68,22 @@ WITHDRAWALS = table_of(Withdrawal)
 WORKS = table_of(Work)
 WORK_TRANSFERS = table_of(WorkTransfer)
 WORK_URI_UPDATES = table_of(WorkUriUpdate)
+ANOMALIES = table_of(IndexAnomaly)
+
+log = logging.getLogger("ledger.indexer")
+
+
+def metered_rate(periods: tuple[int, int, int, int] | None, to_time: int) -> int | None:
+    """The rate a METERED license charges a batch ending at ``to_time`` (None: not licensed): the
+    period the batch ended in decides, the previous one first (as the contract does)."""
+    if periods is None:
+        return None
+    rate, expiry, prev_rate, prev_expiry = periods
+    if to_time <= prev_expiry:
+        return prev_rate
+    if to_time <= expiry:
+        return rate
+    return None
 
 
 def period_of(timestamp: int) -> int:
@@ -81,7 +99,8 @@ class State:
     splits: dict[int, tuple[list[str], list[int]]] = field(default_factory=dict)
     licensee_by_index: dict[int, str] = field(default_factory=dict)
     index_by_licensee: dict[str, int] = field(default_factory=dict)
-    metered: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)  # (licensee, work) -> (rate, expiry)
+    #: (licensee, work) -> (rate, expiry, previous period's rate, previous period's expiry)
+    metered: dict[tuple[str, int], tuple[int, int, int, int]] = field(default_factory=dict)
     territory: dict[int, str] = field(default_factory=dict)  # device id -> territory
     works: set[int] = field(default_factory=set)
 
@@ -284,10 +303,11 @@ class Projection:
         key = (licensee, work_id, kind)
         current = r.licenses.get(key)
         r.licenses[key] = {"licensee": licensee, "work_id": work_id, "kind": kind, "rate_per_play": a["ratePerPlay"],
-                           "expiry": a["expiry"], "updated_block": e.block_number,
+                           "expiry": a["expiry"], "prev_rate_per_play": a["prevRate"],
+                           "prev_expiry": a["prevExpiry"], "updated_block": e.block_number,
                            "fees_paid": fee + (current["fees_paid"] if current else 0)}
         if kind == int(LicenseKind.METERED):
-            self.state.metered[(licensee, work_id)] = (a["ratePerPlay"], a["expiry"])
+            self.state.metered[(licensee, work_id)] = (a["ratePerPlay"], a["expiry"], a["prevRate"], a["prevExpiry"])
         if fee:
             r.works.add(work_id, accrued=fee)
             r.stat(work_id, period, "", fee_gross=fee)
@@ -310,11 +330,11 @@ class Projection:
         territory = bytes(a["territory"]).decode("ascii", "replace")
         r.devices.insert(a["deviceId"], {"address": a["device"], "licensee": a["licensee"], "territory": territory,
                                          "registered_block": e.block_number, "registered_at": ts, "revoked": False,
-                                         "revoked_block": None})
+                                         "revoked_block": None, "revoked_at": None})
         self.state.territory[a["deviceId"]] = territory
 
     def _device_revoked(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
-        r.devices.set(e.args["deviceId"], revoked=True, revoked_block=e.block_number)
+        r.devices.set(e.args["deviceId"], revoked=True, revoked_block=e.block_number, revoked_at=e.args["revokedAt"])
 
     def _batch_skipped(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
         reason = e.args["reason"]
@@ -342,10 +362,17 @@ class Projection:
             charged = total_plays = 0
             for work_id, count in record.entries:
                 if work_id not in state.works:
-                    raise InconsistentEventError(f"PlaysRecorded at block {block} names unregistered work {work_id}")
-                lic = state.metered.get((licensee, work_id))
-                if lic is not None and lic[1] >= to_time:
-                    rate = lic[0]
+                    # The contract applies a batch naming a work id nobody registered (it can earn
+                    # nothing: no license exists for it). Record it, and go on.
+                    r.add(ANOMALIES, {"block_number": block, "log_index": log_index, "tx_hash": e.tx_hash,
+                                      "kind": "PlaysOfUnknownWork",
+                                      "detail": f"batch {batch_index} (device {device_id}, nonce {record.nonce}): "
+                                                f"{count} plays of work {work_id}, which is not registered"})
+                    log.warning("indexer: block %d log %d: %d plays of unregistered work %d (recorded as an anomaly)",
+                                block, log_index, count, work_id)
+                    continue
+                rate = metered_rate(state.metered.get((licensee, work_id)), to_time)
+                if rate is not None:
                     amount = count * rate
                     charged += amount
                     plays.append((block, log_index, batch_index, work_id, device_id, count, True, rate, amount,

@@ -46,9 +46,11 @@ def load_state(conn: Connection) -> State:
     state.licensee_by_index = {i: a for i, a in conn.execute(select(Licensee.licensee_index, Licensee.address))}
     state.index_by_licensee = {a: i for i, a in state.licensee_by_index.items()}
     lic = table_of(License)
-    for row in conn.execute(select(lic.c.licensee, lic.c.work_id, lic.c.rate_per_play, lic.c.expiry)
+    for row in conn.execute(select(lic.c.licensee, lic.c.work_id, lic.c.rate_per_play, lic.c.expiry,
+                                   lic.c.prev_rate_per_play, lic.c.prev_expiry)
                             .where(lic.c.kind == int(LicenseKind.METERED))):
-        state.metered[(row.licensee, row.work_id)] = (row.rate_per_play, row.expiry)
+        state.metered[(row.licensee, row.work_id)] = (row.rate_per_play, row.expiry, row.prev_rate_per_play,
+                                                      row.prev_expiry)
     state.territory = {d: t for d, t in conn.execute(select(Device.device_id, Device.territory))}
     state.works = set(conn.execute(select(Work.work_id)).scalars())
     return state
@@ -141,5 +143,6 @@ def upsert_licenses(conn: Connection, licenses: dict[tuple[str, int, int], Row])
     stmt = stmt.on_conflict_do_update(
         index_elements=["licensee", "work_id", "kind"],
         set_={"rate_per_play": stmt.excluded.rate_per_play, "expiry": stmt.excluded.expiry,
+              "prev_rate_per_play": stmt.excluded.prev_rate_per_play, "prev_expiry": stmt.excluded.prev_expiry,
               "updated_block": stmt.excluded.updated_block, "fees_paid": t.c.fees_paid + stmt.excluded.fees_paid})
     conn.execute(stmt, list(licenses.values()))

@@ -30,6 +30,8 @@ from ..pending import CONFIRMED, INFLIGHT, PENDING, REJECTED, TX_DONE, PendingBa
 log = logging.getLogger("ledger.relayer")  # the relayer's one logger, as before the split
 
 INSUFFICIENT_ESCROW = "InsufficientEscrow"
+#: A batch the contract skipped without an event: its device is unknown or its signature bad.
+UNATTRIBUTABLE = "UnknownDeviceOrBadSignature"
 NONCE_USED = "NonceUsed"
 
 BatchKey = tuple[int, int]  # (device id, nonce)
@@ -94,7 +96,9 @@ def _report(tx_hash: str, rows: Sequence[BatchRow], calldata: int, gas_used: int
 def settle_outcome(rows: Sequence[BatchRow], outcome: playbatch.BatchOutcome, tx_hash: str, block: int,
                    calldata: int, gas_used: int) -> tuple[list[Verdict], RelayReport]:
     """A mined transaction: in ``PlaysRecorded`` -> confirmed; skipped for ``InsufficientEscrow``
-    -> pending; skipped for another reason -> rejected with it; in neither event -> pending."""
+    -> pending; skipped for another reason -> rejected with it; in neither event -> rejected as
+    ``UNATTRIBUTABLE`` (the contract skips a batch of an unknown device or with a bad signature
+    without an event, since nobody can be held to it; ingest checks both, so this is rare)."""
     report = _report(tx_hash, rows, calldata, gas_used)
     verdicts = []
     for row in rows:
@@ -111,11 +115,12 @@ def settle_outcome(rows: Sequence[BatchRow], outcome: playbatch.BatchOutcome, tx
             else:
                 verdicts.append(Verdict(REJECTED, reason))
                 report.rejected += 1
-        else:  # the contract names every batch; if not, the chain's nonce state decides later
-            log.error("relayer: batch %s (device %s nonce %s) is in neither event of %s", row.id,
-                      row.device_id, row.nonce, tx_hash)
-            verdicts.append(REPEND)
-            report.repending += 1
+        else:
+            log.error("relayer: batch %s (device %s nonce %s) is in neither event of %s: unknown device or bad "
+                      "signature on chain", row.id, row.device_id, row.nonce, tx_hash)
+            verdicts.append(Verdict(REJECTED, UNATTRIBUTABLE))
+            report.rejected += 1
+            report.reasons[UNATTRIBUTABLE] = report.reasons.get(UNATTRIBUTABLE, 0) + 1
     return verdicts, report
 
 

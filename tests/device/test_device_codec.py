@@ -53,3 +53,14 @@ def test_device_script_imports_only_what_a_device_has():
     import sys
     third_party = {r for r in roots if r not in sys.stdlib_module_names}
     assert third_party <= allowed, third_party
+
+
+@settings(max_examples=20, deadline=None)
+@given(nonce=st.integers(0, 1000), chain_id=st.integers(1, 100_000))
+def test_registration_proof_matches_ledger(device_module, nonce, chain_id):
+    account = Account.from_key(KEY)
+    licensee = "0x" + "ab" * 20
+    ours = device_module.registration_proof(account, chain_id, LEDGER, licensee, nonce)
+    assert ours == playbatch.sign_device_registration(account, chain_id, LEDGER, licensee, nonce)
+    digest = playbatch.device_registration_digest(chain_id, LEDGER, account.address, licensee, nonce)
+    assert Account._recover_hash(digest, signature=ours) == account.address

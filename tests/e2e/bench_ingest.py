@@ -77,7 +77,9 @@ def main() -> int:
             dev = c.DeviceProc(tmp / f"dev{i}")
             dev.state.mkdir()
             dev.address = dev.cmd("keygen").stdout.strip()
-            dev.device_id = licensee.register_device(dev.address, "GB")
+            proof = dev.cmd("register-proof", "--licensee", licensee.address, "--ledger", deployment.ledger.address,
+                            "--chain-id", str(deployment.chain_id)).stdout.strip()
+            dev.device_id = licensee.register_device(dev.address, "GB", bytes.fromhex(proof[2:]))
             dev.provision(world, args.transport, server.url if server else "", "mqtt://127.0.0.1:1883")
             plays = [(start_ts + j * 80_000 // args.plays, works[(j * 7 + j // 13) % len(works)])
                      for j in range(args.plays)]

@@ -24,7 +24,7 @@ from ledger.db import session_factory
 from ledger.ingest import IngestContext
 from ledger.pending import PendingBatch
 from ledger.relayer import Relayer, RelayerConfig
-from tests.support import BUILD_DIR, DEVICE_SCRIPT, MQTT_HOST, MQTT_PORT, ROOT, ensure_compiled, free_port
+from tests.support import BUILD_DIR, DEVICE_SCRIPT, MQTT_HOST, MQTT_PORT, ensure_compiled, free_port
 from tests.support import running_anvil as _running_anvil
 
 BUILD = BUILD_DIR
@@ -230,7 +230,9 @@ def new_device(world, tmp_path):
         dev.state.mkdir()
         dev.address = dev.cmd("keygen").stdout.strip()
         if register:
-            dev.device_id = world.licensee.register_device(dev.address, "GB")
+            proof = dev.cmd("register-proof", "--licensee", world.licensee.address, "--ledger", world.ledger_address,
+                            "--chain-id", str(world.deployment.chain_id)).stdout.strip()
+            dev.device_id = world.licensee.register_device(dev.address, "GB", bytes.fromhex(proof[2:]))
         dev.provision(world, transport, endpoint, mqtt_url)
         return dev
 

@@ -132,7 +132,7 @@ def test_device_killed_mid_replay_loses_and_doubles_nothing(world, sqlite_engine
 def _ingest_direct(world, engine, n_batches=3, plays_per_work=7):
     """Registers a device and stores n signed batches through ingest; returns the play counts."""
     account = Account.create()
-    world.licensee.register_device(account.address, "FR")
+    world.licensee.register_device(account.address, "FR", world.licensee.device_proof(account))
     ctx = make_ctx(world, engine)
     expected = collections.Counter()
     for nonce in range(n_batches):
@@ -208,7 +208,7 @@ def test_relayer_killed_while_its_transaction_was_replaced_repends_and_relays(wo
 
 def test_same_batch_sent_twice_is_stored_once_and_counted_once(world, engine, http_server):
     account = Account.create()
-    world.licensee.register_device(account.address, "US")
+    world.licensee.register_device(account.address, "US", world.licensee.device_proof(account))
     payload = signed_payload(account, world, 0, {world.works[0]: 11, world.works[1]: 4})
     first = requests.post(http_server.url, json=payload, timeout=10)
     second = requests.post(http_server.url, json=payload, timeout=10)
@@ -227,7 +227,10 @@ def test_same_batch_sent_twice_is_stored_once_and_counted_once(world, engine, ht
 def test_unpayable_batch_waits_in_pending_until_escrow_is_topped_up(world, sqlite_engine):
     expected = _ingest_direct(world, sqlite_engine, n_batches=1, plays_per_work=5)
     escrow = world.admin.escrow_of(world.licensee.address)
-    world.licensee.withdraw_escrow(escrow - 1_000)  # 1 play's worth left; the batch costs 5
+    # 1 play's worth left; the batch costs 5. A withdrawal needs notice: ask, wait it out, withdraw.
+    available_at = world.licensee.request_escrow_withdrawal(escrow - 1_000)
+    world.w3.provider.make_request("evm_mine", [available_at])
+    world.licensee.withdraw_escrow(escrow - 1_000)
     relayer_for(world, sqlite_engine).run(once=True)
     (row,) = stored(sqlite_engine)
     assert (row.status, row.reason) == (PENDING, "InsufficientEscrow")
@@ -243,7 +246,7 @@ def test_unpayable_batch_waits_in_pending_until_escrow_is_topped_up(world, sqlit
 def test_relayer_splits_packs_by_calldata_size_and_gas_cap(world, sqlite_engine):
     accounts = [Account.create() for _ in range(2)]
     for account in accounts:
-        world.licensee.register_device(account.address, "DE")
+        world.licensee.register_device(account.address, "DE", world.licensee.device_proof(account))
     ctx = make_ctx(world, sqlite_engine)
     expected = collections.Counter()
     for nonce in range(30):

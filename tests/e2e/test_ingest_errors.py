@@ -17,7 +17,7 @@ from .conftest import MQTT_HOST, MQTT_PORT, signed_payload, stored_count
 @pytest.fixture
 def registered(world):
     account = Account.create()
-    device_id = world.licensee.register_device(account.address, "GB")
+    device_id = world.licensee.register_device(account.address, "GB", world.licensee.device_proof(account))
     return account, device_id
 
 

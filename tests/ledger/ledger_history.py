@@ -100,9 +100,9 @@ def build_history(w3, client: LedgerClient) -> History:
     broadcaster.buy_license(w["anthem"], FLAT)
     broadcaster.buy_license(w["lullaby"], METERED)
     broadcaster.deposit(50 * USD)
-    h.devices["gb1"] = (venue.register_device(keys["gb1"].address, "GB"), keys["gb1"])
-    h.devices["fr1"] = (venue.register_device(keys["fr1"].address, "FR"), keys["fr1"])
-    h.devices["us1"] = (broadcaster.register_device(keys["us1"].address, "US"), keys["us1"])
+    h.devices["gb1"] = (venue.register_device(keys["gb1"].address, "GB", venue.device_proof(keys["gb1"])), keys["gb1"])
+    h.devices["fr1"] = (venue.register_device(keys["fr1"].address, "FR", venue.device_proof(keys["fr1"])), keys["fr1"])
+    h.devices["us1"] = (broadcaster.register_device(keys["us1"].address, "US", broadcaster.device_proof(keys["us1"])), keys["us1"])
 
     s.at(month_ts(2026, 10, 10))
     submit(s, h, [("gb1", {w["harbour"]: 120, w["lullaby"]: 7, w["anthem"]: 33, w["thirds"]: 1000}),
@@ -125,10 +125,11 @@ def build_history(w3, client: LedgerClient) -> History:
     h.distributed[w["harbour"]] += change.named("Distributed")[0].args["amount"]
     label.lock_split(w["anthem"])
     venue.revoke_device(h.devices["fr1"][0])
-    # skipped: the revoked device, and a replayed nonce
+    s.w3.provider.make_request("evm_mine", [month_ts(2026, 11, 3)])  # a day later: plays after the revocation
+    # skipped: the revoked device (plays after its revocation), and a replayed nonce
     submit(s, h, [("fr1", {w["harbour"]: 5})], expect_skips=1)
     submit(s, h, [("gb1", {w["harbour"]: 9})], nonce_override=("gb1", 0), expect_skips=1)
-    h.devices["gb2"] = (venue.register_device(keys["gb2"].address, "GB"), keys["gb2"])
+    h.devices["gb2"] = (venue.register_device(keys["gb2"].address, "GB", venue.device_proof(keys["gb2"])), keys["gb2"])
     submit(s, h, [("gb2", {w["harbour"]: 11, w["anthem"]: 4, w["lullaby"]: 2})])
     artist.transfer_work(w["lullaby"], a["label"])
     s.at(month_ts(2026, 11, 25))
@@ -136,10 +137,11 @@ def build_history(w3, client: LedgerClient) -> History:
         distribute(s, h, name)
     h.withdrawn[a["artist"]] = s.as_(a["artist"]).withdraw(a["savings"])
     h.withdrawn[a["label"]] = s.as_(a["label"]).withdraw()
-    venue.withdraw_escrow(100 * USD, a["venue"])
+    venue.request_escrow_withdrawal(100 * USD)  # available after the notice period (7 days)
 
     # ---------------------------------------------------------------- December 2026
-    s.at(month_ts(2026, 12, 3))
+    s.w3.provider.make_request("evm_mine", [month_ts(2026, 12, 3)])  # the notice is over
+    venue.withdraw_escrow(100 * USD, a["venue"])
     submit(s, h, [("gb1", {w["harbour"]: 40, w["anthem"]: 40}), ("gb2", {w["thirds"]: 3}),
                   ("us1", {w["anthem"]: 12})])
     distribute(s, h, "anthem")

@@ -10,7 +10,6 @@ import pytest
 
 from ledger.chain import Deployment
 from ledger.cli import main
-from tests.support import ROOT
 
 SUBCOMMANDS = [[], ["deploy"], ["index"], ["statement"], ["works"], ["balance"], ["db"], ["db", "upgrade"],
                ["db", "downgrade"], ["db", "current"]]
@@ -92,7 +91,7 @@ def test_deploy_writes_a_deployments_file(cli_env, tmp_path, monkeypatch, w3, ca
     assert main(["deploy"]) == 0
     path = target / f"{w3.eth.chain_id}.json"
     d = Deployment.load(path)
-    assert set(d.contracts) == {"TestStablecoin", "WorkRegistry", "RoyaltyLedger"}
+    assert set(d.contracts) == {"TestStablecoin", "TrustedForwarder", "WorkRegistry", "RoyaltyLedger"}
     assert d.deployer == w3.eth.accounts[0]
     for info in d.contracts.values():
         assert w3.eth.get_code(info.address)

@@ -66,7 +66,7 @@ def state() -> State:
     """Work 7 and 8 registered, work 7 split 50/50 and licensed METERED to a licensee with one GB device."""
     return State(splits={WORK: ([ALICE, BOB], [5_000, 5_000])},
                  licensee_by_index={LICENSEE_INDEX: LICENSEE}, index_by_licensee={LICENSEE: LICENSEE_INDEX},
-                 metered={(LICENSEE, WORK): (RATE, TS + 1000)}, territory={DEVICE: "GB"}, works={WORK, OTHER_WORK})
+                 metered={(LICENSEE, WORK): (RATE, TS + 1000, 0, 0)}, territory={DEVICE: "GB"}, works={WORK, OTHER_WORK})
 
 
 @pytest.fixture
@@ -243,9 +243,9 @@ def test_licensee_registered_is_indexed_both_ways(projection, state, rows):
 
 def license_bought(log_index: int = 0, licensee: str = LICENSEE, work_id: int = OTHER_WORK,
                    kind: int = int(LicenseKind.METERED), fee: int = 0, rate: int = 40,
-                   expiry: int = TS + 5000) -> DecodedEvent:
+                   expiry: int = TS + 5000, prev_rate: int = 0, prev_expiry: int = 0) -> DecodedEvent:
     return ledger_event("LicenseBought", log_index, licensee=licensee, workId=work_id, kind=kind, fee=fee,
-                        ratePerPlay=rate, expiry=expiry)
+                        ratePerPlay=rate, expiry=expiry, prevRate=prev_rate, prevExpiry=prev_expiry)
 
 
 def test_license_bought_records_the_purchase_and_the_license(projection, rows):
@@ -256,7 +256,7 @@ def test_license_bought_records_the_purchase_and_the_license(projection, rows):
         "expiry": TS + 5000, "period": PERIOD}]
     assert rows.licenses[(LICENSEE, OTHER_WORK, int(LicenseKind.METERED))] == {
         "licensee": LICENSEE, "work_id": OTHER_WORK, "kind": int(LicenseKind.METERED), "rate_per_play": 40,
-        "expiry": TS + 5000, "updated_block": BLOCK, "fees_paid": 250}
+        "expiry": TS + 5000, "prev_rate_per_play": 0, "prev_expiry": 0, "updated_block": BLOCK, "fees_paid": 250}
 
 
 def test_license_bought_twice_in_a_range_keeps_the_latest_terms_and_adds_the_fees(projection, rows):
@@ -269,7 +269,7 @@ def test_license_bought_twice_in_a_range_keeps_the_latest_terms_and_adds_the_fee
 
 def test_metered_license_bought_sets_the_rate_later_plays_pay(projection, state, rows):
     apply(projection, license_bought(rate=40, expiry=TS + 5000), rows)
-    assert state.metered[(LICENSEE, OTHER_WORK)] == (40, TS + 5000)
+    assert state.metered[(LICENSEE, OTHER_WORK)] == (40, TS + 5000, 0, 0)
 
 
 def test_flat_license_bought_does_not_license_plays(projection, state, rows):
@@ -328,13 +328,14 @@ def test_device_registered_inserts_the_device_with_its_territory(projection, sta
                                    territory=b"FR"), rows)
     assert rows.devices.new[device_id] == {
         "device_id": device_id, "address": DEVICE_KEY, "licensee": LICENSEE, "territory": "FR",
-        "registered_block": BLOCK, "registered_at": TS, "revoked": False, "revoked_block": None}
+        "registered_block": BLOCK, "registered_at": TS, "revoked": False, "revoked_block": None,
+        "revoked_at": None}
     assert state.territory[device_id] == "FR"
 
 
 def test_device_revoked_updates_a_device_of_an_earlier_range(projection, rows):
-    apply(projection, ledger_event("DeviceRevoked", deviceId=DEVICE, device=DEVICE_KEY), rows)
-    assert rows.devices.sets[DEVICE] == {"revoked": True, "revoked_block": BLOCK}
+    apply(projection, ledger_event("DeviceRevoked", deviceId=DEVICE, device=DEVICE_KEY, revokedAt=TS), rows)
+    assert rows.devices.sets[DEVICE] == {"revoked": True, "revoked_block": BLOCK, "revoked_at": TS}
 
 
 def test_device_registered_and_revoked_in_one_range_is_written_revoked(projection, rows):
@@ -342,14 +343,14 @@ def test_device_registered_and_revoked_in_one_range_is_written_revoked(projectio
     apply(projection, ledger_event("DeviceRegistered", deviceId=device_id, device=DEVICE_KEY, licensee=LICENSEE,
                                    territory=b"FR"), rows)
     apply(projection, event("RoyaltyLedger", "DeviceRevoked", 0, block=BLOCK + 3, deviceId=device_id,
-                            device=DEVICE_KEY), rows)
+                            device=DEVICE_KEY, revokedAt=TS), rows)
     assert (rows.devices.new[device_id]["revoked"], rows.devices.new[device_id]["revoked_block"]) == (True, BLOCK + 3)
     assert rows.devices.sets == {}
 
 
 def test_device_revoked_keeps_its_territory_for_plays_the_chain_recorded(projection, rows):
     """The chain decides which plays count; a revoked device's recorded plays are still cut by its territory."""
-    apply(projection, ledger_event("DeviceRevoked", deviceId=DEVICE, device=DEVICE_KEY), rows)
+    apply(projection, ledger_event("DeviceRevoked", deviceId=DEVICE, device=DEVICE_KEY, revokedAt=TS), rows)
     apply(projection, plays_event((DEVICE, 1, TS - 60, TS, 2 * RATE, {WORK: 2}), log_index=6), rows)
     assert [p[9] for p in rows.plays] == ["GB"]
 
@@ -367,13 +368,13 @@ def test_plays_without_a_metered_license_are_recorded_unlicensed_and_free(projec
 
 
 def test_plays_ending_after_the_license_expiry_are_unlicensed(projection, state, rows):
-    state.metered[(LICENSEE, WORK)] = (RATE, TS - 1)
+    state.metered[(LICENSEE, WORK)] = (RATE, TS - 1, 0, 0)
     apply(projection, plays_event((DEVICE, 11, TS - 60, TS, 0, {WORK: 3})), rows)
     assert rows.plays[0][6:9] == (False, 0, 0)
 
 
 def test_plays_ending_at_the_license_expiry_are_licensed(projection, state, rows):
-    state.metered[(LICENSEE, WORK)] = (RATE, TS)
+    state.metered[(LICENSEE, WORK)] = (RATE, TS, 0, 0)
     apply(projection, plays_event((DEVICE, 11, TS - 60, TS, 3 * RATE, {WORK: 3})), rows)
     assert rows.plays[0][6:9] == (True, RATE, 3 * RATE)
 
@@ -442,9 +443,23 @@ def test_plays_of_a_device_of_an_unregistered_licensee_are_inconsistent(projecti
         apply(projection, plays_event((orphan, 11, TS - 60, TS, 0, {OTHER_WORK: 1})), rows)
 
 
-def test_plays_of_an_unregistered_work_are_inconsistent(projection, rows):
-    with pytest.raises(InconsistentEventError, match="unregistered work 99"):
-        apply(projection, plays_event((DEVICE, 11, TS - 60, TS, 0, {99: 1})), rows)
+def test_plays_of_an_unregistered_work_are_recorded_as_an_anomaly_and_indexing_goes_on(projection, rows):
+    """The contract applies (and charges nothing for) plays of a work id nobody registered; the
+    index must not stop on them: an anomaly row, no play row, and the rest of the batch counts."""
+    from ledger.indexer.projection import ANOMALIES
+
+    apply(projection, plays_event((DEVICE, 11, TS - 60, TS, 2 * RATE, {WORK: 2, 99: 1})), rows)
+    (anomaly,) = rows.rows[ANOMALIES]
+    assert anomaly["kind"] == "PlaysOfUnknownWork" and "work 99" in anomaly["detail"]
+    assert [p[3] for p in rows.plays] == [WORK]
+
+
+def test_plays_are_charged_at_the_rate_of_the_period_they_ended_in(projection, rows):
+    """After a renewal at another rate, a batch that ended in the previous period pays the old rate."""
+    apply(projection, license_bought(work_id=WORK, rate=50, expiry=TS + 100, prev_rate=30, prev_expiry=TS), rows)
+    apply(projection, plays_event((DEVICE, 11, TS - 60, TS, 2 * 30, {WORK: 2}),
+                                  (DEVICE, 12, TS + 1, TS + 50, 2 * 50, {WORK: 2}), log_index=5), rows)
+    assert [p[7] for p in rows.plays] == [30, 50]
 
 
 def test_batch_skipped_records_the_reason_by_name(projection, rows):

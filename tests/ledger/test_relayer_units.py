@@ -23,7 +23,7 @@ from ledger.pending import (CONFIRMED, INFLIGHT, PENDING, REJECTED, TX_DONE, TX_
 from ledger.relayer import RelayerConfig
 from ledger.relayer.packer import Packer, encode
 from ledger.relayer.sender import DEFAULT_TIP, Sender, fees_for
-from ledger.relayer.settlement import (INSUFFICIENT_ESCROW, apply_verdict, settle_from_chain, settle_outcome,
+from ledger.relayer.settlement import (INSUFFICIENT_ESCROW, UNATTRIBUTABLE, apply_verdict, settle_from_chain, settle_outcome,
                                        settle_receipt, settle_revert)
 
 TX = "0x" + "ab" * 32
@@ -96,12 +96,14 @@ def test_batch_skipped_for_another_reason_is_rejected_with_the_reason():
     assert (report.rejected, report.reasons) == (1, {"BadSignature": 1})
 
 
-def test_batch_in_neither_event_goes_back_to_pending_keeping_its_reason():
+def test_batch_in_neither_event_is_rejected_as_unattributable():
+    from ledger.relayer.settlement import UNATTRIBUTABLE
+
     row = Row(1, nonce=0, reason=INSUFFICIENT_ESCROW)
     other = Row(2, nonce=1)
     report = _settle([row], _outcome(applied=[other]))
-    assert (row.status, row.reason, row.relay_tx_id) == (PENDING, INSUFFICIENT_ESCROW, None)
-    assert (report.confirmed, report.repending) == (0, 1)
+    assert (row.status, row.reason) == (REJECTED, UNATTRIBUTABLE)
+    assert (report.confirmed, report.rejected, report.repending) == (0, 1, 0)
 
 
 def test_report_counts_every_fate_of_one_transaction():
@@ -109,8 +111,8 @@ def test_report_counts_every_fate_of_one_transaction():
     report = _settle(rows, _outcome(applied=[rows[0]],
                                     skipped=[(rows[1], INSUFFICIENT_ESCROW), (rows[2], "DeviceRevoked")]))
     assert (report.tx_hash, report.batches, report.plays, report.calldata, report.gas_used) == (TX, 4, 10, 300, 90_000)
-    assert (report.confirmed, report.rejected, report.repending, report.reverted) == (1, 1, 2, False)
-    assert [r.status for r in rows] == [CONFIRMED, PENDING, REJECTED, PENDING]
+    assert (report.confirmed, report.rejected, report.repending, report.reverted) == (1, 2, 1, False)
+    assert [r.status for r in rows] == [CONFIRMED, PENDING, REJECTED, REJECTED]
 
 
 def test_reverted_transaction_sends_every_batch_back_to_pending():
@@ -324,11 +326,12 @@ def test_settle_receipt_writes_each_verdict_and_marks_the_transaction_done(sessi
     receipt = {"transactionHash": bytes.fromhex(TX[2:]), "blockNumber": BLOCK, "gasUsed": 77_000, "status": 1,
                "logs": logs}
     report = settle_receipt(sessions, rtx_id, receipt, decode=lambda log: log)
-    assert (report.confirmed, report.rejected, report.repending, report.gas_used) == (1, 1, 1, 77_000)
+    assert (report.confirmed, report.rejected, report.repending, report.gas_used) == (1, 2, 0, 77_000)
     with sessions() as s:
         rows = [s.get(PendingBatch, i) for i in ids]
-        assert [(r.status, r.reason) for r in rows] == [(CONFIRMED, None), (REJECTED, "BadSignature"), (PENDING, None)]
-        assert (rows[0].confirmed_tx_hash, rows[0].confirmed_block, rows[2].relay_tx_id) == (TX, BLOCK, None)
+        assert [(r.status, r.reason) for r in rows] == [(CONFIRMED, None), (REJECTED, "BadSignature"),
+                                                        (REJECTED, UNATTRIBUTABLE)]
+        assert (rows[0].confirmed_tx_hash, rows[0].confirmed_block) == (TX, BLOCK)
         rtx = s.get(RelayTransaction, rtx_id)
         assert (rtx.status, rtx.mined_tx_hash, rtx.mined_block, rtx.gas_used) == (TX_DONE, TX, BLOCK, 77_000)
 
