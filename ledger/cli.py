@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                     "and produce royalty statements.",
         epilog="Environment: LEDGER_RPC_URL, LEDGER_DATABASE_URL, LEDGER_DEPLOYMENTS, LEDGER_CONFIRMATIONS, "
                "LEDGER_BLOCK_RANGE, LEDGER_PRIVATE_KEY, LEDGER_TOKEN_ADDRESS, LEDGER_BUILD_DIR, "
-               "LEDGER_RELAYER_KEY, LEDGER_MQTT_URL, LEDGER_LOG_LEVEL. See docs/ledger.md.")
+               "LEDGER_RELAYER_KEY, LEDGER_MQTT_URL, LEDGER_MQTT_TOPIC_PREFIX, LEDGER_LOG_LEVEL. See docs/ledger.md.")
     p.add_argument("--version", action="version", version=f"ledger {__version__}")
     p.add_argument("--rpc-url", help="JSON-RPC endpoint (LEDGER_RPC_URL; default http://127.0.0.1:8545)")
     p.add_argument("--database-url", help="SQLAlchemy database URL (LEDGER_DATABASE_URL; default var/ledger.sqlite3)")
@@ -326,7 +326,7 @@ def cmd_ingest_mqtt(args: argparse.Namespace, settings: Settings) -> int:
     rt = open_runtime(settings, args.ledger)
     ctx = IngestContext.create(rt.w3, rt.deployment, rt.engine)
     consumer = MqttIngest(ctx, args.mqtt_url or settings.mqtt_url, client_id=args.client_id,
-                          shared_group=args.shared_group)
+                          shared_group=args.shared_group, topic_prefix=settings.mqtt_topic_prefix)
     signal.signal(signal.SIGTERM, lambda *_: consumer.client.disconnect())
     try:
         consumer.run_forever()

@@ -16,6 +16,8 @@
                            relayer process per key
 ``LEDGER_MQTT_URL``        broker of ``ledger ingest-mqtt`` (default
                            ``mqtt://127.0.0.1:1883``; ``mqtts://user:pass@host`` for TLS)
+``LEDGER_MQTT_TOPIC_PREFIX`` first topic level of device batches (default ``plays``:
+                           ``plays/<device>`` and ``plays/<device>/ack``)
 ``LEDGER_LOG_LEVEL``       DEBUG, INFO, WARNING (default) or ERROR; ``--log-level`` wins
 =========================  ==============================================================
 
@@ -40,6 +42,7 @@ DEFAULT_DEPLOYMENTS = Path("deployments")
 DEFAULT_BUILD_DIR = Path("build") / "contracts"
 DEFAULT_BLOCK_RANGE = 2000
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+DEFAULT_MQTT_TOPIC_PREFIX = "plays"
 DEFAULT_LOG_LEVEL = "WARNING"
 DEFAULT_GAS_CAP = 14_000_000  # largest gas of one relayer transaction (`ledger relay --gas-cap`)
 MAX_TX_BYTES = 131_072  # a default geth node refuses larger transactions into its mempool
@@ -59,6 +62,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {value}")
     return value
+
+
+def _topic_prefix(raw: str) -> str:
+    prefix = raw.strip().strip("/")
+    if not prefix or any(c in prefix for c in "+#") or len(prefix) > 200:
+        raise ConfigError(f"LEDGER_MQTT_TOPIC_PREFIX must be a topic without wildcards, not {raw!r}")
+    return prefix
 
 
 def _log_level(raw: str, name: str) -> str:
@@ -85,6 +95,7 @@ class Settings:
     build_dir: Path = DEFAULT_BUILD_DIR
     relayer_key: str | None = field(default=None, repr=False)
     mqtt_url: str = field(default=DEFAULT_MQTT_URL, repr=False)  # may carry a password
+    mqtt_topic_prefix: str = DEFAULT_MQTT_TOPIC_PREFIX
     log_level: str = DEFAULT_LOG_LEVEL
 
     @classmethod
@@ -101,6 +112,7 @@ class Settings:
             build_dir=Path(env.get("LEDGER_BUILD_DIR") or DEFAULT_BUILD_DIR),
             relayer_key=env.get("LEDGER_RELAYER_KEY") or None,
             mqtt_url=env.get("LEDGER_MQTT_URL") or DEFAULT_MQTT_URL,
+            mqtt_topic_prefix=_topic_prefix(env.get("LEDGER_MQTT_TOPIC_PREFIX") or DEFAULT_MQTT_TOPIC_PREFIX),
             log_level=_log_level(env.get("LEDGER_LOG_LEVEL") or DEFAULT_LOG_LEVEL, "LEDGER_LOG_LEVEL"),
         )
 

@@ -448,6 +448,8 @@ def parse_body(raw: bytes | str, ctx: IngestContext, what: str = "body") -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJson(f"the {what} is not JSON: {exc}") from None
+    except RecursionError:  # e.g. a thousand nested arrays: a batch is never deeper than 3
+        raise MalformedJson(f"the {what} nests too deeply to be a batch") from None
 
 
 def ingest_json(raw: bytes | str, ctx: IngestContext, source: str = "http",

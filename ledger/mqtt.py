@@ -25,17 +25,16 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 
-from .config import DEFAULT_MQTT_URL
+from .config import DEFAULT_MQTT_TOPIC_PREFIX, DEFAULT_MQTT_URL
 from .errors import ConfigError, IngestError
 from .ingest import IngestContext, ingest_batch, parse_body
 
 log = logging.getLogger(__name__)
 
-TOPIC_PREFIX = "plays"
 
 
-def ack_topic(device: str) -> str:
-    return f"{TOPIC_PREFIX}/{device.lower()}/ack"
+def ack_topic(device: str, prefix: str = DEFAULT_MQTT_TOPIC_PREFIX) -> str:
+    return f"{prefix}/{device.lower()}/ack"
 
 
 def answer(raw: bytes, ctx: IngestContext, topic_device: str) -> dict[str, Any]:
@@ -59,14 +58,15 @@ class MqttIngest:
     """The consumer. ``start()`` connects and returns; ``stop()`` disconnects."""
 
     def __init__(self, ctx: IngestContext, url: str = DEFAULT_MQTT_URL, client_id: str = "ledger-ingest",
-                 shared_group: str | None = None):
+                 shared_group: str | None = None, topic_prefix: str = DEFAULT_MQTT_TOPIC_PREFIX):
         self.ctx = ctx
         parsed = urlparse(url)
         if parsed.scheme not in ("mqtt", "mqtts", "tcp"):
             raise ConfigError(f"LEDGER_MQTT_URL must be mqtt:// or mqtts://, not {url!r}")
         self.host = parsed.hostname or "127.0.0.1"
         self.port = parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
-        topic = f"{TOPIC_PREFIX}/+"
+        self.topic_prefix = topic_prefix
+        topic = f"{topic_prefix}/+"
         self.subscription = f"$share/{shared_group}/{topic}" if shared_group else topic
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         if parsed.username:
@@ -96,13 +96,13 @@ class MqttIngest:
         self.connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        parts = msg.topic.split("/")
-        if len(parts) != 2 or parts[0] != TOPIC_PREFIX:
+        prefix, _, device = msg.topic.rpartition("/")
+        if prefix != self.topic_prefix or not device:
             return
-        reply = answer(bytes(msg.payload), self.ctx, topic_device=parts[1])
-        log.debug("ingest-mqtt: %s nonce %s -> %s %s", parts[1], reply.get("nonce"), reply["status"],
+        reply = answer(bytes(msg.payload), self.ctx, topic_device=device)
+        log.debug("ingest-mqtt: %s nonce %s -> %s %s", device, reply.get("nonce"), reply["status"],
                   reply.get("error", {}).get("code", ""))
-        client.publish(ack_topic(parts[1]), json.dumps(reply, separators=(",", ":")), qos=1)
+        client.publish(ack_topic(device, self.topic_prefix), json.dumps(reply, separators=(",", ":")), qos=1)
         self.handled += 1
 
     def start(self, wait: float = 10.0) -> None:

@@ -204,6 +204,7 @@ class Provisioning:
     mqtt_url: str  # mqtt://host:1883 (mqtts:// for TLS)
     chain_id: int
     ledger: str
+    topic_prefix: str = "plays"  # plays/<device> and plays/<device>/ack
 
     @classmethod
     def load(cls, path: str) -> Provisioning:
@@ -218,6 +219,7 @@ class Provisioning:
                 mqtt_url=data.get("mqttUrl", ""),
                 chain_id=int(data["chainId"]),
                 ledger=data["ledger"],
+                topic_prefix=str(data.get("mqttTopicPrefix") or "plays").strip("/"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DeviceError(f"provisioning file {path} lacks or mangles {exc}") from None
@@ -476,15 +478,15 @@ class HttpTransport:
 
 
 class MqttTransport:
-    """Publishes batches on plays/<device> (QoS 1) and waits for the server's answer on
-    plays/<device>/ack, matched by nonce."""
+    """Publishes batches on <prefix>/<device> (QoS 1; prefix ``plays`` unless the provisioning says
+    otherwise) and waits for the server's answer on <prefix>/<device>/ack, matched by nonce."""
 
     def __init__(self, prov: Provisioning, timeout: float = 15.0, window: int = 64):
         import paho.mqtt.client as mqtt
 
         url = urlparse(prov.mqtt_url)
         self.host, self.port = url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883)
-        self.topic = f"plays/{prov.device.lower()}"
+        self.topic = f"{prov.topic_prefix}/{prov.device.lower()}"
         self.ack_topic = f"{self.topic}/ack"
         self.timeout = timeout
         self.window = window

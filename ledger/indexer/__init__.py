@@ -26,6 +26,7 @@ The package, one module per job; :class:`Indexer` here composes them:
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from sqlalchemy import Connection, Engine, Table
 from web3 import Web3
 
 from ..chain import Deployment
+from ..errors import ReorgDetectedError
 from ..events import EventDecoder
 from ..models import IndexerCheckpoint
 from . import checkpoint, writer
@@ -43,6 +45,8 @@ from .checkpoint import CHECKPOINT_ID
 from .projection import ZERO_ADDRESS, PlayRow, Projection, RangeRows, Row, period_of
 from .source import LogSource
 from .writer import PLAY_COLUMNS
+
+log = logging.getLogger("ledger.indexer")
 
 __all__ = ["CHECKPOINT_ID", "PLAY_COLUMNS", "ZERO_ADDRESS", "IndexStats", "Indexer", "period_of"]
 
@@ -65,13 +69,14 @@ class Indexer:
     """Follows the deployment's events into the database at ``engine`` (migrated to head)."""
 
     def __init__(self, engine: Engine, w3: Web3, deployment: Deployment, *, confirmations: int = 0,
-                 block_range: int = 2000, progress: bool | None = None) -> None:
+                 block_range: int = 2000, progress: bool | None = None, rebuild_on_reorg: bool = True) -> None:
         self.engine = engine
         self.w3 = w3
         self.deployment = deployment
         self.confirmations = confirmations
         self.block_range = max(1, block_range)
         self.progress = progress
+        self.rebuild_on_reorg = rebuild_on_reorg
         self.decoder: EventDecoder = deployment.event_decoder()
         self.ledger_address = deployment.ledger.address
         self.source = LogSource(w3, deployment, self.decoder)
@@ -96,7 +101,17 @@ class Indexer:
         started = time.monotonic()
         if rebuild:
             self.reset()
-        last = checkpoint.ensure(self.engine, self.deployment, self.source.block_hash)
+        try:
+            last = checkpoint.ensure(self.engine, self.deployment, self.source.block_hash)
+        except ReorgDetectedError as exc:
+            if not self.rebuild_on_reorg:
+                raise
+            # The block at the checkpoint left the chain (a reorg deeper than the confirmations,
+            # or a devnet restarted from an older state): what the index holds after the last
+            # common block is fiction. Roll back to the deploy block and index the chain as it is.
+            log.warning("indexer: %s; rebuilding the index from the deploy block", exc)
+            self.reset()
+            last = checkpoint.ensure(self.engine, self.deployment, self.source.block_hash)
         target = self.head() if to_block is None else min(to_block, self.head())
         stats = IndexStats(from_block=last + 1, to_block=target)
         if target <= last:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import cast
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, text, update
+from web3.exceptions import BlockNotFound
 
 from ..chain import Deployment
 from ..errors import IndexerError, ReorgDetectedError
@@ -49,7 +50,11 @@ def ensure(engine: Engine, deployment: Deployment, block_hash: Callable[[int], s
         raise IndexerError(f"the index holds chain {row.chain_id} ledger {row.ledger_address}, not chain "
                            f"{deployment.chain_id} ledger {ledger_address}: use `ledger index --rebuild`")
     if row.block_hash is not None:
-        if block_hash(row.block_number) != row.block_hash:
+        try:
+            current = block_hash(row.block_number)
+        except BlockNotFound:  # the chain went backwards past the checkpoint (a devnet restarted)
+            current = None
+        if current != row.block_hash:
             raise ReorgDetectedError(f"block {row.block_number} at the checkpoint is no longer on the chain "
                                      "(reorg deeper than the confirmations, or a reset devnet): "
                                      "use `ledger index --rebuild`")

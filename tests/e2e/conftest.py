@@ -28,6 +28,8 @@ from tests.support import BUILD_DIR, DEVICE_SCRIPT, MQTT_HOST, MQTT_PORT, ensure
 from tests.support import running_anvil as _running_anvil
 
 BUILD = BUILD_DIR
+#: This test run's own MQTT topics, so runs sharing the machine's broker never answer each other's devices.
+TOPIC_PREFIX = f"test-{uuid.uuid4().hex[:12]}/plays"
 
 RATE = 1_000  # units per play (0.001 of a 6-decimal stablecoin)
 ESCROW = 50_000_000
@@ -168,7 +170,7 @@ def mqtt_consumer_factory(world):
     started = []
 
     def make(engine, client_id=None):
-        consumer = MqttIngest(make_ctx(world, engine), f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
+        consumer = MqttIngest(make_ctx(world, engine), f"mqtt://{MQTT_HOST}:{MQTT_PORT}", topic_prefix=TOPIC_PREFIX,
                               client_id=client_id or f"e2e-ingest-{uuid.uuid4().hex[:10]}")
         consumer.start()
         started.append(consumer)
@@ -208,7 +210,7 @@ class DeviceProc:
     def provision(self, world: World, transport: str, endpoint: str = "", mqtt_url: str = ""):
         (self.state / "provisioning.json").write_text(json.dumps({
             "device": self.address, "deviceId": str(self.device_id), "licensee": world.licensee.address,
-            "transport": transport, "endpoint": endpoint, "mqttUrl": mqtt_url,
+            "transport": transport, "endpoint": endpoint, "mqttUrl": mqtt_url, "mqttTopicPrefix": TOPIC_PREFIX,
             "chainId": world.w3.eth.chain_id, "ledger": world.ledger_address}))
 
     def status(self) -> dict:

@@ -11,7 +11,7 @@ from eth_account import Account
 
 from ledger import playbatch
 
-from .conftest import MQTT_HOST, MQTT_PORT, signed_payload, stored_count
+from .conftest import MQTT_HOST, MQTT_PORT, TOPIC_PREFIX, signed_payload, stored_count
 
 
 @pytest.fixture
@@ -167,9 +167,9 @@ def _mqtt_roundtrip(topic_device: str, payload: bytes) -> dict:
     client.connect(MQTT_HOST, MQTT_PORT)
     client.loop_start()
     try:
-        client.subscribe(f"plays/{topic_device.lower()}/ack", qos=1)
+        client.subscribe(f"{TOPIC_PREFIX}/{topic_device.lower()}/ack", qos=1)
         assert subscribed.wait(5)
-        client.publish(f"plays/{topic_device.lower()}", payload, qos=1)
+        client.publish(f"{TOPIC_PREFIX}/{topic_device.lower()}", payload, qos=1)
         assert ready.wait(10), "no ack"
     finally:
         client.disconnect()
@@ -215,4 +215,15 @@ def test_database_or_node_down_is_503_so_the_device_retries(world, sqlite_engine
                         ChainDevices.for_deployment(dead_node, world.deployment))
     status, answer = handle_json(body, ctx)
     assert (status, answer["error"]["code"]) == (503, "unavailable")
+    assert stored_count(sqlite_engine) == 0
+
+
+def test_deeply_nested_json_is_a_malformed_batch_not_a_crash(world, sqlite_engine):
+    from ledger.ingest import handle_json
+
+    from .conftest import make_ctx
+
+    body = b"[" * 100_000 + b"]" * 100_000
+    status, answer = handle_json(body[:200_000], make_ctx(world, sqlite_engine))
+    assert (status, answer["error"]["code"]) == (400, "malformed_json")
     assert stored_count(sqlite_engine) == 0

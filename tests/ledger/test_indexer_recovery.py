@@ -132,7 +132,47 @@ def test_a_checkpoint_off_the_chain_is_detected(engine, w3, deployment, history)
     with engine.begin() as conn:
         conn.execute(update(IndexerCheckpoint).values(block_hash="0x" + "ab" * 32))
     with pytest.raises(ReorgDetectedError):
-        index(engine, w3, deployment)
+        Indexer(engine, w3, deployment, progress=False, rebuild_on_reorg=False).run()
+    with engine.begin() as conn:
+        conn.execute(update(IndexerCheckpoint).values(block_hash=None))
+    before = table_snapshot(engine)
+    with engine.begin() as conn:
+        conn.execute(update(IndexerCheckpoint).values(block_hash="0x" + "ab" * 32))
+    index(engine, w3, deployment)  # by default it rolls back and indexes the chain as it is
+    after = table_snapshot(engine)
+    assert {k: v for k, v in after.items() if k != "indexer_checkpoint"} == \
+        {k: v for k, v in before.items() if k != "indexer_checkpoint"}
+
+
+def _titles(engine) -> list[str]:
+    from ledger.models import Work
+
+    with engine.connect() as conn:
+        return sorted(t or "" for t in conn.execute(select(Work.title)).scalars())
+
+
+@pytest.mark.parametrize("depth", [1, 3, 10])
+@pytest.mark.parametrize("how", ["rollback", "snapshot"])
+def test_index_follows_the_chain_through_a_reorg(engine, w3, deployment, client, history, chain_snapshot, depth,
+                                                 how):
+    """Blocks the index has seen leave the chain (anvil_rollback, or a devnet reverted to a
+    snapshot); other blocks take their place. The index drops what left and indexes what came."""
+    index(engine, w3, deployment)
+    shop = client.as_account(history.accounts["shop"])
+    snap = w3.provider.make_request("evm_snapshot", [])["result"]
+    for i in range(depth):
+        shop.register_work(title=f"Lost {i}")
+    index(engine, w3, deployment)
+    assert sum(t.startswith("Lost") for t in _titles(engine)) == depth
+    if how == "rollback":
+        assert "error" not in w3.provider.make_request("anvil_rollback", [depth])
+    else:
+        assert w3.provider.make_request("evm_revert", [snap])["result"]
+    shop.register_work(title="Kept")  # the new branch: fewer blocks than the lost ones for depth > 1
+    index(engine, w3, deployment)
+    titles = _titles(engine)
+    assert "Kept" in titles and not any(t.startswith("Lost") for t in titles)
+    assert len(titles) == client.total_works()
 
 
 def test_play_rows_are_exact(engine, w3, deployment, history):
