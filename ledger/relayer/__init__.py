@@ -46,7 +46,7 @@ from .. import playbatch
 from ..chain import Deployment
 from ..config import DEFAULT_GAS_CAP, MAX_TX_BYTES
 from ..errors import RelayerError
-from ..pending import INFLIGHT, PENDING, TX_SENT, PendingBatch, RelayTransaction, utcnow
+from ..pending import CONFIRMED, INFLIGHT, PENDING, TX_SENT, PendingBatch, RelayTransaction, utcnow
 from . import packer, settlement
 from .packer import Pack, Packer
 from .sender import Sender, SqlTxVersions, is_connection_error
@@ -87,6 +87,8 @@ class RelayerConfig:
     idle_sleep: float = 1.0  # `run` sleeps this long when nothing is pending
     escrow_retry_after: float = 60.0  # seconds before an unpayable batch is packed again
     log_scan_blocks: int = 5000  # eth_getLogs range when settling from chain state
+    finality_blocks: int = 64  # confirmed batches this close to the head are re-checked (reorgs)
+    recheck_every: float = 10.0  # seconds between re-checks of recent confirmed batches
 
 
 class Relayer:
@@ -207,6 +209,37 @@ class Relayer:
             reports.append(self._settle(rtx_id, receipt))
         return reports
 
+    def recheck_confirmed(self) -> int:
+        """Confirmed batches within ``finality_blocks`` of the head (or above it: a chain that went
+        backwards) whose transaction left the chain go back to pending, to be relayed again; their
+        nonce is unused on the chain as it is now. A batch whose nonce the chain did use (its
+        transaction mined again elsewhere) stays confirmed. Returns how many went back."""
+        head = int(self.w3.eth.block_number)
+        moved = 0
+        with self.sessions.begin() as session:
+            rows = list(session.scalars(select(PendingBatch).where(
+                PendingBatch.status == CONFIRMED,
+                PendingBatch.confirmed_block >= head - self.config.finality_blocks)))
+            by_tx: dict[str, list[PendingBatch]] = {}
+            for row in rows:
+                by_tx.setdefault(row.confirmed_tx_hash or "", []).append(row)
+            for tx_hash, batch_rows in by_tx.items():
+                receipt = self.sender.receipt([tx_hash]) if tx_hash else None
+                if receipt is not None and int(receipt["status"]) == 1:
+                    for row in batch_rows:
+                        row.confirmed_block = int(receipt["blockNumber"])  # it may have moved in a reorg
+                    continue
+                for row in batch_rows:
+                    if self._nonce_used(row.device_id, row.nonce):
+                        continue
+                    row.status, row.reason, row.relay_tx_id = PENDING, "Reorged", None
+                    row.confirmed_tx_hash = row.confirmed_block = None
+                    row.updated_at = utcnow()
+                    moved += 1
+        if moved:
+            log.warning("relayer: %d confirmed batches left the chain (reorg or reset); relaying them again", moved)
+        return moved
+
     def _account_nonce(self, sender: str) -> int:
         """How many transactions of `sender` are mined (its next account nonce)."""
         return int(self.w3.eth.get_transaction_count(to_checksum_address(sender), "latest"))
@@ -245,6 +278,7 @@ class Relayer:
 
         reports: list[RelayReport] = []
         need_reconcile = True
+        last_recheck = 0.0
         while stop is None or not stop.is_set():
             try:
                 if need_reconcile:
@@ -252,6 +286,9 @@ class Relayer:
                     if once:
                         reports += done
                     need_reconcile = False
+                if time.monotonic() - last_recheck >= self.config.recheck_every:
+                    self.recheck_confirmed()
+                    last_recheck = time.monotonic()
                 report = self.relay_once()
             except (RelayerError, OperationalError, InterfaceError, ConnectionError, TimeoutError) as exc:
                 if once:

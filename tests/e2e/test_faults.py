@@ -264,3 +264,25 @@ def test_relayer_splits_packs_by_calldata_size_and_gas_cap(world, sqlite_engine)
     assert sum(r.confirmed for r in reports) == 60
     assert {r.status for r in stored(sqlite_engine)} == {CONFIRMED}
     assert_chain_matches(world, expected)
+
+
+@pytest.mark.parametrize("depth", [1, 5])
+def test_batches_whose_transaction_left_the_chain_are_relayed_again(world, engine, depth):
+    """The relayer confirmed a batch; then the chain lost that block (a reorg, or a devnet that
+    came back from an older state). The batch goes back to pending and is relayed again, once."""
+    expected = _ingest_direct(world, engine, n_batches=1)
+    snap = world.w3.provider.make_request("evm_snapshot", [])["result"]
+    relayer = relayer_for(world, engine)
+    relayer.run(once=True)
+    (row,) = stored(engine)
+    assert row.status == CONFIRMED
+    for _ in range(depth - 1):  # more blocks after it, all to be lost
+        world.w3.provider.make_request("evm_mine", [])
+    assert world.w3.provider.make_request("evm_revert", [snap])["result"]
+    assert all(world.admin.plays_of(w) == 0 for w in expected)  # the chain forgot the plays
+    assert relayer.recheck_confirmed() == 1
+    assert stored(engine)[0].status == PENDING
+    relayer.run(once=True)
+    assert stored(engine)[0].status == CONFIRMED
+    assert relayer.recheck_confirmed() == 0
+    assert_chain_matches(world, dict(expected))
