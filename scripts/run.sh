@@ -17,11 +17,33 @@ export LEDGER_LOG_LEVEL="${LEDGER_LOG_LEVEL:-INFO}"
 PORT="${PORT:-5000}"
 
 pids=()
+stopping=""
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  stopping=1
+  for pid in "${pids[@]}"; do
+    pkill -TERM -P "$pid" 2>/dev/null || true  # the service a supervisor loop runs
+    kill "$pid" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
+
+# supervise NAME CMD...: runs CMD, restarting it with backoff (1 s doubling to 30 s) whenever it
+# exits, so no service dies silently; each exit is logged to var/NAME.log with its status.
+supervise() {
+  local name=$1 delay=1 started status
+  shift
+  while [ -z "$stopping" ]; do
+    started=$(date +%s)
+    "$@" >> "var/$name.log" 2>&1 && status=0 || status=$?
+    [ -n "$stopping" ] && break
+    if [ $(( $(date +%s) - started )) -gt 60 ]; then delay=1; fi  # it ran a while: a fresh failure
+    echo "$(date -u +%FT%TZ) supervisor: $name exited with status $status; restarting in ${delay}s" \
+      | tee -a "var/$name.log" >&2
+    sleep "$delay"
+    delay=$(( delay < 30 ? delay * 2 : 30 ))
+  done
+}
 
 rpc_up() { python - "$LEDGER_RPC_URL" <<'PY' 2>/dev/null
 import json, sys, urllib.request
@@ -33,7 +55,10 @@ PY
 
 if ! rpc_up; then
   echo "starting Anvil (state in var/anvil-state.json)"
-  anvil --host 127.0.0.1 --port 8545 --state var/anvil-state.json --gas-limit 30000000 \
+  # --state-interval 1: a SIGKILL loses at most about a second of chain; a clean stop dumps it all.
+  # Whatever is lost is found at the next start: the indexer rolls back to what the chain holds
+  # and the relayer sends again the batches whose transactions vanished.
+  anvil --host 127.0.0.1 --port 8545 --state var/anvil-state.json --state-interval 1 --gas-limit 30000000 \
     --silent > var/anvil.log 2>&1 &
   pids+=($!)
   for _ in $(seq 1 50); do rpc_up && break; sleep 0.2; done
@@ -54,10 +79,10 @@ if ! deployed; then
 fi
 ledger db upgrade
 
-ledger index --follow > var/indexer.log 2>&1 & pids+=($!)
-ledger relay > var/relayer.log 2>&1 & pids+=($!)
-ledger ingest-mqtt > var/mqtt.log 2>&1 & pids+=($!)
-echo "indexer, relayer and MQTT ingest running (logs in var/)"
+supervise indexer ledger index --follow & pids+=($!)
+supervise relayer ledger relay & pids+=($!)
+supervise mqtt ledger ingest-mqtt & pids+=($!)
+echo "indexer, relayer and MQTT ingest running under supervision (logs in var/)"
 echo "API on http://127.0.0.1:$PORT/api/v1 (POST /batches); Ctrl-C stops everything"
 python -m webapp --host 127.0.0.1 --port "$PORT" & pids+=($!)
 wait "$!"
