@@ -71,6 +71,7 @@ test: install lint slither
 	brownie test tests/contracts --network contract-tests -p no:cacheprovider
 	python scripts/gas_w1.py --smoke
 	pytest -p no:pytest-brownie -p no:cacheprovider tests/ledger tests/e2e tests/device tests/webapp
+	$(TOOLS_VENV)/bin/python tools/api_fuzz.py
 
 # Analysis tools in their own virtualenv: their pins (hypothesis 6.170 for schemathesis, Slither's
 # tree) fight brownie's. Slither gates on High/Medium findings not in tools/slither-triage.json.
@@ -85,6 +86,11 @@ tools-venv: $(TOOLS_VENV)/.installed
 
 slither: $(TOOLS_VENV)/.installed install-node install-solc
 	$(TOOLS_VENV)/bin/python tools/slither_check.py
+
+# schemathesis (fixed seed, few examples, about a minute) on the API of a throwaway Anvil + SQLite.
+api-fuzz: $(TOOLS_VENV)/.installed install
+	brownie compile >/dev/null
+	$(TOOLS_VENV)/bin/python tools/api_fuzz.py
 
 run: install
 	bash scripts/run.sh
