@@ -66,11 +66,31 @@ lint: install-python
 	ruff check $(LINT_PATHS)
 	mypy
 
-test: install lint
+test: install lint slither
 	brownie compile >/dev/null
 	brownie test tests/contracts --network contract-tests -p no:cacheprovider
 	python scripts/gas_w1.py --smoke
 	pytest -p no:pytest-brownie -p no:cacheprovider tests/ledger tests/e2e tests/device tests/webapp
+	$(TOOLS_VENV)/bin/python tools/api_fuzz.py
+
+# Analysis tools in their own virtualenv: their pins (hypothesis 6.170 for schemathesis, Slither's
+# tree) fight brownie's. Slither gates on High/Medium findings not in tools/slither-triage.json.
+TOOLS_VENV := .venv-tools
+$(TOOLS_VENV)/.installed: tools/requirements-analysis.txt
+	test -x $(TOOLS_VENV)/bin/python || $(PY_VERSION) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r tools/requirements-analysis.txt
+	touch $@
+tools-venv: $(TOOLS_VENV)/.installed
+.PHONY: tools-venv slither api-fuzz
+
+slither: $(TOOLS_VENV)/.installed install-node install-solc
+	$(TOOLS_VENV)/bin/python tools/slither_check.py
+
+# schemathesis (fixed seed, few examples, about a minute) on the API of a throwaway Anvil + SQLite.
+api-fuzz: $(TOOLS_VENV)/.installed install
+	brownie compile >/dev/null
+	$(TOOLS_VENV)/bin/python tools/api_fuzz.py
 
 run: install
 	bash scripts/run.sh
