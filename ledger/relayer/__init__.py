@@ -194,6 +194,14 @@ class Relayer:
                 rtx = session.get_one(RelayTransaction, rtx_id)
                 hashes, raw, sender, tx_nonce = rtx.hashes, rtx.raw_tx, rtx.sender, rtx.tx_nonce
             receipt = self.sender.receipt(hashes)
+            if receipt is None and self._account_nonce(sender) < tx_nonce:
+                # A nonce gap: the chain lost earlier transactions of ours (reorg, devnet restarted
+                # older). This one cannot be mined before them; its batches go back to pending and
+                # are packed again under fresh nonces (the contract applies a batch at most once).
+                log.warning("relayer: reconciling %s: the chain is behind its account nonce %d; sending its "
+                            "batches again", hashes[-1], tx_nonce)
+                self._abandon(rtx_id)
+                continue
             if receipt is None:
                 if self.sender.known(hashes) or self._account_nonce(sender) <= tx_nonce:
                     log.warning("relayer: reconciling %s: not mined; broadcasting it again", hashes[-1])

@@ -161,7 +161,7 @@ class Sender:
     def await_receipt(self, rtx_id: int, hashes: list[str], raw: bytes, tx_nonce: int, gas: int) -> TxReceipt:
         """Waits for a receipt of any version of recorded transaction ``rtx_id``, re-signing with
         higher fees when it is stuck. Raises RelayerError on timeout (the row stays `sent`)."""
-        start = last_sign = time.monotonic()
+        start = last_sign = last_gap_check = time.monotonic()
         while True:
             receipt = self.receipt(hashes)
             if receipt is not None:
@@ -169,10 +169,21 @@ class Sender:
             now = time.monotonic()
             if now - start > self.limits.receipt_timeout:
                 raise RelayerError(f"no receipt for {hashes[-1]} after {self.limits.receipt_timeout:.0f} s")
+            if now - last_gap_check > 2.0:
+                last_gap_check = now
+                if self.account_nonce() < tx_nonce:
+                    # The chain lost earlier transactions of ours (a reorg, a devnet restarted from an
+                    # older state): this one cannot be mined until they are. Reconcile sends it again.
+                    raise RelayerError(f"{hashes[-1]} waits behind a nonce gap: the chain is at account nonce "
+                                       f"{self.account_nonce()}, it has {tx_nonce}")
             if now - last_sign > self.limits.bump_after:
                 hashes, raw = self.bump(rtx_id, raw, tx_nonce, gas)
                 last_sign = time.monotonic()
             time.sleep(self.limits.poll)
+
+    def account_nonce(self) -> int:
+        """How many transactions of the relayer account the chain has mined."""
+        return int(self.w3.eth.get_transaction_count(self.account.address, "latest"))
 
     def bump(self, rtx_id: int, raw: bytes, tx_nonce: int, gas: int) -> tuple[list[str], bytes]:
         """Re-signs the transaction ``raw`` under its nonce with higher fees, records the new
