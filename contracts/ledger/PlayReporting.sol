@@ -179,7 +179,9 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
     }
 
     /// @inheritdoc IPlayReporting
-    function submitBatches(bytes calldata data) external returns (uint256 applied) {
+    /// @dev Virtual only so the test-only reference (contracts/test/PlayReportingReference.sol)
+    ///      can state the same rules in plain Solidity.
+    function submitBatches(bytes calldata data) external virtual returns (uint256 applied) {
         if (data.length == 0) revert MalformedBatchData(0);
         uint256 bits = uint8(data[0]);
         if (bits < MIN_TABLE_BITS || bits > MAX_TABLE_BITS) revert BadTableBits(bits);
