@@ -230,11 +230,7 @@ contract PlayReportingReference is RoyaltyLedgerHarness {
     /// @dev The METERED rate for plays of `w` ending at `toTime`: the previous period's when
     ///      toTime <= prevExpiry, the current one's when toTime <= expiry, else unlicensed.
     function _rateAt(uint32 licensee, uint256 w, uint256 toTime) private view returns (bool, uint256) {
-        uint256 lane = _meteredLane(licensee, w);
-        uint256 expiry = lane & TIME_MASK;
-        uint256 rate = (lane >> 32) & TIME_MASK;
-        uint256 prevExpiry = (lane >> 64) & TIME_MASK;
-        uint256 prevRate = (lane >> 96) & TIME_MASK;
+        (uint256 rate, uint256 expiry, uint256 prevRate, uint256 prevExpiry) = _meteredPeriods(licensee, w);
         if (toTime <= prevExpiry) return (true, prevRate);
         if (toTime <= expiry) return (true, rate);
         return (false, 0);

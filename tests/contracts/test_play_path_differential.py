@@ -18,11 +18,11 @@ import pytest
 from brownie import accounts, chain, web3
 from eth_account import Account
 from brownie.test import given
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 
 from contract_helpers import FLAT, METERED, register_device, sign_registration
-from ledger.playbatch import batch_digest, to_compact_signature
+from ledger.playbatch import SKIP_REASONS, batch_digest, decode_play_records, to_compact_signature
 
 EXAMPLES = int(os.environ.get("PLAY_PATH_FUZZ_EXAMPLES", "300"))
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -232,7 +232,24 @@ def test_yul_play_path_matches_solidity_reference(scene, call):
     yul = run(scene, scene["yul"], data, timestamp)
     reference = run(scene, scene["reference"], data, timestamp)
 
+    _record_outcomes(yul)
     assert yul["status"] == reference["status"]
     assert yul["output"] == reference["output"]
     assert yul["logs"] == reference["logs"]
     assert yul["storage"] == reference["storage"]
+
+
+def _record_outcomes(result):
+    """Hypothesis statistics (--hypothesis-show-statistics): which outcomes the examples reached."""
+    if result["status"] != 1:
+        event(f"call reverted {(result['output'] or '')[:10]}")
+        return
+    skip_topic = web3.keccak(text="BatchSkipped(uint64,uint32,uint8)").hex()
+    played_topic = web3.keccak(text="PlaysRecorded(bytes)").hex()
+    for _, topics, data in result["logs"]:
+        if topics[0].removeprefix("0x") == skip_topic.removeprefix("0x"):
+            event(f"skipped {SKIP_REASONS[int(data[-64:], 16)]}")
+        elif topics[0].removeprefix("0x") == played_topic.removeprefix("0x"):
+            raw = bytes.fromhex(data.removeprefix("0x"))
+            records = decode_play_records(raw[64:64 + int.from_bytes(raw[32:64], "big")])
+            event("applied, charged" if any(r.charged for r in records) else "applied, nothing charged")
