@@ -83,7 +83,7 @@ abstract contract Licensing is LedgerBase, ReentrancyGuardTransient, ILicensing 
 
     /// @inheritdoc ILicensing
     function depositFor(address licensee, uint256 amount) external nonReentrant {
-        if (licensee == address(0)) revert IPayouts.ZeroAddressRecipient();
+        _checkRecipient(licensee); // escrow of the ledger itself could never be withdrawn
         _deposit(licensee, _msgSender(), amount);
     }
 

@@ -346,3 +346,8 @@ def test_setTerms_reverts_on_rate_above_31_bits(ledger, bare_work, artist):
     with brownie.reverts(err("RateTooHigh(uint32)", 2**31)):
         ledger.setTerms(bare_work, METERED, 0, 2**31, 3_600, True, {"from": artist})
     ledger.setTerms(bare_work, METERED, 0, 2**31 - 1, 3_600, True, {"from": artist})
+
+
+def test_depositFor_reverts_for_the_ledger_itself(ledger, outsider, funded):
+    with brownie.reverts(err("RecipientIsLedger()")):
+        ledger.depositFor(ledger, 700, {"from": outsider})
