@@ -62,6 +62,8 @@ interface ILicensing {
     error RateAboveMax(uint32 rate, uint32 maxRate);
     /// @notice The license would end before the expiry the buyer asked for at least.
     error ExpiryBelowMin(uint64 expiry, uint64 minExpiry);
+    /// @notice Rates per play are at most 2**31 - 1 units (2,147 tokens of 6 decimals).
+    error RateTooHigh(uint32 rate);
     /// @notice A license period must last at least one second.
     error ZeroDuration();
     /// @notice An amount of zero was given.

@@ -32,10 +32,16 @@ abstract contract LedgerBase is Context {
     uint256 internal constant NOT_BEFORE_SHIFT = 192;
     uint256 internal constant TIME_MASK = 0xffffffff;
 
-    /// @dev METERED license lanes: 128 bits, two per word: lane (workId & 1) of word (workId >> 1)
-    ///      holds expiry (bits 0..31) | rate (32..63) | prevExpiry (64..95) | prevRate (96..127).
-    uint256 internal constant LANE_BITS = 128;
-    uint256 internal constant LANE_MASK = (1 << 128) - 1;
+    /// @dev METERED license lanes: 64 bits, four per word: lane (workId & 3) of word (workId >> 2)
+    ///      holds expiry (bits 0..31) | rate (32..62) | hasPrevious (63). When hasPrevious is set,
+    ///      the same lane of `_meteredPrevious` holds the previous period: prevExpiry (0..31) |
+    ///      prevRate (32..63). The play path reads that second word only for flagged works.
+    uint256 internal constant LANE_BITS = 64;
+    uint256 internal constant LANE_MASK = (1 << 64) - 1;
+    uint256 internal constant LANE_RATE_SHIFT = 32;
+    uint256 internal constant HAS_PREVIOUS = 1 << 63;
+    /// @dev Rates are 31 bits in a lane: at most 2,147 tokens of 6 decimals per play.
+    uint256 internal constant MAX_RATE = (1 << 31) - 1;
 
     /// @dev Nonce bitmaps are keyed by device address << 24 | (nonce >> 8) (nonces are 32-bit).
     uint256 internal constant NONCE_WORD_BITS = 24;
@@ -51,6 +57,7 @@ abstract contract LedgerBase is Context {
 
     mapping(uint256 workId => mapping(ILicensing.LicenseKind => Terms)) internal _terms;
     mapping(uint32 licensee => mapping(uint256 word => uint256)) internal _metered;
+    mapping(uint32 licensee => mapping(uint256 word => uint256)) internal _meteredPrevious;
     mapping(address licensee => mapping(uint256 workId => uint64)) internal _flatExpiry;
     mapping(uint32 licensee => uint256) internal _escrow;
     mapping(uint32 licensee => WithdrawalRequest) internal _withdrawals;

@@ -26,6 +26,7 @@ abstract contract Licensing is LedgerBase, ReentrancyGuardTransient, ILicensing 
         _requireWorkOwner(workId);
         if (offered && duration == 0) revert ZeroDuration();
         if (kind == LicenseKind.FLAT) ratePerPlay = 0;
+        if (ratePerPlay > MAX_RATE) revert RateTooHigh(ratePerPlay);
         _terms[workId][kind] = Terms(fee, ratePerPlay, duration, offered);
         emit TermsSet(workId, kind, fee, ratePerPlay, duration, offered);
     }
@@ -82,7 +83,7 @@ abstract contract Licensing is LedgerBase, ReentrancyGuardTransient, ILicensing 
 
     /// @inheritdoc ILicensing
     function depositFor(address licensee, uint256 amount) external nonReentrant {
-        if (licensee == address(0)) revert IPayouts.ZeroAddressRecipient();
+        _checkRecipient(licensee); // escrow of the ledger itself could never be withdrawn
         _deposit(licensee, _msgSender(), amount);
     }
 
@@ -150,8 +151,8 @@ abstract contract Licensing is LedgerBase, ReentrancyGuardTransient, ILicensing 
     {
         uint32 index = _licenseeIndex[licensee];
         if (index == 0) return (0, 0, 0, 0);
-        uint256 lane = _meteredLane(index, workId);
-        return (uint32(lane >> 32), uint64(uint32(lane)), uint32(lane >> 96), uint64(uint32(lane >> 64)));
+        (uint256 rate, uint256 end, uint256 pRate, uint256 pEnd) = _meteredPeriods(index, workId);
+        return (uint32(rate), uint64(end), uint32(pRate), uint64(pEnd));
     }
 
     /// @inheritdoc ILicensing
@@ -201,19 +202,20 @@ abstract contract Licensing is LedgerBase, ReentrancyGuardTransient, ILicensing 
         private
         returns (uint64 expiry, uint256 prevRate, uint256 prevExpiry)
     {
-        uint256 shift = (workId & 1) * LANE_BITS;
-        uint256 word = _metered[index][workId >> 1];
-        uint256 lane = (word >> shift) & LANE_MASK;
-        uint256 current = lane & TIME_MASK;
-        uint256 currentRate = (lane >> 32) & TIME_MASK;
-        prevExpiry = (lane >> 64) & TIME_MASK;
-        prevRate = lane >> 96;
+        uint256 current;
+        uint256 currentRate;
+        (currentRate, current, prevRate, prevExpiry) = _meteredPeriods(index, workId);
+        uint256 shift = (workId & 3) * LANE_BITS;
         if (current != 0 && currentRate != rate) {
             (prevRate, prevExpiry) = (currentRate, current);
+            uint256 previous = _meteredPrevious[index][workId >> 2];
+            uint256 prevLane = (prevRate << LANE_RATE_SHIFT) | prevExpiry;
+            _meteredPrevious[index][workId >> 2] = (previous & ~(LANE_MASK << shift)) | (prevLane << shift);
         }
         expiry = _extend(current, duration);
-        lane = (prevRate << 96) | (prevExpiry << 64) | (rate << 32) | expiry;
-        _metered[index][workId >> 1] = (word & ~(LANE_MASK << shift)) | (lane << shift);
+        uint256 lane = (prevExpiry != 0 ? HAS_PREVIOUS : 0) | (rate << LANE_RATE_SHIFT) | expiry;
+        uint256 word = _metered[index][workId >> 2];
+        _metered[index][workId >> 2] = (word & ~(LANE_MASK << shift)) | (lane << shift);
     }
 
     /// @dev A new expiry: one period after the current expiry, or after now when it has passed.
@@ -224,8 +226,21 @@ abstract contract Licensing is LedgerBase, ReentrancyGuardTransient, ILicensing 
         return uint64(expiry);
     }
 
-    function _meteredLane(uint32 index, uint256 workId) internal view returns (uint256) {
-        return (_metered[index][workId >> 1] >> ((workId & 1) * LANE_BITS)) & LANE_MASK;
+    /// @dev A METERED license's current and previous periods (zeros when none).
+    function _meteredPeriods(uint32 index, uint256 workId)
+        internal
+        view
+        returns (uint256 rate, uint256 expiry, uint256 prevRate, uint256 prevExpiry)
+    {
+        uint256 shift = (workId & 3) * LANE_BITS;
+        uint256 lane = (_metered[index][workId >> 2] >> shift) & LANE_MASK;
+        expiry = lane & TIME_MASK;
+        rate = (lane >> LANE_RATE_SHIFT) & MAX_RATE;
+        if (lane & HAS_PREVIOUS != 0) {
+            uint256 previous = (_meteredPrevious[index][workId >> 2] >> shift) & LANE_MASK;
+            prevExpiry = previous & TIME_MASK;
+            prevRate = previous >> LANE_RATE_SHIFT;
+        }
     }
 
     function _deposit(address licensee, address from, uint256 amount) private {

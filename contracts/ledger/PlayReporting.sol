@@ -107,12 +107,17 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
         0xffffffffffffffffffffffffff00000000000000ffffff000000000000000000;
     /// @dev Bit 0 of a batch's charge sum (always 0 in count * multiplier) flags an overflow.
     uint256 private constant OVERFLOW_FLAG = 1;
-    /// @dev License lane fields (see LedgerBase): expiry, rate, prevExpiry, prevRate.
-    uint256 private constant LANE_RATE_SHIFT = 32;
-    uint256 private constant LANE_PREV_EXPIRY_SHIFT = 64;
-    uint256 private constant LANE_PREV_RATE_SHIFT = 96;
-    /// @dev log2 of LANE_BITS: lane (workId & 1) of a word starts at bit (workId & 1) << 7.
-    uint256 private constant LANE_BITS_LOG2 = 7;
+    /// @dev License lanes (see LedgerBase): 64 bits, lane (workId & 3) of word (workId >> 2):
+    ///      expiry (bits 0..31) | rate (32..62) | hasPrevious (63); previous-period lanes
+    ///      (same position in the `_meteredPrevious` word): prevExpiry (0..31) | prevRate (32..63).
+    uint256 private constant LANE_WORD_SHIFT = 2;
+    uint256 private constant LANE_INDEX_MASK = 3;
+    /// @dev log2 of LANE_BITS: lane (workId & 3) of a word starts at bit (workId & 3) << 6.
+    uint256 private constant LANE_BITS_LOG2 = 6;
+    /// @dev MAX_RATE, (1 << 31) - 1.
+    uint256 private constant LANE_RATE_MASK = 0x7fffffff;
+    /// @dev HAS_PREVIOUS, 1 << 63.
+    uint256 private constant LANE_HAS_PREVIOUS = 0x8000000000000000;
     /// @dev Width of the group tag in a cache word (right below the work id).
     uint256 private constant TAG_BITS = 32;
 
@@ -164,7 +169,9 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
     uint256 private constant CTX_SKIP_TOPIC = 0x260;
     uint256 private constant CTX_TIME_LIMIT = 0x280;
     uint256 private constant CTX_WORKS_SLOT = 0x2a0;
-    uint256 private constant CTX_BYTES = 0x2c0;
+    uint256 private constant CTX_PREVIOUS_SLOT = 0x2c0;
+    uint256 private constant CTX_PREVIOUS_BASE = 0x2e0;
+    uint256 private constant CTX_BYTES = 0x300;
     /// @dev bytes4(keccak256("MalformedBatchData(uint256)")), checked by the tests.
     uint256 private constant MALFORMED_BATCH_DATA = 0x6f7ca216;
     /// @dev bytes4(keccak256("WorkTableFull(uint256)")), checked by the tests.
@@ -173,13 +180,18 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
     /// @dev The literal copies above must equal LedgerBase's masks: a mismatch makes every
     ///      deployment fail (the check folds to nothing otherwise).
     constructor() {
-        if (DEVICE_ADDRESS_MASK != ADDRESS_MASK || ACCRUED_LIMIT != ACCRUED_MASK || PLAYS_LIMIT != PLAYS_MASK) {
+        if (
+            DEVICE_ADDRESS_MASK != ADDRESS_MASK || ACCRUED_LIMIT != ACCRUED_MASK || PLAYS_LIMIT != PLAYS_MASK
+                || LANE_RATE_MASK != MAX_RATE || LANE_HAS_PREVIOUS != HAS_PREVIOUS || 1 << LANE_BITS_LOG2 != LANE_BITS
+        ) {
             revert();
         }
     }
 
     /// @inheritdoc IPlayReporting
-    function submitBatches(bytes calldata data) external returns (uint256 applied) {
+    /// @dev Virtual only so the test-only reference (contracts/test/PlayReportingReference.sol)
+    ///      can state the same rules in plain Solidity.
+    function submitBatches(bytes calldata data) external virtual returns (uint256 applied) {
         if (data.length == 0) revert MalformedBatchData(0);
         uint256 bits = uint8(data[0]);
         if (bits < MIN_TABLE_BITS || bits > MAX_TABLE_BITS) revert BadTableBits(bits);
@@ -235,6 +247,7 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
             mstore(add(ctx, CTX_DEVICES_SLOT), _devices.slot)
             mstore(add(ctx, CTX_BITMAP_SLOT), _nonceBitmaps.slot)
             mstore(add(ctx, CTX_METERED_SLOT), _metered.slot)
+            mstore(add(ctx, CTX_PREVIOUS_SLOT), _meteredPrevious.slot)
             mstore(add(ctx, CTX_ESCROW_SLOT), _escrow.slot)
             mstore(add(ctx, CTX_WORKS_SLOT), _workSlots.slot)
             mstore(add(ctx, CTX_TYPEHASH), typeHash)
@@ -282,22 +295,27 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
             }
 
             // The slow path of an entry: the row is not at its home slot, or its license cache
-            // is from another group. Reads the license lane (two per word) into the row's
-            // cache word (current period) and word ROW_PREV (previous period).
+            // is from another group. Reads the license lane (four per word) into the row's
+            // cache word (current period) and, for a lane flagged hasPrevious, the previous
+            // period's lane into word ROW_PREV (else 0: a prevExpiry of 0 never applies).
             function slowRow(c, t, m, w, tag) -> e, cache {
                 e := findRow(c, t, m, w)
-                mstore(0x00, shr(1, w))
+                mstore(0x00, shr(LANE_WORD_SHIFT, w))
                 mstore(0x20, mload(add(c, CTX_LICENSE_BASE)))
-                let lane := shr(shl(LANE_BITS_LOG2, and(w, 1)), sload(keccak256(0x00, 0x40)))
+                let shift := shl(LANE_BITS_LOG2, and(w, LANE_INDEX_MASK))
+                let lane := shr(shift, sload(keccak256(0x00, 0x40)))
                 cache := or(
                     or(shl(CACHE_KEY_SHIFT, w), shl(CACHE_TAG_SHIFT, tag)),
-                    or(shl(CACHE_EXPIRY_SHIFT, and(lane, U32)), or(shl(RATE_SHIFT, and(shr(LANE_RATE_SHIFT, lane), U32)), ONE_PLAY))
+                    or(shl(CACHE_EXPIRY_SHIFT, and(lane, U32)), or(shl(RATE_SHIFT, and(shr(LANE_RATE_SHIFT, lane), LANE_RATE_MASK)), ONE_PLAY))
                 )
                 mstore(add(e, ROW_CACHE), cache)
-                mstore(add(e, ROW_PREV), or(
-                    shl(CACHE_EXPIRY_SHIFT, and(shr(LANE_PREV_EXPIRY_SHIFT, lane), U32)),
-                    or(shl(RATE_SHIFT, and(shr(LANE_PREV_RATE_SHIFT, lane), U32)), ONE_PLAY)
-                ))
+                let previous := 0
+                if and(lane, LANE_HAS_PREVIOUS) {
+                    mstore(0x20, mload(add(c, CTX_PREVIOUS_BASE)))
+                    lane := shr(shift, sload(keccak256(0x00, 0x40)))
+                    previous := or(shl(CACHE_EXPIRY_SHIFT, and(lane, U32)), or(shl(RATE_SHIFT, and(shr(LANE_RATE_SHIFT, lane), U32)), ONE_PLAY))
+                }
+                mstore(add(e, ROW_PREV), previous)
             }
 
             // Adds the licensed plays of the entries in [p, last) to the table. Returns the
@@ -496,6 +514,8 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 let escrow := sload(escrowSlot)
                 mstore(0x20, mload(add(c, CTX_METERED_SLOT)))
                 mstore(add(c, CTX_LICENSE_BASE), keccak256(0x00, 0x40))
+                mstore(0x20, mload(add(c, CTX_PREVIOUS_SLOT)))
+                mstore(add(c, CTX_PREVIOUS_BASE), keccak256(0x00, 0x40))
                 mstore(add(c, CTX_LICENSEE), licensee)
                 mstore(add(c, CTX_TAG), add(mload(add(c, CTX_TAG)), 1))
                 mstore(add(c, CTX_ESCROW), escrow)

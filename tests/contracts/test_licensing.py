@@ -339,3 +339,15 @@ def test_setTerms_later_leaves_bought_license_rate(ledger, work_id, artist, lice
 
     assert ledger.licenseOf(licensee, work_id, METERED)[0] == RATE
     assert ledger.termsOf(work_id, METERED)[1] == RATE * 5
+
+
+def test_setTerms_reverts_on_rate_above_31_bits(ledger, bare_work, artist):
+    # A license lane keeps 31 bits of rate (and a flag for a previous rate period).
+    with brownie.reverts(err("RateTooHigh(uint32)", 2**31)):
+        ledger.setTerms(bare_work, METERED, 0, 2**31, 3_600, True, {"from": artist})
+    ledger.setTerms(bare_work, METERED, 0, 2**31 - 1, 3_600, True, {"from": artist})
+
+
+def test_depositFor_reverts_for_the_ledger_itself(ledger, outsider, funded):
+    with brownie.reverts(err("RecipientIsLedger()")):
+        ledger.depositFor(ledger, 700, {"from": outsider})

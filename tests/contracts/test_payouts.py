@@ -343,3 +343,12 @@ def test_splitCommitmentOf_holds_160_bits(ledger, work_id, split):
     committed = ledger.splitCommitmentOf(work_id)
     assert committed == python_commitment(*split)
     assert committed.bit_length() > 128  # not truncated to 128 bits (true for all but 2**-32 of splits)
+
+
+def test_withdraw_reverts_to_the_ledger_itself(ledger, work_id, split, payees, outsider, accrue):
+    # Finding 9: tokens sent to the ledger would be counted in no balance, stranded forever.
+    accrue(work_id, 1_000)
+    ledger.distribute(work_id, split[0], split[1], {"from": outsider})
+    with brownie.reverts(err("RecipientIsLedger()")):
+        ledger.withdraw(ledger, {"from": payees[0]})
+    assert ledger.balanceOf(payees[0]) == 500
