@@ -482,6 +482,11 @@ class RateAboveMax(ContractRevert):
     signature = "RateAboveMax(uint32,uint32)"
 
 
+class RateTooHigh(ContractRevert):
+    """``RateTooHigh(uint32)`` (RoyaltyLedger)."""
+
+    signature = "RateTooHigh(uint32)"
+
 class RecipientIsLedger(ContractRevert):
     """``RecipientIsLedger()`` (RoyaltyLedger)."""
 

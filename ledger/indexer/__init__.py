@@ -33,7 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from sqlalchemy import Connection, Engine, Table
+from sqlalchemy.exc import InterfaceError, OperationalError
 from web3 import Web3
 
 from ..chain import Deployment
@@ -138,9 +140,22 @@ class Indexer:
 
     def follow(self, poll_interval: float = 2.0, should_stop: Callable[[], bool] = lambda: False,
                on_stats: Callable[[IndexStats], None] | None = None) -> None:
-        """Indexes new blocks as they come, until should_stop() (or KeyboardInterrupt)."""
+        """Indexes new blocks as they come, until should_stop() (or KeyboardInterrupt). A node or a
+        database that stops answering is waited for (1 s doubling to 30 s, each wait logged); the
+        range in progress is either committed or not at all, so nothing is lost or doubled."""
+        delay = 1.0
         while not should_stop():
-            stats = self.run()
+            try:
+                stats = self.run()
+            except (OperationalError, InterfaceError, ConnectionError, TimeoutError,
+                    requests.RequestException) as exc:
+                log.warning("indexer: %s unreachable (%s); retrying in %.0f s",
+                            "database" if isinstance(exc, (OperationalError, InterfaceError)) else "node",
+                            type(exc).__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            delay = 1.0
             if on_stats is not None and stats.ranges:
                 on_stats(stats)
             time.sleep(poll_interval)
