@@ -9,7 +9,7 @@ SOLC_EXE := $(SOLC_DIR)/solc-v$(SOLC_VERSION)
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export SOLCX_BINARY_PATH := $(SOLC_DIR)
 
-.PHONY: lint install install-python install-node install-solc install-brownie-network install-chromium compile test test-contracts test-ledger run bench gas clean services
+.PHONY: fuzz soak lint install install-python install-node install-solc install-brownie-network install-chromium compile test test-contracts test-ledger run bench gas clean services
 
 install: install-python install-node install-solc install-brownie-network install-chromium services
 
@@ -94,6 +94,19 @@ api-fuzz: $(TOOLS_VENV)/.installed install
 
 run: install
 	bash scripts/run.sh
+
+# Long runs, not part of `make test`: the play path against its Solidity reference with many more
+# examples, and the SIGKILL fault test over many more rounds.
+FUZZ_EXAMPLES ?= 5000
+SOAK_ROUNDS ?= 100
+fuzz: install
+	brownie compile >/dev/null
+	PLAY_PATH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) brownie test tests/contracts/test_play_path_differential.py \
+	  --network contract-tests -p no:cacheprovider
+
+soak: install
+	brownie compile >/dev/null
+	KILL_ROUNDS=$(SOAK_ROUNDS) pytest -p no:pytest-brownie -p no:cacheprovider -s tests/e2e/test_kill.py
 
 gas: install
 	python scripts/gas_w1.py

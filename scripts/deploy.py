@@ -12,8 +12,15 @@ import json
 import os
 from pathlib import Path
 
-from brownie import (
-    RoyaltyLedger, TestStablecoin, TrustedForwarder, WorkRegistry, accounts, chain, network, web3,
+from brownie import (  # type: ignore[attr-defined]  # brownie adds the project's contracts at run time
+    RoyaltyLedger,
+    TestStablecoin,
+    TrustedForwarder,
+    WorkRegistry,
+    accounts,
+    chain,
+    network,
+    web3,
 )
 
 DEPLOYMENTS = Path(__file__).resolve().parent.parent / "deployments"

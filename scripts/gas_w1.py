@@ -104,7 +104,7 @@ def send(call, sender, gas=None):
         try:
             call.call(params, block_identifier=receipt.blockNumber - 1)
             why = "no revert data"
-        except Exception as exc:  # the node's revert reason, for the report
+        except Exception as exc:  # noqa: BLE001 - the node's revert reason, for the report
             why = repr(exc)
         raise RuntimeError(f"transaction reverted (gas used {receipt.gasUsed}): {why}")
     receipt = dict(receipt)

@@ -30,7 +30,8 @@ def main():
             idx, num, key = devs[i % len(devs)]
             nonce[0] += 1
             counts = {w: 40 for w in range(1, nentries + 1)}
-            q.append(QueuedBatch(idx, num, sign_batch(key, chain.id, ledger.address, nonce[0], now-100, now-50, encode_entries(counts))))
+            batch = sign_batch(key, chain.id, ledger.address, nonce[0], now - 100, now - 50, encode_entries(counts))
+            q.append(QueuedBatch(idx, num, batch))
         return g.send(ledger.functions.submitBatches(encode_call(q)), accounts[9], gas=29_000_000)
 
     call(10, 50)  # warm the works, licenses and devices
@@ -38,10 +39,13 @@ def main():
         t = call(k, ne)
         res = web3.provider.make_request("debug_traceTransaction", [t["transactionHash"].hex(), {}])["result"]
         logs = res["structLogs"]
-        byop = collections.Counter(); cnt = collections.Counter()
-        for l in logs:
-            if l["op"] in ("STATICCALL",): continue
-            byop[l["op"]] += l["gasCost"]; cnt[l["op"]] += 1
+        byop: collections.Counter[str] = collections.Counter()
+        cnt: collections.Counter[str] = collections.Counter()
+        for step in logs:
+            if step["op"] == "STATICCALL":
+                continue
+            byop[step["op"]] += step["gasCost"]
+            cnt[step["op"]] += 1
         return t["gasUsed"], len(logs), byop, cnt
     r = {(k, ne): stats(k, ne) for ne in (1, 25) for k in (20, 40)}
     d25 = [r[(40,25)][i] - r[(20,25)][i] for i in (0,1)]

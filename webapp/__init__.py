@@ -5,7 +5,8 @@ Views call `ledger`; nothing here writes web3 calls or SQL by hand.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException

@@ -47,7 +47,7 @@ def submit_batch():
 
     try:
         ctx = _ingest_context()
-    except Exception as exc:  # chain, deployment or database not reachable: the device retries
+    except Exception as exc:  # noqa: BLE001 - chain, deployment or database not reachable: the device retries
         current_app.logger.warning("ingest unavailable: %s", exc)
         return jsonify(error={"code": "unavailable", "message": "the ledger is not reachable; retry later"}), 503
     status, body = handle_json(request.get_data(), ctx)
