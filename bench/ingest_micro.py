@@ -7,7 +7,7 @@ each, on SQLite (a temp file, WAL, synchronous=FULL as in production) and on Pos
 p99 and a breakdown by stage: the stages are timed by wrapping the functions ingest calls, and
 "db + rest" is the total minus them (sessions, insert, commit, the answer).
 
-    python bench/ingest_micro.py [-n 300] [--db sqlite,postgres] [--profile DIR]
+    python bench/ingest_micro.py [-n 300] [--db sqlite,postgres] [--nonce-ttl S] [--profile DIR]
 
 ``--profile DIR`` also writes a pyinstrument profile of each run (pyinstrument need not be in
 the project venv: put a throwaway venv's site-packages on PYTHONPATH). Not a test: nothing is
@@ -50,7 +50,7 @@ PROBES: list[tuple[Any, str, str]] = [
     (ingest, "parse_body", "parse"),
     (playbatch, "batch_digest", "hash"),
     (playbatch, "recover_signer", "recover"),
-    (ingest.Account, "_recover_hash", "recover"),
+    (Account, "_recover_hash", "recover"),  # eth-account recovery (before the fast path)
     (ingest.ChainDevices, "device", "device"),
     (ingest.ChainDevices, "is_nonce_used", "nonce"),
 ]
@@ -136,7 +136,7 @@ def run(label: str, ctx: ingest.IngestContext, bodies: list[bytes], warmup: int,
     if profile_dir is not None:
         from pyinstrument import Profiler
 
-        profiler = Profiler(interval=0.0002)
+        profiler = Profiler(interval=0.001)
         profiler.start()
     with timer.installed():
         for body in bodies[warmup:]:
@@ -164,6 +164,7 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--db", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
     p.add_argument("--profile", type=Path, metavar="DIR", help="write pyinstrument profiles here")
+    p.add_argument("--nonce-ttl", type=float, help="seconds a nonce bitmap word is cached (0: read every batch)")
     args = p.parse_args()
     ensure_compiled()
     with running_anvil() as url:
@@ -184,7 +185,8 @@ def main() -> int:
                 engine = make_engine(url_db)
                 stack.callback(engine.dispose)
                 upgrade(engine)
-                ctx = ingest.IngestContext.create(w3, deployment, engine)
+                cache = {} if args.nonce_ttl is None else {"nonce_ttl": args.nonce_ttl}
+                ctx = ingest.IngestContext.create(w3, deployment, engine, **cache)
                 run(db, ctx, bodies, args.warmup, args.profile)
     return 0
 
