@@ -52,7 +52,7 @@ from . import nonces as nonces_mod
 from . import playbatch
 from .chain import Deployment
 from .errors import ChainUnavailableError, IngestError
-from .nonces import JsonRpcWordReader, NonceWords
+from .nonces import JsonRpcWordReader, NonceWords, nonce_bitmap_selector
 from .pending import PENDING, PendingBatch
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,8 @@ class ChainDevices:
         rpc_url = getattr(w3.provider, "endpoint_uri", None)
         if "nonces" not in kw and isinstance(rpc_url, str) and rpc_url.startswith(("http://", "https://")):
             timeout = float((getattr(w3.provider, "_request_kwargs", None) or {}).get("timeout", 10))
-            reader = JsonRpcWordReader(rpc_url, contract.address, timeout=timeout)
+            reader = JsonRpcWordReader(rpc_url, contract.address, nonce_bitmap_selector(deployment.ledger.abi),
+                                       timeout=timeout)
             kw["nonces"] = NonceWords(reader, ttl=kw.pop("nonce_ttl", nonces_mod.DEFAULT_TTL),
                                       clock=kw.get("clock", time.monotonic))
         return cls(contract, **kw)

@@ -20,14 +20,13 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import requests
 from eth_utils import keccak
 
 from .errors import ChainUnavailableError
 
-#: ``bytes4(keccak256("nonceBitmap(address,uint256)"))``
-NONCE_BITMAP_SELECTOR = keccak(text="nonceBitmap(address,uint256)")[:4]
 WORD_SHIFT = 8  # 256 nonces per word
 BIT_MASK = 0xFF
 DEFAULT_TTL = 10.0
@@ -36,12 +35,25 @@ MAX_CACHED_WORDS = 100_000
 WordReader = Callable[[str, int], int]  # (device address, word index) -> the word
 
 
+def nonce_bitmap_selector(ledger_abi: list[dict[str, Any]]) -> bytes:
+    """The selector of ``nonceBitmap(address,uint256) returns (uint256)``, from the deployment's
+    ABI (ABIs come only from the build); ValueError when the ABI has no such function."""
+    for item in ledger_abi:
+        if item.get("type") == "function" and item.get("name") == "nonceBitmap":
+            inputs = [i.get("type") for i in item.get("inputs", [])]
+            outputs = [o.get("type") for o in item.get("outputs", [])]
+            if inputs == ["address", "uint256"] and outputs == ["uint256"]:
+                return keccak(text="nonceBitmap(address,uint256)")[:4]
+    raise ValueError("the ledger ABI has no nonceBitmap(address,uint256) returns (uint256)")
+
+
 class JsonRpcWordReader:
     """``nonceBitmap(device, word)`` by one raw ``eth_call`` over a kept-alive HTTP connection."""
 
-    def __init__(self, rpc_url: str, ledger_address: str, timeout: float = 10.0, pool_size: int = 16):
+    def __init__(self, rpc_url: str, ledger_address: str, selector: bytes, timeout: float = 10.0,
+                 pool_size: int = 16):
         self.rpc_url, self.timeout = rpc_url, timeout
-        self.ledger_address = ledger_address
+        self.ledger_address, self.selector = ledger_address, selector
         self.session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
         self.session.mount("http://", adapter)
@@ -49,7 +61,7 @@ class JsonRpcWordReader:
         self._ids = itertools.count(1)
 
     def __call__(self, device: str, word: int) -> int:
-        data = (NONCE_BITMAP_SELECTOR + bytes(12) + bytes.fromhex(device[2:]) + word.to_bytes(32, "big")).hex()
+        data = (self.selector + bytes(12) + bytes.fromhex(device[2:]) + word.to_bytes(32, "big")).hex()
         request = {"jsonrpc": "2.0", "id": next(self._ids), "method": "eth_call",
                    "params": [{"to": self.ledger_address, "data": "0x" + data}, "latest"]}
         try:

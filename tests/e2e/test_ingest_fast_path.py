@@ -10,7 +10,7 @@ from web3 import Web3
 
 from ledger import playbatch
 from ledger.ingest import ChainDevices, IngestContext, handle_json
-from ledger.nonces import JsonRpcWordReader
+from ledger.nonces import JsonRpcWordReader, nonce_bitmap_selector
 
 from .conftest import free_port, make_ctx, signed_payload, stored_count
 
@@ -42,7 +42,8 @@ def test_raw_nonce_word_equals_the_contracts(world, registered):
     account, device_id = registered
     for nonce in (0, 300):
         submit_on_chain(world, account, device_id, nonce)
-    reader = JsonRpcWordReader(world.w3.provider.endpoint_uri, world.ledger_address)
+    reader = JsonRpcWordReader(world.w3.provider.endpoint_uri, world.ledger_address,
+                               nonce_bitmap_selector(world.deployment.ledger.abi))
     ledger = world.w3.eth.contract(address=world.ledger_address, abi=world.deployment.ledger.abi)
     for word, expected in ((0, 1), (1, 1 << 44), (2, 0)):
         assert reader(account.address, word) == expected

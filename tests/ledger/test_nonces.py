@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from eth_utils import keccak
 
 from ledger.errors import ChainUnavailableError
-from ledger.nonces import JsonRpcWordReader, NonceWords
+from ledger.nonces import JsonRpcWordReader, NonceWords, nonce_bitmap_selector
 from tests.support import free_port
 
 DEVICE = "0x8ba1f109551bD432803012645Ac136ddd64DBA72"
@@ -87,6 +88,14 @@ def test_cache_is_bounded(clock):
 
 
 def test_unreachable_node_is_chain_unavailable():
-    reader = JsonRpcWordReader(f"http://127.0.0.1:{free_port()}", "0x" + "11" * 20, timeout=2)
+    reader = JsonRpcWordReader(f"http://127.0.0.1:{free_port()}", "0x" + "11" * 20, b"\x12\x34\x56\x78", timeout=2)
     with pytest.raises(ChainUnavailableError):
         reader(DEVICE, 0)
+
+
+def test_selector_comes_from_the_abi():
+    abi = [{"type": "function", "name": "nonceBitmap", "inputs": [{"type": "address"}, {"type": "uint256"}],
+            "outputs": [{"type": "uint256"}]}]
+    assert nonce_bitmap_selector(abi).hex() == keccak(text="nonceBitmap(address,uint256)")[:4].hex()
+    with pytest.raises(ValueError):
+        nonce_bitmap_selector([dict(abi[0], inputs=[{"type": "uint64"}, {"type": "uint32"}])])
