@@ -57,6 +57,8 @@ from .pending import PENDING, PendingBatch
 
 log = logging.getLogger(__name__)
 _PENDING_TABLE = cast(Table, PendingBatch.__table__)
+#: Built once: the values are bound per batch, the compiled form is cached by SQLAlchemy.
+_INSERT_PENDING = insert(_PENDING_TABLE).returning(_PENDING_TABLE.c.id)
 
 MAX_BODY_BYTES = 256 * 1024  # 1,024 entries as JSON pairs take ~20 KiB; this leaves room
 UINT32_MAX = 0xFFFFFFFF
@@ -433,8 +435,7 @@ def _insert(ctx: IngestContext, batch: playbatch.SignedBatch, digest_hex: str, r
               "entry_count": len(batch.entries) // playbatch.ENTRY_SIZE, "plays": plays, "source": source,
               "status": PENDING, "attempts": 0}
     with ctx.sessions() as session:
-        stmt = insert(_PENDING_TABLE).values(values).returning(_PENDING_TABLE.c.id)
-        batch_id: int = session.execute(stmt).scalar_one()
+        batch_id: int = session.execute(_INSERT_PENDING, values).scalar_one()
         session.commit()
     body = {"batchId": batch_id, "state": PENDING, "device": batch.device, "nonce": batch.nonce,
             "digest": digest_hex, "plays": plays}
