@@ -137,3 +137,13 @@ def test_high_s_twin_of_a_valid_signature_is_refused(world, sqlite_engine, regis
                                  make_ctx(world, sqlite_engine))
     assert (status, answer["error"]["code"]) == (401, "bad_signature")
     assert stored_count(sqlite_engine) == 0
+
+
+def test_direct_digest_equals_the_contracts(world, registered):
+    account, _ = registered
+    ledger = world.w3.eth.contract(address=world.ledger_address, abi=world.deployment.ledger.abi)
+    entries = playbatch.encode_entries({world.works[0]: 3, world.works[1]: 1})
+    for nonce, from_time, to_time in ((0, 0, 1), (7, 1_764_000_000, 1_764_000_060), (2**32 - 1, 2**32 - 2, 2**32 - 1)):
+        expected = ledger.functions.playBatchDigest(account.address, nonce, from_time, to_time, entries).call()
+        assert playbatch.batch_digest(world.w3.eth.chain_id, world.ledger_address, account.address, nonce,
+                                      from_time, to_time, entries) == bytes(expected)
