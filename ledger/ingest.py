@@ -13,11 +13,22 @@ Wire format (JSON object; see docs/devices.md)::
 Checks, in order, each failing with its own error code (``{"error": {"code", "message"}}``):
 size and JSON; shape and limits (1..1024 entries, work ids strictly increasing in 1..2**32-1,
 counts 1..65535, nonce < 2**32, fromTime <= toTime <= now + the contract's clock skew); the
-signature recovers to ``device``; a stored batch with the same (device, nonce) (same digest: the
-same answer again, stored once; another digest: 409 ``nonce_conflict``); the device is
-registered and not revoked on chain; the nonce is unused on chain. Then the batch is committed
-as ``pending`` and only then answered 202. A failure of the database or the node is a 503
-``unavailable`` (the device keeps the batch and retries), never a stored bad batch.
+signature recovers to ``device`` under the contract's rules (r in 1..n-1, s in 1..n/2: a high-s
+twin of a valid signature is a ``bad_signature``, as the contract would skip it); a stored batch
+with the same (device, nonce) (same digest: the same answer again, stored once; another digest:
+409 ``nonce_conflict``); the device is registered and not revoked on chain; the nonce is unused
+on chain. Then the batch is committed as ``pending`` and only then answered 202. A failure of
+the database or the node is a 503 ``unavailable`` (the device keeps the batch and retries),
+never a stored bad batch.
+
+How it stays cheap (the answers are those of the order above): the digest is hashed directly
+and the signer recovered with libsecp256k1 (:mod:`ledger.playbatch`); devices and nonce bitmap
+words come from short caches (:class:`ChainDevices`, :mod:`ledger.nonces`: one raw ``eth_call``
+per word on a miss, none on a hit); a new batch then costs one INSERT and its COMMIT. The store
+is read only when the insert collides with the unique (device, nonce) (a resend or a conflict),
+or when the chain refuses the batch or the node is down (a stored batch is answered as stored,
+whatever the chain says now). A stale cache can only let in a batch the relayer will see skipped
+(a nonce used, or the device revoked, in the last seconds); it never refuses a valid batch.
 """
 from __future__ import annotations
 
@@ -28,22 +39,26 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from eth_account import Account
 from eth_utils import is_hex_address, to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from web3 import Web3
 from web3.contract import Contract
 
+from . import nonces as nonces_mod
 from . import playbatch
 from .chain import Deployment
-from .errors import IngestError
+from .errors import ChainUnavailableError, IngestError
+from .nonces import JsonRpcWordReader, NonceWords, nonce_bitmap_selector
 from .pending import PENDING, PendingBatch
 
 log = logging.getLogger(__name__)
+_PENDING_TABLE = cast(Table, PendingBatch.__table__)
+#: Built once: the values are bound per batch, the compiled form is cached by SQLAlchemy.
+_INSERT_PENDING = insert(_PENDING_TABLE).returning(_PENDING_TABLE.c.id)
 
 MAX_BODY_BYTES = 256 * 1024  # 1,024 entries as JSON pairs take ~20 KiB; this leaves room
 UINT32_MAX = 0xFFFFFFFF
@@ -148,23 +163,39 @@ class ChainDevices:
 
     A key's device id is re-read after ``ttl`` seconds (a revoked key may be registered again
     under a new id), "not registered" after ``negative_ttl``; a revocation is final for its id,
-    so a revoked record is cached for good, an active one for ``ttl``. The contract checks
-    everything again when the batch is submitted, so a stale cache can at worst let a batch that
-    will be skipped into the pending store.
+    so a revoked record is cached for good, an active one for ``ttl``. Nonce bitmap words are
+    kept ``nonce_ttl`` seconds by :class:`ledger.nonces.NonceWords` (read by a raw JSON-RPC
+    ``eth_call`` when the node is reached over HTTP). The contract checks everything again when
+    the batch is submitted, so a stale cache can at worst let a batch that will be skipped into
+    the pending store (a device revoked, or a nonce used, in the last seconds); it never refuses
+    a valid batch.
     """
 
     def __init__(self, contract: Contract, ttl: float = 30.0, negative_ttl: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, nonces: NonceWords | None = None,
+                 nonce_ttl: float = nonces_mod.DEFAULT_TTL):
         self.contract = contract
         self.ttl, self.negative_ttl, self.clock = ttl, negative_ttl, clock
         self._ids: dict[str, tuple[int, float]] = {}
         self._info: dict[int, tuple[DeviceRecord, float]] = {}
         self._skew: int | None = None
         self._lock = threading.Lock()
+        if nonces is None:  # no HTTP endpoint known: the same word through web3
+            nonces = NonceWords(lambda device, word: int(contract.functions.nonceBitmap(device, word).call()),
+                                ttl=nonce_ttl, clock=clock)
+        self.nonces = nonces
 
     @classmethod
     def for_deployment(cls, w3: Web3, deployment: Deployment, **kw: Any) -> ChainDevices:
-        return cls(w3.eth.contract(address=deployment.ledger.address, abi=deployment.ledger.abi), **kw)
+        contract = w3.eth.contract(address=deployment.ledger.address, abi=deployment.ledger.abi)
+        rpc_url = getattr(w3.provider, "endpoint_uri", None)
+        if "nonces" not in kw and isinstance(rpc_url, str) and rpc_url.startswith(("http://", "https://")):
+            timeout = float((getattr(w3.provider, "_request_kwargs", None) or {}).get("timeout", 10))
+            reader = JsonRpcWordReader(rpc_url, contract.address, nonce_bitmap_selector(deployment.ledger.abi),
+                                       timeout=timeout)
+            kw["nonces"] = NonceWords(reader, ttl=kw.pop("nonce_ttl", nonces_mod.DEFAULT_TTL),
+                                      clock=kw.get("clock", time.monotonic))
+        return cls(contract, **kw)
 
     def device(self, address: str) -> DeviceRecord | None:
         now = self.clock()
@@ -188,8 +219,9 @@ class ChainDevices:
             self._info[device_id] = (record, now + self.ttl)
         return record
 
-    def is_nonce_used(self, device_id: int, nonce: int) -> bool:
-        return bool(self.contract.functions.isNonceUsed(device_id, nonce).call())
+    def is_nonce_used(self, device: str, nonce: int) -> bool:
+        """Whether the key ``device`` has used ``nonce`` on chain (cached; see the class)."""
+        return self.nonces.is_used(device, nonce)
 
     def max_clock_skew(self) -> int:
         if self._skew is None:
@@ -222,7 +254,7 @@ class IngestContext:
     def create(cls, w3: Web3, deployment: Deployment, engine_or_sessions: Any, **kw: Any) -> IngestContext:
         sessions = (engine_or_sessions if isinstance(engine_or_sessions, sessionmaker)
                     else sessionmaker(engine_or_sessions, expire_on_commit=False))
-        cache = {k: kw.pop(k) for k in ("ttl", "negative_ttl") if k in kw}
+        cache = {k: kw.pop(k) for k in ("ttl", "negative_ttl", "nonce_ttl") if k in kw}
         return cls(chain_id=int(w3.eth.chain_id), ledger_address=deployment.ledger.address, sessions=sessions,
                    devices=ChainDevices.for_deployment(w3, deployment, **cache), **kw)
 
@@ -347,13 +379,8 @@ def parse_batch(payload: Any, ctx: IngestContext) -> ParsedBatch:
     if to_time > now + ctx.skew():
         raise BadTimeRange(f"toTime {to_time} is in the future (now {now}, allowed skew {ctx.skew()} s)")
     digest = playbatch.batch_digest(ctx.chain_id, ctx.ledger_address, device, nonce, from_time, to_time, entries)
-    r = int.from_bytes(signature[:32], "big")
-    vs = int.from_bytes(signature[32:], "big")
-    try:
-        signer = Account._recover_hash(digest, vrs=((vs >> 255) + 27, r, vs & ((1 << 255) - 1)))
-    except Exception:  # noqa: BLE001 - any invalid point or scalar is a bad signature
-        signer = None
-    if signer != device:
+    # None for an invalid point or scalar and for a high s, which the contract refuses too
+    if playbatch.recover_signer(digest, signature) != bytes.fromhex(device[2:]):
         raise BadSignature(f"the signature is not by {device} for this batch, chain {ctx.chain_id} "
                            f"and ledger {ctx.ledger_address}")
     batch = playbatch.SignedBatch(device, nonce, from_time, to_time, entries, signature)
@@ -381,46 +408,85 @@ def _same_or_conflict(row: PendingBatch, digest_hex: str) -> IngestResult:
     return result
 
 
+def _check_on_chain(ctx: IngestContext, batch: playbatch.SignedBatch) -> DeviceRecord:
+    """The device registered and covering the batch, the nonce unused (both cached reads)."""
+    record = ctx.devices.device(batch.device)
+    if record is None:
+        raise UnknownDevice(f"device {batch.device} is not registered on the ledger")
+    if not record.covers(batch.to_time):
+        raise DeviceRevoked(f"device {batch.device} (id {record.device_id}) was revoked at "
+                            f"{record.revoked_at}, before this batch's toTime {batch.to_time}" if record.revoked
+                            else f"device {batch.device} (id {record.device_id}) was registered after this "
+                                 f"batch's toTime {batch.to_time}")
+    if ctx.devices.is_nonce_used(batch.device, batch.nonce):
+        raise NonceUsed(f"nonce {batch.nonce} of device {batch.device} is used on chain")
+    return record
+
+
+def _insert(ctx: IngestContext, batch: playbatch.SignedBatch, digest_hex: str, record: DeviceRecord,
+            source: str) -> IngestResult:
+    """One transaction: INSERT ... RETURNING id, COMMIT (durable before the caller answers).
+    Raises IntegrityError when (device, nonce) or the digest is stored already."""
+    licensee_index, device_number = playbatch.split_device_id(record.device_id)
+    plays = batch.plays
+    values = {"device": batch.device, "licensee_index": licensee_index, "device_number": device_number,
+              "nonce": batch.nonce, "from_time": batch.from_time, "to_time": batch.to_time,
+              "entries": batch.entries, "signature": batch.signature, "digest": digest_hex,
+              "entry_count": len(batch.entries) // playbatch.ENTRY_SIZE, "plays": plays, "source": source,
+              "status": PENDING, "attempts": 0}
+    with ctx.sessions() as session:
+        batch_id: int = session.execute(_INSERT_PENDING, values).scalar_one()
+        session.commit()
+    body = {"batchId": batch_id, "state": PENDING, "device": batch.device, "nonce": batch.nonce,
+            "digest": digest_hex, "plays": plays}
+    return IngestResult(batch_id, body)
+
+
+def _answer_stored(ctx: IngestContext, batch: playbatch.SignedBatch, digest_hex: str) -> IngestResult | None:
+    """The answer for a batch whose (device, nonce) is stored already (identical: the stored
+    202 again; different: NonceConflict), or None when nothing is stored under it."""
+    with ctx.sessions() as session:
+        row = _stored(session, batch.device, batch.nonce)
+    return None if row is None else _same_or_conflict(row, digest_hex)
+
+
 def ingest_batch(payload: Any, ctx: IngestContext, source: str = "http",
                  topic_device: str | None = None) -> IngestResult:
-    """Validates a batch and stores it as pending; raises an :class:`IngestError` subclass."""
+    """Validates a batch and stores it as pending; raises an :class:`IngestError` subclass.
+
+    The answers are those of the documented order (a stored batch is looked at before the
+    chain), but the store is read only when it matters: a new batch costs the (cached) chain
+    checks and one INSERT + COMMIT; the unique (device, nonce) finds a resend or a conflict when
+    the insert collides, and a refusal by the chain (or a node failure) looks the batch up first,
+    so that a stored batch is answered as stored whatever the chain says now.
+    """
     try:
         parsed = parse_batch(payload, ctx)  # may read maxClockSkew() from the node once
         batch = parsed.batch
         digest_hex = "0x" + parsed.digest.hex()
         if topic_device is not None and topic_device.lower() != batch.device.lower():
             raise TopicMismatch(f"a batch of {batch.device} arrived on the topic of {topic_device}")
-        with ctx.sessions() as session:  # short: no transaction stays open across node calls
-            row = _stored(session, batch.device, batch.nonce)
-        if row is not None:
-            return _same_or_conflict(row, digest_hex)
-        record = ctx.devices.device(batch.device)
-        if record is None:
-            raise UnknownDevice(f"device {batch.device} is not registered on the ledger")
-        if not record.covers(batch.to_time):
-            raise DeviceRevoked(f"device {batch.device} (id {record.device_id}) was revoked at "
-                                f"{record.revoked_at}, before this batch's toTime {batch.to_time}" if record.revoked
-                                else f"device {batch.device} (id {record.device_id}) was registered after this "
-                                     f"batch's toTime {batch.to_time}")
-        if ctx.devices.is_nonce_used(record.device_id, batch.nonce):
-            raise NonceUsed(f"nonce {batch.nonce} of device {batch.device} is used on chain")
-        licensee_index, device_number = playbatch.split_device_id(record.device_id)
-        row = PendingBatch(device=batch.device, licensee_index=licensee_index, device_number=device_number,
-                           nonce=batch.nonce, from_time=batch.from_time, to_time=batch.to_time,
-                           entries=batch.entries, signature=batch.signature, digest=digest_hex,
-                           entry_count=len(batch.entries) // playbatch.ENTRY_SIZE, plays=batch.plays,
-                           source=source, status=PENDING, attempts=0)
-        with ctx.sessions() as session:
-            session.add(row)
-            try:
-                session.commit()  # durable before the caller acknowledges
-            except IntegrityError:  # a concurrent ingest stored it first
-                session.rollback()
-                stored = _stored(session, batch.device, batch.nonce)
-                if stored is None:  # the same digest under another (device, nonce) cannot be
-                    raise NonceConflict("this batch is stored already") from None
-                return _same_or_conflict(stored, digest_hex)
-            return _answer(row)
+        try:
+            record = _check_on_chain(ctx, batch)
+        except (UnknownDevice, DeviceRevoked, NonceUsed):
+            stored = _answer_stored(ctx, batch, digest_hex)
+            if stored is None:
+                raise
+            return stored
+        except Exception as exc:
+            if not _is_node_error(exc):
+                raise
+            stored = _answer_stored(ctx, batch, digest_hex)  # a resend needs no node
+            if stored is None:
+                raise
+            return stored
+        try:
+            return _insert(ctx, batch, digest_hex, record, source)
+        except IntegrityError:  # stored already: a resend, a conflict, or a concurrent ingest
+            stored = _answer_stored(ctx, batch, digest_hex)
+            if stored is None:  # the same digest under another (device, nonce) cannot be
+                raise NonceConflict("this batch is stored already") from None
+            return stored
     except IngestError:
         raise
     except (OperationalError, InterfaceError) as exc:
@@ -437,7 +503,8 @@ def _is_node_error(exc: Exception) -> bool:
     import requests
     from web3.exceptions import Web3Exception
 
-    return isinstance(exc, (requests.RequestException, ConnectionError, TimeoutError, Web3Exception))
+    return isinstance(exc, (requests.RequestException, ConnectionError, TimeoutError, Web3Exception,
+                            ChainUnavailableError))
 
 
 def parse_body(raw: bytes | str, ctx: IngestContext, what: str = "body") -> Any:

@@ -12,11 +12,13 @@ strictly increasing, counts >= 1.
 """
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from coincurve import PublicKey
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
@@ -112,9 +114,78 @@ def batch_message(device: str, nonce: int, from_time: int, to_time: int, entries
     }
 
 
+# --- the digest and the signer, computed directly --------------------------------------------
+#
+# PlayBatch is a fixed type, so its EIP-712 digest is hashed here field by field, as the
+# contract does, instead of through eth-account's generic encoder (which parses the type on
+# every call, ~10x slower); tests/ledger/test_playbatch_fast.py checks it against
+# encode_typed_data on random batches.
+
+DOMAIN_TYPEHASH = keccak(text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+_UINT64_MAX = 2**64 - 1
+_UINT256_MAX = 2**256 - 1
+#: secp256k1's group order and the largest s the contract accepts (lower half: no malleability).
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+MAX_S = SECP256K1_N // 2
+_S_MASK = (1 << 255) - 1
+
+
+def _address_word(address: str) -> bytes:
+    """A 0x address as its 32-byte ABI word (12 zero bytes, then the 20 address bytes)."""
+    try:
+        raw = bytes.fromhex(address[2:]) if address[:2] in ("0x", "0X") else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 20:
+        raise BatchFormatError(f"not a 20-byte 0x address: {address!r}")
+    return bytes(12) + raw
+
+
+@functools.lru_cache(maxsize=64)
+def domain_separator(chain_id: int, ledger_address: str) -> bytes:
+    """The EIP-712 domain separator of a (chain, ledger), computed once per pair."""
+    if not 0 <= chain_id <= _UINT256_MAX:
+        raise BatchFormatError(f"chain id {chain_id} is out of range")
+    return keccak(DOMAIN_TYPEHASH + keccak(text=DOMAIN_NAME) + keccak(text=DOMAIN_VERSION)
+                  + chain_id.to_bytes(32, "big") + _address_word(ledger_address))
+
+
 def batch_digest(chain_id: int, ledger_address: str, device: str, nonce: int, from_time: int, to_time: int,
                  entries: bytes) -> bytes:
-    """The EIP-712 digest of a batch (what the contract recovers the signer from)."""
+    """The EIP-712 digest of a batch (what the contract recovers the signer from):
+    ``keccak(0x1901 | domainSeparator | keccak(PLAY_BATCH_TYPEHASH | device | nonce | fromTime |
+    toTime | keccak(entries)))``, each field a 32-byte word."""
+    if not (0 <= nonce <= _UINT256_MAX and 0 <= from_time <= _UINT64_MAX and 0 <= to_time <= _UINT64_MAX):
+        raise BatchFormatError("nonce must be a uint256 and the times uint64")
+    struct_hash = keccak(PLAY_BATCH_TYPEHASH + _address_word(device) + nonce.to_bytes(32, "big")
+                         + from_time.to_bytes(32, "big") + to_time.to_bytes(32, "big") + keccak(bytes(entries)))
+    return keccak(b"\x19\x01" + domain_separator(chain_id, ledger_address) + struct_hash)
+
+
+def recover_signer(digest: bytes, signature: bytes) -> bytes | None:
+    """The 20-byte address that signed ``digest`` with a 64-byte EIP-2098 ``signature``, or None
+    when the contract would not accept the signature: r not in 1..n-1, or s not in 1..n/2 (the
+    contract's low-s rule; a high-s twin of a valid signature is refused). The recovery id is the
+    compact form's parity bit, so it is always 27 or 28 on chain. libsecp256k1 via coincurve."""
+    if len(signature) != SIGNATURE_SIZE or len(digest) != 32:
+        return None
+    r = int.from_bytes(signature[:32], "big")
+    vs = int.from_bytes(signature[32:], "big")
+    s = vs & _S_MASK
+    if not (0 < r < SECP256K1_N and 0 < s <= MAX_S):
+        return None
+    try:
+        key = PublicKey.from_signature_and_message(signature[:32] + s.to_bytes(32, "big") + bytes([vs >> 255]),
+                                                   digest, hasher=None)
+    except Exception:  # noqa: BLE001 - r is not the x of a curve point: no signer
+        return None
+    return keccak(key.format(compressed=False)[1:])[12:]
+
+
+def batch_digest_generic(chain_id: int, ledger_address: str, device: str, nonce: int, from_time: int,
+                         to_time: int, entries: bytes) -> bytes:
+    """The same digest through eth-account's generic EIP-712 encoder: the reference
+    :func:`batch_digest` is tested against (slow; not for the ingest path)."""
     signable = encode_typed_data(
         domain_data=domain(chain_id, ledger_address),
         message_types=PLAY_BATCH_TYPES,
