@@ -107,6 +107,13 @@ class TopicMismatch(IngestError):
     code, status = "topic_mismatch", 403
 
 
+class UnknownWork(IngestError):
+    """The batch names a work id nobody registered: its plays could earn nobody anything, so the
+    relayer would spend gas for nothing (and the index would only record an anomaly)."""
+
+    code, status = "unknown_work", 422
+
+
 class UnknownDevice(IngestError):
     code, status = "unknown_device", 403
 
@@ -133,8 +140,8 @@ class Unavailable(IngestError):
     code, status = "unavailable", 503
 
 
-ERROR_CLASSES = (PayloadTooLarge, MalformedJson, InvalidBatch, TooManyEntries, InvalidEntries, BadTimeRange,
-                 BadSignature, TopicMismatch, UnknownDevice, DeviceRevoked, NonceUsed, NonceConflict, Unavailable)
+ERROR_CLASSES = (PayloadTooLarge, MalformedJson, InvalidBatch, TooManyEntries, InvalidEntries, UnknownWork,
+                 BadTimeRange, BadSignature, TopicMismatch, UnknownDevice, DeviceRevoked, NonceUsed, NonceConflict, Unavailable)
 
 
 # ----------------------------------------------------------------------------- chain view
@@ -233,6 +240,26 @@ class ChainDevices:
         return self._skew
 
 
+class RegisteredWorks:
+    """Which work ids exist: WorkRegistry numbers works 1, 2, 3, ... and never removes one, so a
+    work id is registered iff it is at most ``totalWorks()``. The total is re-read (at most every
+    ``refresh`` seconds) only when a batch names a higher id than the one cached."""
+
+    def __init__(self, total: Callable[[], int], refresh: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._read, self.refresh, self.clock = total, refresh, clock
+        self._total, self._read_at = 0, float("-inf")
+        self._lock = threading.Lock()
+
+    def known(self, work_id: int) -> bool:
+        if work_id <= self._total:
+            return True
+        with self._lock:
+            if self.clock() - self._read_at >= self.refresh:
+                self._total, self._read_at = self._read(), self.clock()
+            return work_id <= self._total
+
+
 # ----------------------------------------------------------------------------- context / result
 
 @dataclass
@@ -246,6 +273,7 @@ class IngestContext:
     clock: Callable[[], float] = time.time
     max_skew: int | None = None  # default: the contract's maxClockSkew()
     max_body_bytes: int = MAX_BODY_BYTES
+    works: RegisteredWorks | None = None  # None: work ids are not checked (the contract applies them anyway)
 
     def __post_init__(self) -> None:
         self.ledger_address = to_checksum_address(self.ledger_address)
@@ -255,6 +283,9 @@ class IngestContext:
         sessions = (engine_or_sessions if isinstance(engine_or_sessions, sessionmaker)
                     else sessionmaker(engine_or_sessions, expire_on_commit=False))
         cache = {k: kw.pop(k) for k in ("ttl", "negative_ttl", "nonce_ttl") if k in kw}
+        if "works" not in kw:
+            registry = w3.eth.contract(address=deployment.works.address, abi=deployment.works.abi)
+            kw["works"] = RegisteredWorks(lambda: int(registry.functions.totalWorks().call()))
         return cls(chain_id=int(w3.eth.chain_id), ledger_address=deployment.ledger.address, sessions=sessions,
                    devices=ChainDevices.for_deployment(w3, deployment, **cache), **kw)
 
@@ -420,6 +451,10 @@ def _check_on_chain(ctx: IngestContext, batch: playbatch.SignedBatch) -> DeviceR
                                  f"batch's toTime {batch.to_time}")
     if ctx.devices.is_nonce_used(batch.device, batch.nonce):
         raise NonceUsed(f"nonce {batch.nonce} of device {batch.device} is used on chain")
+    if ctx.works is not None:
+        highest = max(work_id for work_id, _ in playbatch.decode_entries(batch.entries))
+        if not ctx.works.known(highest):
+            raise UnknownWork(f"work {highest} is not registered on the ledger: its plays would earn nobody anything")
     return record
 
 
@@ -468,7 +503,7 @@ def ingest_batch(payload: Any, ctx: IngestContext, source: str = "http",
             raise TopicMismatch(f"a batch of {batch.device} arrived on the topic of {topic_device}")
         try:
             record = _check_on_chain(ctx, batch)
-        except (UnknownDevice, DeviceRevoked, NonceUsed):
+        except (UnknownDevice, DeviceRevoked, NonceUsed, UnknownWork):
             stored = _answer_stored(ctx, batch, digest_hex)
             if stored is None:
                 raise

@@ -34,11 +34,21 @@ def assert_error(resp: requests.Response, status: int, code: str):
     assert body["error"]["message"]
 
 
-def test_revoked_device_is_refused(world, engine, http_server, registered):
+def test_revoked_device_is_refused_for_plays_after_its_revocation(world, engine, http_server, registered):
     account, device_id = registered
     world.licensee.revoke_device(device_id)
-    assert_error(post(http_server, signed_payload(account, world, 0, {world.works[0]: 1})), 403, "device_revoked")
+    revoked_at = world.admin.device_info(device_id)[2]
+    payload = signed_payload(account, world, 0, {world.works[0]: 1}, from_time=revoked_at + 1, to_time=revoked_at + 2)
+    assert_error(post(http_server, payload), 403, "device_revoked")
     assert stored_count(engine) == 0
+
+
+def test_plays_before_a_revocation_stay_chargeable(world, engine, http_server, registered):
+    account, device_id = registered
+    played = signed_payload(account, world, 0, {world.works[0]: 1})  # ended before the revocation below
+    world.licensee.revoke_device(device_id)
+    assert post(http_server, played).status_code == 202
+    assert stored_count(engine) == 1
 
 
 def test_unknown_device_is_refused(world, engine, http_server):
@@ -227,3 +237,20 @@ def test_deeply_nested_json_is_a_malformed_batch_not_a_crash(world, sqlite_engin
     status, answer = handle_json(body[:200_000], make_ctx(world, sqlite_engine))
     assert (status, answer["error"]["code"]) == (400, "malformed_json")
     assert stored_count(sqlite_engine) == 0
+
+
+def test_a_batch_naming_an_unregistered_work_is_refused_and_nothing_stored(world, sqlite_engine, registered):
+    from ledger.ingest import handle_json
+
+    from .conftest import make_ctx
+
+    account, _device_id = registered
+    unknown = world.admin.total_works() + 1
+    body = json.dumps(signed_payload(account, world, 0, {world.works[0]: 2, unknown: 1})).encode()
+    status, answer = handle_json(body, make_ctx(world, sqlite_engine))
+    assert (status, answer["error"]["code"]) == (422, "unknown_work")
+    assert stored_count(sqlite_engine) == 0
+    work = world.admin.register_work(title="Registered since")  # the cached total is read again
+    assert work == unknown
+    status, _ = handle_json(body, make_ctx(world, sqlite_engine))
+    assert status == 202
