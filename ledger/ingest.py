@@ -141,7 +141,8 @@ class Unavailable(IngestError):
 
 
 ERROR_CLASSES = (PayloadTooLarge, MalformedJson, InvalidBatch, TooManyEntries, InvalidEntries, UnknownWork,
-                 BadTimeRange, BadSignature, TopicMismatch, UnknownDevice, DeviceRevoked, NonceUsed, NonceConflict, Unavailable)
+                 BadTimeRange, BadSignature, TopicMismatch, UnknownDevice, DeviceRevoked, NonceUsed, NonceConflict,
+                 Unavailable)
 
 
 # ----------------------------------------------------------------------------- chain view
