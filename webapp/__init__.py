@@ -61,12 +61,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(artist.bp, url_prefix="/artist")
     app.register_blueprint(label.bp, url_prefix="/label")
-    limiter.limit(portal.rate_login, methods=["POST"], error_message="too many log-in attempts")(
-        app.view_functions["auth.login"])
-    limiter.limit(portal.rate_login, methods=["POST"], error_message="too many log-in attempts")(
-        app.view_functions["auth.siwe_verify"])
-    limiter.limit(portal.rate_signup, methods=["POST"], error_message="too many sign-ups")(
-        app.view_functions["auth.signup"])
+    for endpoint, rate, message in (("auth.login", portal.rate_login, "too many log-in attempts"),
+                                    ("auth.siwe_verify", portal.rate_login, "too many log-in attempts"),
+                                    ("auth.signup", portal.rate_signup, "too many sign-ups")):
+        app.view_functions[endpoint] = limiter.limit(rate, methods=["POST"], error_message=message)(
+            app.view_functions[endpoint])
 
     app.jinja_env.filters["usd"] = usd
     app.jinja_env.filters["isrc"] = lambda v: format_isrc(v) if v else "—"

@@ -79,13 +79,27 @@ class Portal:
         return self.post_form("/login", {"username": username, "password": password})
 
 
+@pytest.fixture(scope="session")
+def password_hash():
+    from werkzeug.security import generate_password_hash
+
+    return generate_password_hash(PASSWORD, method="scrypt")
+
+
 @pytest.fixture
-def users(engine):
-    """alice (artist), label (label), bob (artist), lic (licensee), multi (artist and label)."""
+def users(engine, password_hash, monkeypatch):
+    """alice (artist), label (label), bob (artist), lic (licensee), multi (artist and label).
+
+    Their password hash is one real scrypt hash made once per session (scrypt is slow on
+    purpose); sign-up tests hash for real."""
+    real = accounts.generate_password_hash
+    monkeypatch.setattr(accounts, "generate_password_hash",
+                        lambda password, method: password_hash if password == PASSWORD else real(password, method))
     made = {}
     for name, roles in [("alice", ["artist"]), ("label", ["label"]), ("bob", ["artist"]), ("lic", ["licensee"]),
                         ("multi", ["artist", "label"])]:
         made[name] = accounts.create_user(engine, name, PASSWORD, roles, SECRET)
+    monkeypatch.setattr(accounts, "generate_password_hash", real)
     return made
 
 
