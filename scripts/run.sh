@@ -2,7 +2,8 @@
 # `make run`: the whole system on its embedded default, in the foreground (Ctrl-C stops it all).
 #   Anvil on 127.0.0.1:8545 with its state kept in var/anvil-state.json
 #   contracts deployed on first start (deployments/<chain id>.json), SQLite index in var/
-#   ledger index --follow, ledger relay, ledger ingest-mqtt, and the API on 127.0.0.1:5000
+#   ledger index --follow, ledger relay, ledger ingest-mqtt, and the portal + API on 127.0.0.1:5000
+#   served by gunicorn (WORKERS, default 3); the devnet's server secret is kept in var/secret_key
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PWD/node_modules/.bin:$PATH"
@@ -57,6 +58,7 @@ ledger index --follow > var/indexer.log 2>&1 & pids+=($!)
 ledger relay > var/relayer.log 2>&1 & pids+=($!)
 ledger ingest-mqtt > var/mqtt.log 2>&1 & pids+=($!)
 echo "indexer, relayer and MQTT ingest running (logs in var/)"
-echo "API on http://127.0.0.1:$PORT/api/v1 (POST /batches); Ctrl-C stops everything"
-python -m webapp --host 127.0.0.1 --port "$PORT" & pids+=($!)
+echo "portal on http://127.0.0.1:$PORT/ and the API on /api/v1; Ctrl-C stops everything"
+gunicorn --workers "${WORKERS:-3}" --bind "127.0.0.1:$PORT" --preload --access-logfile var/portal-access.log \
+  --error-logfile - 'webapp:create_app()' & pids+=($!)
 wait "$!"

@@ -71,6 +71,9 @@ function setupCharts() {
                                            usd: {position: "right", beginAtZero: true, grid: {drawOnChartArea: false}}}},
     });
     timeCanvas.dataset.granularity = granularity;
+    document.querySelectorAll(".chart-switch button").forEach((b) => {
+      b.classList.toggle("outline", b.dataset.granularity !== granularity);
+    });
   };
   if (timeCanvas) {
     drawTime(document.querySelector(".chart-switch") ? "day" : "month");
@@ -83,8 +86,7 @@ function setupCharts() {
     const t = data.territory;
     new Chart(territoryCanvas, {
       type: "bar",
-      data: {labels: t.labels, datasets: [{label: "Plays", data: t.plays},
-                                          {label: "Earnings ($)", data: t.earnings.map(Number)}]},
+      data: {labels: t.labels, datasets: [{label: "Plays", data: t.plays}]},
       options: {animation: false, indexAxis: "y"},
     });
   }
