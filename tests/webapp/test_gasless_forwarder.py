@@ -1,0 +1,132 @@
+"""ledger.gasless against OpenZeppelin's real ERC2771Forwarder (the compiled artifact shipped in
+@openzeppelin/contracts) on Anvil, with a test-only ERC2771Context target: the user signs, the
+relayer pays, the target sees the user as _msgSender(), the daily gas budget holds.
+
+Until the contracts branch deploys the ledger behind a forwarder, this is where the gasless path
+meets a real forwarder; the browser test's `needs_forwarder` half covers the real ledger after it."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from web3 import Web3
+
+from ledger import accounts, gasless
+from ledger.chain import ERC20_ABI, ContractInfo, Deployment
+from tests.support import ROOT, running_anvil
+
+OZ = ROOT / "node_modules" / "@openzeppelin" / "contracts"
+FORWARDER_NAME = "RoyaltyLedgerForwarder"
+SECRET = "f" * 40
+
+
+def _compile_target() -> tuple[list, str]:
+    source = (ROOT / "tests" / "webapp" / "contracts" / "GaslessTarget.sol").read_text()
+    request = {"language": "Solidity", "sources": {"GaslessTarget.sol": {"content": source}},
+               "settings": {"remappings": ["@openzeppelin/=node_modules/@openzeppelin/"], "evmVersion": "cancun",
+                            "optimizer": {"enabled": True, "runs": 200},
+                            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}}}
+    out = subprocess.run(["node", str(ROOT / "tools" / "solc" / "solc.js"), "--standard-json"], cwd=ROOT,
+                         input=json.dumps(request), capture_output=True, text=True, timeout=300, check=True)
+    doc = json.loads(out.stdout)
+    errors = [e for e in doc.get("errors", []) if e["severity"] == "error"]
+    assert not errors, errors
+    c = doc["contracts"]["GaslessTarget.sol"]["GaslessTarget"]
+    return c["abi"], "0x" + c["evm"]["bytecode"]["object"]
+
+
+def _deploy(w3, abi, bytecode, *args) -> str:
+    tx = w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args).transact({"from": w3.eth.accounts[0]})
+    return w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
+
+
+@pytest.fixture(scope="module")
+def world():
+    if not (OZ / "build" / "contracts" / "ERC2771Forwarder.json").exists():
+        pytest.skip("node_modules has no OpenZeppelin build: run `make install`")
+    target_abi, target_code = _compile_target()
+    forwarder = json.loads((OZ / "build" / "contracts" / "ERC2771Forwarder.json").read_text())
+    with running_anvil("--chain-id", "31337") as url:
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
+        forwarder_address = _deploy(w3, forwarder["abi"], forwarder["bytecode"], FORWARDER_NAME)
+        target = _deploy(w3, target_abi, target_code, forwarder_address)
+        deployment = Deployment(31337, 0, w3.eth.accounts[0], {
+            "Token": ContractInfo(target, ERC20_ABI), "WorkRegistry": ContractInfo(target, target_abi),
+            "RoyaltyLedger": ContractInfo(target, target_abi),
+            "Forwarder": ContractInfo(forwarder_address, forwarder["abi"])})
+        yield w3, deployment, w3.eth.contract(address=target, abi=target_abi)
+
+
+def _relayer(world, engine, budget=2_000_000):
+    w3, deployment, _ = world
+    payer = Account.create()
+    w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": payer.address, "value": 10**18})
+    return gasless.GaslessRelayer(w3, deployment, payer, engine, budget), payer
+
+
+def _register(engine, user, title, isrc=None):
+    from ledger.metadata import make_data_uri
+
+    return gasless.queue_action(engine, user.id, "register_work",
+                                {"uri": make_data_uri(title), "isrc": isrc, "title": title})
+
+
+def test_domain_is_read_from_the_forwarder(world, engine):
+    relayer, _ = _relayer(world, engine)
+    domain = relayer.domain()
+    assert (domain.name, domain.version, domain.chain_id) == (FORWARDER_NAME, "1", 31337)
+    assert domain.verifying_contract == world[1].contracts["Forwarder"].address
+
+
+def test_custodial_action_is_signed_by_the_user_and_paid_by_the_relayer(world, engine):
+    w3, _, target = world
+    relayer, payer = _relayer(world, engine)
+    user = accounts.create_user(engine, "gasless-artist", "long enough password", ["artist"], SECRET)
+    paid_before = w3.eth.get_balance(payer.address)
+    done = relayer.run(_register(engine, user, "Night Drive", "USSKG2600042"), user, SECRET)
+    assert done.status == "confirmed" and done.work_id == target.functions.totalWorks().call()
+    assert target.functions.ownerOf(done.work_id).call() == user.address  # _msgSender() is the user
+    assert w3.eth.get_balance(user.address) == 0  # the user needs no ETH
+    assert w3.eth.get_balance(payer.address) < paid_before  # the relayer paid
+    assert 0 < done.gas_used <= done.gas_reserved and gasless.gas_spent(engine, user.id) == done.gas_used
+
+
+def test_a_revert_is_recorded_with_the_contracts_error(world, engine):
+    relayer, _ = _relayer(world, engine)
+    user = accounts.create_user(engine, "gasless-dup", "long enough password", ["artist"], SECRET)
+    relayer.run(_register(engine, user, "First", "GBABC2600001"), user, SECRET)
+    second = _register(engine, user, "Copy", "GBABC2600001")
+    with pytest.raises(gasless.GaslessError, match="IsrcAlreadyRegistered"):
+        relayer.run(second, user, SECRET)
+    assert gasless.get_action(engine, second.id).status == "failed"
+
+
+def test_the_daily_gas_budget_stops_the_relayer_before_sending(world, engine):
+    w3, _, target = world
+    relayer, payer = _relayer(world, engine, budget=50_000)
+    user = accounts.create_user(engine, "gasless-greedy", "long enough password", ["artist"], SECRET)
+    works, nonce = target.functions.totalWorks().call(), w3.eth.get_transaction_count(payer.address)
+    with pytest.raises(gasless.GasBudgetExceeded, match="try again tomorrow"):
+        relayer.run(_register(engine, user, "Too Much"), user, SECRET)
+    assert target.functions.totalWorks().call() == works and w3.eth.get_transaction_count(payer.address) == nonce
+
+
+def test_wallet_user_signs_the_typed_data_like_a_wallet(world, engine):
+    _, _, target = world
+    relayer, _ = _relayer(world, engine)
+    wallet = Account.create()
+    user = accounts.user_for_wallet(engine, wallet.address)
+    waiting = relayer.run(_register(engine, user, "Wallet Song"), user, SECRET)
+    assert waiting.status == "awaiting_signature"
+    typed = gasless.ForwardRequest.from_json(json.loads(waiting.request)).typed_data(relayer.domain())
+    thief = Account.create()
+    forged = thief.sign_message(encode_typed_data(full_message=typed)).signature
+    with pytest.raises(gasless.GaslessError, match="not the user's"):
+        relayer.submit_signed(waiting, user, bytes(forged), SECRET)
+    signature = wallet.sign_message(encode_typed_data(full_message=typed)).signature  # eth_signTypedData_v4
+    done = relayer.submit_signed(gasless.get_action(engine, waiting.id), user, bytes(signature), SECRET)
+    assert done.status == "confirmed"
+    assert target.functions.ownerOf(done.work_id).call() == wallet.address
