@@ -64,7 +64,7 @@ test: install
 	brownie compile >/dev/null
 	brownie test tests/contracts --network contract-tests -p no:cacheprovider
 	python scripts/gas_w1.py --smoke
-	pytest -p no:pytest-brownie -p no:cacheprovider tests/ledger tests/e2e tests/device tests/webapp
+	pytest -p no:pytest-brownie -p no:cacheprovider tests/ledger tests/e2e tests/device tests/webapp tests/browser
 
 run: install
 	bash scripts/run.sh

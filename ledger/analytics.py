@@ -92,6 +92,12 @@ def work(engine: Engine, work_id: int) -> WorkInfo | None:
     return found[0] if found else None
 
 
+def work_by_isrc(engine: Engine, isrc: str) -> WorkInfo | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(Work).where(Work.isrc == isrc)).one_or_none()
+    return _info(Work(**row._mapping)) if row else None
+
+
 def visible_work_ids(engine: Engine, address: str) -> list[int]:
     """Works an address may see: those it owns and those where it is or was a payee."""
     owned = {w.work_id for w in works_owned(engine, address)}
