@@ -23,6 +23,7 @@ show them as pending until confirmed.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -308,7 +309,11 @@ class GaslessRelayer:
 
     ``deployment`` is a :class:`ledger.chain.Deployment`; the forwarder is its ``Forwarder`` (or
     ``ERC2771Forwarder``) contract unless ``forwarder_address`` is given. ``relayer`` is the
-    LocalAccount (or unlocked address) that pays."""
+    LocalAccount (or unlocked address) that pays: give it a key of its own (two senders on one
+    key fight over nonces). Sends of one process are serialised; several processes sharing the
+    key can still race for a nonce, in which case the action fails and can be sent again."""
+
+    _send_lock = threading.Lock()
 
     def __init__(self, w3: Web3, deployment, relayer, engine: Engine, daily_budget: int,
                  forwarder_address: str | None = None, request_ttl: int = 3600):
@@ -361,8 +366,9 @@ class GaslessRelayer:
         _update(self.engine, action_id, status="submitted", gas_reserved=gas_limit, day=utc_day(),
                 request=json.dumps(request.to_json()))
         try:
-            result = self.client.transact(self.forwarder.functions.execute(request.execute_args(signature)),
-                                          gas=gas_limit)
+            with self._send_lock:
+                result = self.client.transact(self.forwarder.functions.execute(request.execute_args(signature)),
+                                              gas=gas_limit)
         except LedgerError as exc:
             _update(self.engine, action_id, status="failed", error=str(exc)[:500])
             raise

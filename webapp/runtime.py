@@ -53,10 +53,18 @@ def relayer():
     from ledger.gasless import GaslessRelayer
 
     settings, portal = ledger_settings(), portal_settings()
+    if not portal.relayer_key and portal.production:
+        raise RelayerUnavailable("LEDGER_GASLESS_KEY is not set")
     try:
         w3 = connect(settings.rpc_url, timeout=30)
         deployment = load_deployment(w3, settings.deployment_file(w3.eth.chain_id))
-        account = resolve_account(w3, portal.relayer_key)
+        if portal.relayer_key:
+            account = resolve_account(w3, portal.relayer_key)
+        else:  # devnet: the node's second account (the first one relays play batches)
+            unlocked = w3.eth.accounts
+            if len(unlocked) < 2:
+                raise RelayerUnavailable("set LEDGER_GASLESS_KEY: the node has no second unlocked account")
+            account = unlocked[1]
         built = GaslessRelayer(w3, deployment, account, engine(), portal.gas_budget,
                                forwarder_address=portal.forwarder_address)
     except LedgerError as exc:

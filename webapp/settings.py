@@ -5,8 +5,10 @@
 ``LEDGER_SECRET_KEY``          server secret: signs sessions, derives the key that encrypts
                                custodial keys. Required in production; on the devnet one is
                                generated once and kept in ``var/secret_key`` (mode 0600)
-``LEDGER_RELAYER_KEY``         key of the relayer that pays for users' gasless actions
-                               (default LEDGER_PRIVATE_KEY, then the node's first account)
+``LEDGER_GASLESS_KEY``         key that pays for users' gasless actions (forwarder
+                               ``execute``). Keep it apart from LEDGER_RELAYER_KEY (play batches):
+                               two senders on one key fight over nonces. Required in production;
+                               on a devnet the node's second unlocked account
 ``LEDGER_FORWARDER_ADDRESS``   ERC2771Forwarder (default: ``Forwarder`` of the deployment)
 ``LEDGER_GAS_BUDGET``          gas per user per UTC day the relayer pays (default 3,000,000)
 ``LEDGER_K_ANONYMITY``         devices a territory-period cell needs to be shown (default 3)
@@ -86,7 +88,7 @@ class PortalSettings:
         if len(secret) < 32:
             raise ConfigError("LEDGER_SECRET_KEY must have at least 32 characters")
         return cls(env=mode, secret_key=secret,
-                   relayer_key=env.get("LEDGER_RELAYER_KEY") or env.get("LEDGER_PRIVATE_KEY") or None,
+                   relayer_key=env.get("LEDGER_GASLESS_KEY") or None,
                    forwarder_address=env.get("LEDGER_FORWARDER_ADDRESS") or None,
                    gas_budget=_int(env, "LEDGER_GAS_BUDGET", 3_000_000, minimum=0),
                    k_anonymity=_int(env, "LEDGER_K_ANONYMITY", 3, minimum=1),

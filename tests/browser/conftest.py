@@ -25,7 +25,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 BUILD_DIR = ROOT / "build" / "contracts"
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 SECRET = "browser-test-secret-" + "z" * 32
-ANVIL_KEY0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+ANVIL_KEY0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # relays play batches
+ANVIL_KEY1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # pays gasless actions
 
 
 def pytest_configure(config):
@@ -81,7 +82,7 @@ def portal(chain, tmp_path_factory):
     port = free_port()
     env = dict(os.environ, LEDGER_DATABASE_URL=database_url, LEDGER_RPC_URL=chain.url,
                LEDGER_DEPLOYMENTS=str(chain.deployments_file), LEDGER_SECRET_KEY=SECRET,
-               LEDGER_RELAYER_KEY=ANVIL_KEY0, LEDGER_RATE_SIGNUP="100 per hour")
+               LEDGER_RELAYER_KEY=ANVIL_KEY0, LEDGER_GASLESS_KEY=ANVIL_KEY1, LEDGER_RATE_SIGNUP="100 per hour")
     gunicorn = Path(sys.executable).with_name("gunicorn")
     log = open(tmp_path_factory.mktemp("logs") / "gunicorn.log", "w")
     proc = subprocess.Popen([str(gunicorn), "--workers", "2", "--bind", f"127.0.0.1:{port}", "--preload",

@@ -114,6 +114,12 @@ def test_artist_and_label_in_the_browser(portal, new_page):
 
     lpage = label.page
     lpage.goto("/label/")
+    lpage.click("#logout")
+    lpage.goto("/login")
+    lpage.fill("#username", "lbl")
+    lpage.fill("#password", PASSWORD)
+    lpage.click("#submit")
+    lpage.wait_for_url("**/label/")
     assert "Blue Hour" in lpage.content() and lpage.text_content("#label-net") == "$0.0195"
     label.shot("09-label-dashboard")
     lpage.goto("/label/tokens")

@@ -51,6 +51,16 @@ def test_registration_is_queued_as_a_pending_gasless_action(as_user, engine, use
     assert b"gasless relayer" in page  # the flash says why it waits
 
 
+def test_production_without_a_gasless_key_queues_and_says_why(engine, users):
+    from conftest import Portal, make_app
+
+    portal = Portal(make_app(engine, env="production"))
+    portal.login("alice")
+    work_form(portal)
+    assert b"LEDGER_GASLESS_KEY is not set" in portal.get("/artist/").data
+    assert [a.status for a in gasless.actions_of(engine, users["alice"].id)] == ["queued"]
+
+
 def test_registration_with_flat_terms_and_an_address_payee(as_user, engine, users):
     payee = "0x" + "ab" * 20
     work_form(as_user("alice"), **{"payees-1-payee": payee, "flat": "y", "metered": None})
