@@ -18,13 +18,14 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from sqlalchemy import BigInteger, Boolean, Engine, ForeignKey, Integer, LargeBinary, String, select
 from sqlalchemy.exc import IntegrityError
@@ -53,12 +54,12 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
     username: Mapped[str] = mapped_column(String(42), unique=True)
-    password_hash: Mapped[Optional[str]] = mapped_column(String(200))  # None: signs in with Ethereum only
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # None: signs in with Ethereum only
     roles: Mapped[str] = mapped_column(String(64))  # comma-separated subset of ROLES
     address: Mapped[str] = mapped_column(String(42), unique=True)  # the key that signs its actions
     wallet: Mapped[bool] = mapped_column(Boolean, default=False)  # True: own wallet, no custodial key
-    encrypted_key: Mapped[Optional[bytes]] = mapped_column(LargeBinary)
-    payout_address: Mapped[Optional[str]] = mapped_column(String(42))
+    encrypted_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    payout_address: Mapped[str | None] = mapped_column(String(42))
     created_at: Mapped[int] = mapped_column(BigInteger)
 
     def __repr__(self) -> str:  # never the hash or the key
@@ -82,8 +83,8 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scope: Mapped[str] = mapped_column(String(16), default="read")
     created_at: Mapped[int] = mapped_column(BigInteger)
-    last_used_at: Mapped[Optional[int]] = mapped_column(BigInteger)
-    revoked_at: Mapped[Optional[int]] = mapped_column(BigInteger)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
 
     def __repr__(self) -> str:
         return f"ApiToken(id={self.id}, user_id={self.user_id}, prefix={self.prefix!r})"
@@ -101,21 +102,24 @@ def _fernet(server_secret: str | bytes) -> Fernet:
 
 
 def encrypt_key(private_key: bytes, server_secret: str | bytes) -> bytes:
-    return _fernet(server_secret).encrypt(private_key)
+    token: bytes = _fernet(server_secret).encrypt(private_key)
+    return token
 
 
 def decrypt_key(blob: bytes, server_secret: str | bytes) -> bytes:
     try:
-        return _fernet(server_secret).decrypt(blob)
+        key: bytes = _fernet(server_secret).decrypt(blob)
+        return key
     except InvalidToken:
         raise UserError("a custodial key cannot be decrypted with this server secret") from None
 
 
-def custodial_account(user: User, server_secret: str | bytes):
+def custodial_account(user: User, server_secret: str | bytes) -> LocalAccount:
     """The user's custodial LocalAccount (to sign with; never to show)."""
     if user.encrypted_key is None:
         raise UserError("this account signs with its own wallet: the server holds no key for it")
-    return Account.from_key(decrypt_key(user.encrypted_key, server_secret))
+    account: LocalAccount = Account.from_key(decrypt_key(user.encrypted_key, server_secret))
+    return account
 
 
 def hash_token(token: str) -> str:
@@ -220,6 +224,8 @@ def change_password(engine: Engine, user_id: int, old: str, new: str) -> None:
 def update_profile(engine: Engine, user_id: int, roles: Iterable[str], payout_address: str | None) -> User:
     with session_scope(engine) as session:
         user = session.get(User, user_id)
+        if user is None:
+            raise AccountError("no such account")
         user.roles = _check_roles(roles)
         user.payout_address = _optional_address(payout_address)
         return user

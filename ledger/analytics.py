@@ -16,15 +16,15 @@ fees by block time of the purchase. Days are UTC days of the block time (``YYYY-
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Iterable, Optional, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, and_, func, select
 
 from .chain import LicenseKind, checksum
-from .models import (Device, License, LicensePurchase, Payee, Play, PlayBatch, SplitShare, Terms, Work,
-                     Withdrawal)
+from .models import Device, License, LicensePurchase, Payee, Play, PlayBatch, SplitShare, Terms, Withdrawal, Work
 
 OTHER = "other"
 DAY = 86_400
@@ -35,7 +35,7 @@ def _month(period: int) -> str:
 
 
 def _day(day_number: int) -> str:
-    return datetime.fromtimestamp(day_number * DAY, tz=timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(day_number * DAY, tz=UTC).strftime("%Y-%m-%d")
 
 
 # ----------------------------------------------------------------------------- works
@@ -43,9 +43,9 @@ def _day(day_number: int) -> str:
 @dataclass(frozen=True)
 class WorkInfo:
     work_id: int
-    title: Optional[str]
-    isrc: Optional[str]
-    iswc: Optional[str]
+    title: str | None
+    isrc: str | None
+    iswc: str | None
     owner: str
     registered_at: int
     plays: int
@@ -127,9 +127,9 @@ def split_history(engine: Engine, work_id: int) -> list[SplitVersion]:
     return list(versions.values())
 
 
-def current_terms(engine: Engine, work_id: int) -> dict[str, dict]:
+def current_terms(engine: Engine, work_id: int) -> dict[str, dict[str, Any]]:
     """{"FLAT"/"METERED": {fee, rate_per_play, duration, offered}} from the latest TermsSet."""
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     with engine.connect() as conn:
         for r in conn.execute(select(Terms.__table__).where(Terms.work_id == work_id)
                               .order_by(Terms.block_number, Terms.log_index)):
@@ -295,7 +295,7 @@ def balance(engine: Engine, address: str) -> Balance:
     return Balance(address, int(row.credited), int(row.withdrawn)) if row else Balance(address, 0, 0)
 
 
-def withdrawals(engine: Engine, address: str) -> list[dict]:
+def withdrawals(engine: Engine, address: str) -> list[dict[str, Any]]:
     w = Withdrawal.__table__
     with engine.connect() as conn:
         rows = conn.execute(select(w).where(w.c.payee == checksum(address, "payee"))

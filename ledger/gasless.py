@@ -25,21 +25,27 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 from eth_account import Account
-from eth_account.messages import encode_typed_data
+from eth_account.messages import SignableMessage, encode_typed_data
+from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from sqlalchemy import BigInteger, Engine, ForeignKey, Index, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 from web3 import Web3
 
 from .db import session_scope
-from .errors import LedgerError, NotDeployedError, UserError
+from .errors import LedgerError, NotDeployedError
 from .models import Base
+
+if TYPE_CHECKING:
+    from .accounts import User
+    from .chain import Deployment, TxResult
 
 FORWARDER_KEYS = ("Forwarder", "ERC2771Forwarder")
 FORWARD_REQUEST_TYPE = [
@@ -60,7 +66,7 @@ EIP712_DOMAIN_TYPE = [
 FORWARD_REQUEST_TYPEHASH = keccak(
     text="ForwardRequest(address from,address to,uint256 value,uint256 gas,uint256 nonce,uint48 deadline,bytes data)")
 #: execute(ForwardRequestData) of OZ 5's ERC2771Forwarder, enough to call it and read nonces/domain.
-FORWARDER_ABI: list[dict] = [
+FORWARDER_ABI: list[dict[str, Any]] = [
     {"type": "function", "name": "execute", "stateMutability": "payable", "outputs": [],
      "inputs": [{"name": "request", "type": "tuple", "components": [
          {"name": "from", "type": "address"}, {"name": "to", "type": "address"},
@@ -102,7 +108,7 @@ class ForwarderDomain:
     chain_id: int
     verifying_contract: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "chainId": self.chain_id,
                 "verifyingContract": to_checksum_address(self.verifying_contract)}
 
@@ -126,17 +132,17 @@ class ForwardRequest:
     deadline: int
     data: bytes
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not 0 <= self.deadline <= UINT48_MAX:
             raise GaslessError(f"deadline {self.deadline} does not fit uint48")
         if self.value != 0:
             raise GaslessError("portal actions send no ETH (value must be 0)")
 
-    def message(self) -> dict:
+    def message(self) -> dict[str, Any]:
         return {"from": to_checksum_address(self.from_), "to": to_checksum_address(self.to), "value": self.value,
                 "gas": self.gas, "nonce": self.nonce, "deadline": self.deadline, "data": self.data}
 
-    def typed_data(self, domain: ForwarderDomain) -> dict:
+    def typed_data(self, domain: ForwarderDomain) -> dict[str, Any]:
         """The full EIP-712 document (what a wallet's eth_signTypedData_v4 takes; data as 0x-hex)."""
         return {"types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "ForwardRequest": FORWARD_REQUEST_TYPE},
                 "primaryType": "ForwardRequest", "domain": domain.as_dict(),
@@ -152,27 +158,27 @@ class ForwardRequest:
     def digest(self, domain: ForwarderDomain) -> bytes:
         return keccak(b"\x19\x01" + domain.separator() + self.struct_hash())
 
-    def execute_args(self, signature: bytes) -> tuple:
+    def execute_args(self, signature: bytes) -> tuple[str, str, int, int, int, bytes, bytes]:
         """The ForwardRequestData tuple of ``execute`` (no nonce: the forwarder uses its own)."""
         return (to_checksum_address(self.from_), to_checksum_address(self.to), self.value, self.gas, self.deadline,
                 self.data, signature)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "data": "0x" + self.data.hex()}
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> "ForwardRequest":
+    def from_json(cls, doc: Mapping[str, Any]) -> ForwardRequest:
         return cls(doc["from_"], doc["to"], int(doc["value"]), int(doc["gas"]), int(doc["nonce"]),
                    int(doc["deadline"]), bytes.fromhex(doc["data"].removeprefix("0x")))
 
 
-def _signable(request: ForwardRequest, domain: ForwarderDomain):
+def _signable(request: ForwardRequest, domain: ForwarderDomain) -> SignableMessage:
     return encode_typed_data(full_message={
         "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "ForwardRequest": FORWARD_REQUEST_TYPE},
         "primaryType": "ForwardRequest", "domain": domain.as_dict(), "message": request.message()})
 
 
-def sign_request(account, request: ForwardRequest, domain: ForwarderDomain) -> bytes:
+def sign_request(account: LocalAccount, request: ForwardRequest, domain: ForwarderDomain) -> bytes:
     """The 65-byte signature (r, s, v) of the request by `account` (a LocalAccount)."""
     if to_checksum_address(account.address) != to_checksum_address(request.from_):
         raise GaslessError("a request must be signed by its own `from` account")
@@ -181,23 +187,25 @@ def sign_request(account, request: ForwardRequest, domain: ForwarderDomain) -> b
 
 def recover_signer(request: ForwardRequest, domain: ForwarderDomain, signature: bytes) -> str:
     try:
-        return Account.recover_message(_signable(request, domain), signature=signature)
+        signer: str = Account.recover_message(_signable(request, domain), signature=signature)
+        return signer
     except Exception:  # noqa: BLE001 - malformed signature bytes
         raise GaslessError("the signature is not a valid secp256k1 signature") from None
 
 
 # ----------------------------------------------------------------------------- target calls
 
-def load_abi(build_dir: Path | str, name: str) -> list:
+def load_abi(build_dir: Path | str, name: str) -> list[dict[str, Any]]:
     """A contract's ABI from the build artifacts (build/contracts/<name>.json)."""
     path = Path(build_dir) / f"{name}.json"
     try:
-        return json.loads(path.read_text())["abi"]
+        abi: list[dict[str, Any]] = json.loads(path.read_text())["abi"]
+        return abi
     except FileNotFoundError:
         raise NotDeployedError(f"no compiled contract {path}: run `brownie compile` first") from None
 
 
-def encode_call(abi: list, function: str, args: Sequence[Any]) -> bytes:
+def encode_call(abi: list[dict[str, Any]], function: str, args: Sequence[Any]) -> bytes:
     """Calldata of `function(args)` by the ABI (argument types checked by web3)."""
     contract = Web3().eth.contract(abi=abi)
     try:
@@ -230,23 +238,24 @@ class PortalAction(Base):
     kind: Mapped[str] = mapped_column(String(32))
     params: Mapped[str] = mapped_column(Text)  # JSON arguments (and follow-ups)
     status: Mapped[str] = mapped_column(String(24))  # queued awaiting_signature submitted confirmed failed
-    work_id: Mapped[Optional[int]] = mapped_column(BigInteger)
-    request: Mapped[Optional[str]] = mapped_column(Text)  # the ForwardRequest JSON once built
+    work_id: Mapped[int | None] = mapped_column(BigInteger)
+    request: Mapped[str | None] = mapped_column(Text)  # the ForwardRequest JSON once built
     day: Mapped[int] = mapped_column(Integer)  # UTC day YYYYMMDD the gas counts against
     gas_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
-    gas_used: Mapped[Optional[int]] = mapped_column(BigInteger)
-    tx_hash: Mapped[Optional[str]] = mapped_column(String(66))
-    error: Mapped[Optional[str]] = mapped_column(Text)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
     @property
-    def arguments(self) -> dict:
-        return json.loads(self.params)
+    def arguments(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.params)
+        return parsed
 
 
 def utc_day(ts: float | None = None) -> int:
-    d = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
+    d = datetime.fromtimestamp(time.time() if ts is None else ts, tz=UTC)
     return d.year * 10000 + d.month * 100 + d.day
 
 
@@ -294,9 +303,11 @@ def get_action(engine: Engine, action_id: int) -> PortalAction | None:
         return session.get(PortalAction, action_id)
 
 
-def _update(engine: Engine, action_id: int, **values) -> None:
+def _update(engine: Engine, action_id: int, **values: Any) -> None:
     with session_scope(engine) as session:
         action = session.get(PortalAction, action_id)
+        if action is None:
+            raise GaslessError(f"no portal action {action_id}")
         for k, v in values.items():
             setattr(action, k, v)
         action.updated_at = int(time.time())
@@ -315,8 +326,8 @@ class GaslessRelayer:
 
     _send_lock = threading.Lock()
 
-    def __init__(self, w3: Web3, deployment, relayer, engine: Engine, daily_budget: int,
-                 forwarder_address: str | None = None, request_ttl: int = 3600):
+    def __init__(self, w3: Web3, deployment: Deployment, relayer: Any, engine: Engine, daily_budget: int,
+                 forwarder_address: str | None = None, request_ttl: int = 3600) -> None:
         from .chain import LedgerClient
 
         self.w3, self.deployment, self.engine = w3, deployment, engine
@@ -337,7 +348,7 @@ class GaslessRelayer:
             self._domain = ForwarderDomain(name, version, chain_id, verifying)
         return self._domain
 
-    def _target(self, kind: str):
+    def _target(self, kind: str) -> tuple[str, list[dict[str, Any]], str]:
         contract_name, function = ACTIONS[kind]
         info = self.deployment.contracts[contract_name]
         return info.address, info.abi, function
@@ -357,7 +368,7 @@ class GaslessRelayer:
         deadline = self.w3.eth.get_block("latest")["timestamp"] + self.request_ttl
         return ForwardRequest(user_address, to, 0, int(estimate * 1.25) + 10_000, nonce, deadline, data)
 
-    def send(self, action_id: int, user_id: int, request: ForwardRequest, signature: bytes):
+    def send(self, action_id: int, user_id: int, request: ForwardRequest, signature: bytes) -> TxResult:
         """Checks signer and budget, sends execute(), records the outcome. Returns the TxResult."""
         if recover_signer(request, self.domain(), signature) != to_checksum_address(request.from_):
             raise GaslessError("the signature is not the user's")
@@ -380,7 +391,19 @@ class GaslessRelayer:
         return result
 
     # ------------------------------------------------------------------ running queued actions
-    def arguments(self, action: PortalAction) -> list:
+    def _get(self, action_id: int) -> PortalAction:
+        action = get_action(self.engine, action_id)
+        if action is None:
+            raise GaslessError(f"no portal action {action_id}")
+        return action
+
+    @staticmethod
+    def _work_id(action: PortalAction) -> int:
+        if action.work_id is None:
+            raise GaslessError(f"{action.kind} needs a work")
+        return action.work_id
+
+    def arguments(self, action: PortalAction) -> list[Any]:
         """The target function's arguments for an action (current split looked up on chain)."""
         from .metadata import isrc_to_bytes12
 
@@ -388,17 +411,17 @@ class GaslessRelayer:
         if action.kind == "register_work":
             return [p["uri"], isrc_to_bytes12(p.get("isrc"))]
         if action.kind == "set_split":
-            cur = self.client.current_split(action.work_id)
+            cur = self.client.current_split(self._work_id(action))
             return [action.work_id, [to_checksum_address(a) for a in p["payees"]], list(p["bps"]), *cur]
         if action.kind == "set_terms":
             return [action.work_id, int(p["kind"]), int(p["fee"]), int(p["rate"]), int(p["duration"]), True]
         if action.kind == "distribute":
-            return [action.work_id, *self.client.current_split(action.work_id)]
+            return [action.work_id, *self.client.current_split(self._work_id(action))]
         if action.kind == "withdraw":
             return [to_checksum_address(p["to"])]
         raise GaslessError(f"unknown action {action.kind!r}")
 
-    def run(self, action: PortalAction, user, server_secret: str | bytes) -> PortalAction:
+    def run(self, action: PortalAction, user: User, server_secret: str | bytes) -> PortalAction:
         """Runs a queued action of `user` (an accounts.User): custodial users' actions are signed
         and sent now; a wallet user's waits for the wallet's signature (:meth:`submit_signed`)."""
         from .accounts import custodial_account
@@ -410,23 +433,24 @@ class GaslessRelayer:
             raise
         if user.wallet:
             _update(self.engine, action.id, status="awaiting_signature", request=json.dumps(request.to_json()))
-            return get_action(self.engine, action.id)
+            return self._get(action.id)
         signature = sign_request(custodial_account(user, server_secret), request, self.domain())
         self.send(action.id, user.id, request, signature)
         self._follow_ups(action.id, user, server_secret)
-        return get_action(self.engine, action.id)
+        return self._get(action.id)
 
-    def submit_signed(self, action: PortalAction, user, signature: bytes, server_secret: str | bytes) -> PortalAction:
+    def submit_signed(self, action: PortalAction, user: User, signature: bytes,
+                      server_secret: str | bytes) -> PortalAction:
         """Sends a wallet user's action with the signature the wallet made over its request."""
         if action.status != "awaiting_signature" or action.request is None or action.user_id != user.id:
             raise GaslessError("this action is not waiting for a signature")
         self.send(action.id, user.id, ForwardRequest.from_json(json.loads(action.request)), signature)
         self._follow_ups(action.id, user, server_secret)
-        return get_action(self.engine, action.id)
+        return self._get(action.id)
 
-    def _follow_ups(self, action_id: int, user, server_secret) -> None:
+    def _follow_ups(self, action_id: int, user: User, server_secret: str | bytes) -> None:
         """A registration's split and terms, queued (and run) once the work id is known."""
-        done = get_action(self.engine, action_id)
+        done = self._get(action_id)
         for step in done.arguments.get("then", []):
             follow = queue_action(self.engine, user.id, step["kind"], step["params"], work_id=done.work_id)
             self.run(follow, user, server_secret)

@@ -5,9 +5,10 @@ Views call `ledger`; nothing here writes web3 calls or SQL by hand. See docs/por
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask, abort, g, jsonify, render_template, request, send_file
 from flask_limiter import Limiter
@@ -69,7 +70,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.jinja_env.filters["usd"] = usd
     app.jinja_env.filters["isrc"] = lambda v: format_isrc(v) if v else "—"
-    app.jinja_env.filters["datetime"] = lambda ts: datetime.fromtimestamp(int(ts), tz=timezone.utc).strftime(
+    app.jinja_env.filters["datetime"] = lambda ts: datetime.fromtimestamp(int(ts), tz=UTC).strftime(
         "%Y-%m-%d %H:%M UTC") if ts else "—"
     app.before_request(auth.load_user)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from eth_utils import is_address, to_checksum_address
-from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
 
 from ledger import accounts, analytics, gasless
 from ledger.errors import LedgerError

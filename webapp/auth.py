@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, abort, flash, g, jsonify, redirect, render_template, request, session,
-                   url_for)
+from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, session, url_for
 
 from ledger import accounts
 
@@ -165,7 +164,7 @@ def siwe_nonce():
     if address:
         if not is_address(address) or not chain_id.isdigit():
             return _siwe_error("address must be an Ethereum address and chainId a number")
-        issued = datetime.now(timezone.utc).replace(microsecond=0)
+        issued = datetime.now(UTC).replace(microsecond=0)
         body["message"] = SiweMessage(
             domain=request.host, address=to_checksum_address(address), uri=body["uri"], version="1",
             chain_id=int(chain_id), nonce=nonce, statement=SIWE_STATEMENT,

@@ -2,8 +2,16 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, FieldList, FormField, IntegerField, PasswordField, SelectMultipleField,
-                     StringField, SubmitField)
+from wtforms import (
+    BooleanField,
+    FieldList,
+    FormField,
+    IntegerField,
+    PasswordField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+)
 from wtforms.form import Form
 from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget

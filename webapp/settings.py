@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
 
 from ledger.config import ConfigError
 
@@ -61,8 +61,8 @@ def devnet_secret(path: Path = SECRET_FILE) -> str:
 class PortalSettings:
     env: str = "devnet"
     secret_key: str = field(default="", repr=False)
-    relayer_key: Optional[str] = field(default=None, repr=False)
-    forwarder_address: Optional[str] = None
+    relayer_key: str | None = field(default=None, repr=False)
+    forwarder_address: str | None = None
     gas_budget: int = 3_000_000
     k_anonymity: int = 3
     rate_login: str = "10 per minute"
@@ -75,7 +75,7 @@ class PortalSettings:
         return self.env == "production"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, secret_file: Path = SECRET_FILE) -> "PortalSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None, secret_file: Path = SECRET_FILE) -> PortalSettings:
         env = os.environ if env is None else env
         mode = (env.get("LEDGER_ENV") or "devnet").strip().lower()
         if mode not in ("devnet", "production"):

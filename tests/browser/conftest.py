@@ -95,7 +95,7 @@ def portal(chain, tmp_path_factory):
                     break
             except requests.RequestException:
                 if proc.poll() is not None:
-                    raise RuntimeError("gunicorn exited; see its log")
+                    raise RuntimeError("gunicorn exited; see its log") from None
                 time.sleep(0.1)
         else:
             raise RuntimeError("the portal did not start")

@@ -12,8 +12,21 @@ from dataclasses import dataclass
 from eth_account import Account
 
 from ledger.db import session_scope
-from ledger.models import (Device, Distribution, License, LicensePurchase, Payee, PayeeCredit, Play, PlayBatch,
-                           SplitShare, Terms, Withdrawal, Work, WorkPeriodStats)
+from ledger.models import (
+    Device,
+    Distribution,
+    License,
+    LicensePurchase,
+    Payee,
+    PayeeCredit,
+    Play,
+    PlayBatch,
+    SplitShare,
+    Terms,
+    Withdrawal,
+    Work,
+    WorkPeriodStats,
+)
 
 VENUE = Account.from_key(b"\x11" * 32).address
 PIRATE = Account.from_key(b"\x22" * 32).address

@@ -5,10 +5,10 @@ import re
 
 import pytest
 import yaml
+from conftest import make_app
 
 from ledger import accounts
 from ledger.statements import Period, statement
-from conftest import make_app
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ import json
 import re
 
 import pytest
+from conftest import csrf_of
 from eth_utils import to_checksum_address
 
 from ledger import gasless
 from ledger.statements import Period, statement
-from conftest import csrf_of
 
 ZERO = "0x" + "0" * 40
 

@@ -2,14 +2,14 @@
 CSRF on every form, cookies, security headers, rate limits, secrets never logged."""
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import PASSWORD, SECRET, Portal, csrf_of, make_app
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from ledger import accounts
-from conftest import PASSWORD, SECRET, Portal, csrf_of, make_app
 
 
 def signup(portal, username="newbie", password=PASSWORD, roles=("artist",), **extra):
@@ -222,7 +222,7 @@ def test_passwords_tokens_and_keys_are_never_logged(app, engine, caplog):
 def siwe_message(nonce, address, domain="localhost", minutes=10):
     from siwe import SiweMessage
 
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     return SiweMessage(domain=domain, address=address, uri="http://localhost", version="1", chain_id=31337,
                        nonce=nonce, statement="Sign in to the royalty ledger portal.",
                        issued_at=now.isoformat().replace("+00:00", "Z"),

@@ -9,7 +9,7 @@ from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
 from ledger import accounts, gasless
-from ledger.gasless import ForwardRequest, ForwarderDomain
+from ledger.gasless import ForwarderDomain, ForwardRequest
 
 KEY = b"\x42" * 32
 USER = Account.from_key(KEY)

@@ -2,8 +2,9 @@
 API tokens created (shown once), listed, revoked, stored hashed."""
 import re
 
-from ledger import accounts
 from conftest import csrf_of
+
+from ledger import accounts
 
 
 def create_token(portal, name="accounting"):

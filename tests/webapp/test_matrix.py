@@ -2,9 +2,9 @@
 403/404 (or a log-in), never data. Work 1 "Blue Hour" is alice's (label is a 30% payee); work 2
 is bob's alone."""
 import pytest
+from conftest import Portal, csrf_of
 
 from ledger import accounts, gasless
-from conftest import Portal, csrf_of
 
 ALLOWED = 200
 # who -> expected status; "anon" is not logged in (pages redirect to log-in, the API says 401)

@@ -99,7 +99,8 @@ def _work_json(info) -> dict:
             "plays": info.plays, "licensedPlays": info.licensed_plays, "accrued": str(info.accrued),
             "distributed": str(info.distributed),
             "split": [{"payee": p, "bps": b} for p, b in (history[-1].shares if history else [])],
-            "terms": {k: {**v, "fee": str(v["fee"])} for k, v in analytics.current_terms(engine(), info.work_id).items()}}
+            "terms": {k: {**v, "fee": str(v["fee"])}
+                      for k, v in analytics.current_terms(engine(), info.work_id).items()}}
 
 
 # ----------------------------------------------------------------------------- documents, health
@@ -212,7 +213,7 @@ def submit_batch():
 
     try:
         ctx = _ingest_context()
-    except Exception as exc:  # chain, deployment or database not reachable: the device retries
+    except Exception as exc:  # noqa: BLE001 - chain, deployment or database not reachable: the device retries
         current_app.logger.warning("ingest unavailable: %s", exc)
         return _error(503, "unavailable", "the ledger is not reachable; retry later")
     status, body = handle_json(request.get_data(), ctx)
