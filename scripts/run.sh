@@ -61,6 +61,7 @@ ledger relay > var/relayer.log 2>&1 & pids+=($!)
 ledger ingest-mqtt > var/mqtt.log 2>&1 & pids+=($!)
 echo "indexer, relayer and MQTT ingest running (logs in var/)"
 echo "portal on http://127.0.0.1:$PORT/ and the API on /api/v1; Ctrl-C stops everything"
-gunicorn --workers "${WORKERS:-3}" --bind "127.0.0.1:$PORT" --preload --access-logfile var/portal-access.log \
+gunicorn --workers "${WORKERS:-3}" --bind "127.0.0.1:$PORT" --preload --no-control-socket \
+  --access-logfile var/portal-access.log \
   --error-logfile - 'webapp:create_app()' & pids+=($!)
 wait "$!"

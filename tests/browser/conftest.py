@@ -86,7 +86,8 @@ def portal(chain, tmp_path_factory):
     gunicorn = Path(sys.executable).with_name("gunicorn")
     log = open(tmp_path_factory.mktemp("logs") / "gunicorn.log", "w")
     proc = subprocess.Popen([str(gunicorn), "--workers", "2", "--bind", f"127.0.0.1:{port}", "--preload",
-                             "webapp:create_app()"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--no-control-socket", "webapp:create_app()"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
