@@ -5,7 +5,7 @@ import re
 
 import pytest
 import yaml
-from conftest import make_app
+from portal_support import make_app
 
 from ledger import accounts
 from ledger.statements import Period, statement

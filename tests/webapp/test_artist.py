@@ -4,8 +4,8 @@ import json
 import re
 
 import pytest
-from conftest import csrf_of
 from eth_utils import to_checksum_address
+from portal_support import csrf_of
 
 from ledger import gasless
 from ledger.statements import Period, statement
@@ -52,7 +52,7 @@ def test_registration_is_queued_as_a_pending_gasless_action(as_user, engine, use
 
 
 def test_production_without_a_gasless_key_queues_and_says_why(engine, users):
-    from conftest import Portal, make_app
+    from portal_support import Portal, make_app
 
     portal = Portal(make_app(engine, env="production"))
     portal.login("alice")

@@ -5,9 +5,9 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import PASSWORD, SECRET, Portal, csrf_of, make_app
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from portal_support import PASSWORD, SECRET, Portal, csrf_of, make_app
 
 from ledger import accounts
 

@@ -2,7 +2,7 @@
 API tokens created (shown once), listed, revoked, stored hashed."""
 import re
 
-from conftest import csrf_of
+from portal_support import csrf_of
 
 from ledger import accounts
 

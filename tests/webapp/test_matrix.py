@@ -2,7 +2,7 @@
 403/404 (or a log-in), never data. Work 1 "Blue Hour" is alice's (label is a 30% payee); work 2
 is bob's alone."""
 import pytest
-from conftest import Portal, csrf_of
+from portal_support import Portal, csrf_of
 
 from ledger import accounts, gasless
 
