@@ -130,3 +130,66 @@ def test_wallet_user_signs_the_typed_data_like_a_wallet(world, engine):
     done = relayer.submit_signed(gasless.get_action(engine, waiting.id), user, bytes(signature), SECRET)
     assert done.status == "confirmed"
     assert target.functions.ownerOf(done.work_id).call() == wallet.address
+
+
+# ----------------------------------------------------------------------------- through the portal
+
+@pytest.fixture
+def portal_on_chain(world, engine, users):
+    """The portal app whose relayer sends through the real forwarder to the test target."""
+    from portal_support import make_app
+
+    app = make_app(engine)
+    app.config["GASLESS_RELAYER"], _ = _relayer(world, engine)
+    return app
+
+
+def _events(world, name, tx_hash):
+    w3, _, target = world
+    receipt = w3.eth.get_transaction_receipt(tx_hash)
+    return [e.args for e in getattr(target.events, name)().process_receipt(receipt)]
+
+
+def test_portal_registration_split_and_terms_go_through_the_forwarder(world, engine, users, portal_on_chain):
+    from portal_support import Portal
+
+    w3, _, target = world
+    alice = Portal(portal_on_chain)
+    alice.login("alice")
+    response = alice.post_form("/artist/works/new", {
+        "title": "Relayed", "isrc": "", "iswc": "T0345246801",
+        "payees-0-payee": "alice", "payees-0-bps": "7000", "payees-1-payee": "label", "payees-1-bps": "3000",
+        "metered": "y", "metered_rate": "0.002", "metered_fee": "1", "metered_days": "30",
+        "flat": "y", "flat_fee": "100", "flat_days": "7"})
+    assert response.status_code == 302
+    assert b"Confirmed on chain" in alice.get("/artist/").data
+    actions = sorted(gasless.actions_of(engine, users["alice"].id), key=lambda a: a.id)
+    assert [(a.kind, a.status) for a in actions] == [("register_work", "confirmed"), ("set_split", "confirmed"),
+                                                    ("set_terms", "confirmed"), ("set_terms", "confirmed")]
+    work_id = actions[0].work_id
+    assert target.functions.ownerOf(work_id).call() == users["alice"].address
+    [split] = _events(world, "SplitSet", actions[1].tx_hash)
+    assert split["workId"] == work_id and list(split["payees"]) == [users["alice"].address,
+                                                                    users["label"].address]
+    assert list(split["bps"]) == [7000, 3000]
+    [metered] = _events(world, "TermsSet", actions[2].tx_hash)
+    assert (metered["kind"], metered["fee"], metered["ratePerPlay"], metered["duration"]) == (1, 10**6, 2000,
+                                                                                             30 * 86400)
+    [flat] = _events(world, "TermsSet", actions[3].tx_hash)
+    assert (flat["kind"], flat["fee"], flat["duration"]) == (0, 100 * 10**6, 7 * 86400)
+    assert w3.eth.get_balance(users["alice"].address) == 0
+    assert gasless.gas_spent(engine, users["alice"].id) == sum(a.gas_used for a in actions)
+
+
+def test_portal_withdraw_goes_through_the_forwarder_as_the_payee(world, engine, users, portal_on_chain, seeded):
+    from portal_support import Portal
+
+    _, _, target = world
+    alice = Portal(portal_on_chain)
+    alice.login("alice")
+    to = "0x" + "cd" * 20
+    assert alice.post_form("/artist/balance", {"to": to}).status_code == 302
+    [action] = gasless.actions_of(engine, users["alice"].id)
+    assert action.status == "confirmed"
+    [withdrawn] = _events(world, "Withdrawn", action.tx_hash)
+    assert withdrawn["payee"] == users["alice"].address and withdrawn["to"].lower() == to
