@@ -6,6 +6,7 @@ Until the contracts branch deploys the ledger behind a forwarder, this is where 
 meets a real forwarder; the browser test's `needs_forwarder` half covers the real ledger after it."""
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 
@@ -19,6 +20,12 @@ from ledger.chain import ERC20_ABI, ContractInfo, Deployment
 from tests.support import ROOT, running_anvil
 
 OZ = ROOT / "node_modules" / "@openzeppelin" / "contracts"
+_ISRCS = itertools.count(1)
+
+
+def fresh_isrc() -> str:
+    """An ISRC not used yet on the module's chain (shared by the SQLite and PostgreSQL runs)."""
+    return f"USSKG26{next(_ISRCS):05d}"
 FORWARDER_NAME = "RoyaltyLedgerForwarder"
 SECRET = "f" * 40
 
@@ -86,7 +93,7 @@ def test_custodial_action_is_signed_by_the_user_and_paid_by_the_relayer(world, e
     relayer, payer = _relayer(world, engine)
     user = accounts.create_user(engine, "gasless-artist", "long enough password", ["artist"], SECRET)
     paid_before = w3.eth.get_balance(payer.address)
-    done = relayer.run(_register(engine, user, "Night Drive", "USSKG2600042"), user, SECRET)
+    done = relayer.run(_register(engine, user, "Night Drive", fresh_isrc()), user, SECRET)
     assert done.status == "confirmed" and done.work_id == target.functions.totalWorks().call()
     assert target.functions.ownerOf(done.work_id).call() == user.address  # _msgSender() is the user
     assert w3.eth.get_balance(user.address) == 0  # the user needs no ETH
@@ -97,8 +104,9 @@ def test_custodial_action_is_signed_by_the_user_and_paid_by_the_relayer(world, e
 def test_a_revert_is_recorded_with_the_contracts_error(world, engine):
     relayer, _ = _relayer(world, engine)
     user = accounts.create_user(engine, "gasless-dup", "long enough password", ["artist"], SECRET)
-    relayer.run(_register(engine, user, "First", "GBABC2600001"), user, SECRET)
-    second = _register(engine, user, "Copy", "GBABC2600001")
+    isrc = fresh_isrc()
+    relayer.run(_register(engine, user, "First", isrc), user, SECRET)
+    second = _register(engine, user, "Copy", isrc)
     with pytest.raises(gasless.GaslessError, match="IsrcAlreadyRegistered"):
         relayer.run(second, user, SECRET)
     assert gasless.get_action(engine, second.id).status == "failed"
