@@ -215,3 +215,47 @@ def test_plays_to_withdrawal_on_chain(portal, new_page):
     total = list(csv.reader(io.StringIO(download.value.path().read_text())))[-1]
     assert int(total[-1]) == before == client.token_balance(ada.address)
     artist.shot("11-on-chain-work-page")
+
+
+def install_wallet(p, account):
+    """A browser wallet (EIP-1193 window.ethereum) whose signatures are made in Python with
+    eth-account, as MetaMask would make them."""
+    from eth_account.messages import encode_defunct, encode_typed_data
+
+    def sign(method: str, params_json: str) -> str:
+        params = json.loads(params_json)
+        if method == "personal_sign":
+            message = encode_defunct(text=params[0])
+        elif method == "eth_signTypedData_v4":
+            message = encode_typed_data(full_message=json.loads(params[1]))
+        else:
+            raise ValueError(f"unsupported wallet method {method}")
+        return "0x" + account.sign_message(message).signature.hex().removeprefix("0x")
+
+    p.page.expose_function("pyWalletSign", sign)
+    p.context.add_init_script(f"""
+        window.ethereum = {{
+          request: async ({{method, params}}) => {{
+            if (method === "eth_requestAccounts") return ["{account.address.lower()}"];
+            if (method === "eth_chainId") return "0x7a69";
+            return await window.pyWalletSign(method, JSON.stringify(params || []));
+          }},
+        }};""")
+
+
+def test_wallet_signs_in_with_ethereum(portal, new_page):
+    from eth_account import Account
+
+    wallet = Account.create()
+    p = new_page()
+    install_wallet(p, wallet)
+    p.page.goto("/login")
+    p.shot("12-login-siwe")
+    p.page.click("#siwe-button")
+    p.page.wait_for_url("**/artist/")
+    assert "Signed in with Ethereum" in p.page.content()
+    user = accounts.find_user(portal.engine, wallet.address.lower())
+    assert user is not None and user.wallet and user.address == wallet.address
+    p.page.goto("/account")
+    assert wallet.address in p.page.content() and "your own wallet signs your actions" in p.page.content()
+    assert [m for m in p.problems if "status of 4" not in m] == [], p.problems
