@@ -439,12 +439,24 @@ class GaslessRelayer:
         self._follow_ups(action.id, user, server_secret)
         return self._get(action.id)
 
+    def prepare_signature(self, action: PortalAction, user: User) -> ForwardRequest:
+        """A wallet user's request, built afresh (nonce, gas, deadline) when the wallet is about to
+        sign it: requests built earlier may carry a nonce another action has used since."""
+        if action.status != "awaiting_signature" or action.user_id != user.id:
+            raise GaslessError("this action is not waiting for a signature")
+        request = self.build(user.address, action.kind, self.arguments(action))
+        _update(self.engine, action.id, request=json.dumps(request.to_json()))
+        return request
+
     def submit_signed(self, action: PortalAction, user: User, signature: bytes,
                       server_secret: str | bytes) -> PortalAction:
         """Sends a wallet user's action with the signature the wallet made over its request."""
         if action.status != "awaiting_signature" or action.request is None or action.user_id != user.id:
             raise GaslessError("this action is not waiting for a signature")
-        self.send(action.id, user.id, ForwardRequest.from_json(json.loads(action.request)), signature)
+        request = ForwardRequest.from_json(json.loads(action.request))
+        if request.nonce != self.forwarder.functions.nonces(user.address).call():
+            raise GaslessError("this request was overtaken by another action: sign it again")
+        self.send(action.id, user.id, request, signature)
         self._follow_ups(action.id, user, server_secret)
         return self._get(action.id)
 

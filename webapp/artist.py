@@ -1,8 +1,6 @@
 """Artist pages: works (register, list, page), distribute, balance and withdraw, statements."""
 from __future__ import annotations
 
-import json
-
 from eth_utils import is_address, to_checksum_address
 from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
 
@@ -223,13 +221,16 @@ def _own_action(action_id: int):
 def typed_data(action_id: int):
     """The EIP-712 ForwardRequest a wallet signs (eth_signTypedData_v4)."""
     action = _own_action(action_id)
-    if action.status != "awaiting_signature" or action.request is None:
+    if action.status != "awaiting_signature":
         abort(409, description="this action is not waiting for a signature")
     try:
-        domain = relayer().domain()
+        built = relayer()
+        request = built.prepare_signature(action, g.user)
+        return jsonify(request.typed_data(built.domain()))
     except RelayerUnavailable as exc:
         abort(503, description=str(exc))
-    return jsonify(gasless.ForwardRequest.from_json(json.loads(action.request)).typed_data(domain))
+    except LedgerError as exc:
+        abort(409, description=str(exc))
 
 
 @bp.post("/actions/<int:action_id>/signature")

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from portal_support import deploy_gasless_world
 from web3 import Web3
 
 from ledger import accounts, gasless
-from ledger.chain import ERC20_ABI, ContractInfo, Deployment
 from tests.support import ROOT, running_anvil
 
 OZ = ROOT / "node_modules" / "@openzeppelin" / "contracts"
@@ -30,41 +29,14 @@ FORWARDER_NAME = "RoyaltyLedgerForwarder"
 SECRET = "f" * 40
 
 
-def _compile_target() -> tuple[list, str]:
-    source = (ROOT / "tests" / "webapp" / "contracts" / "GaslessTarget.sol").read_text()
-    request = {"language": "Solidity", "sources": {"GaslessTarget.sol": {"content": source}},
-               "settings": {"remappings": ["@openzeppelin/=node_modules/@openzeppelin/"], "evmVersion": "cancun",
-                            "optimizer": {"enabled": True, "runs": 200},
-                            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}}}
-    out = subprocess.run(["node", str(ROOT / "tools" / "solc" / "solc.js"), "--standard-json"], cwd=ROOT,
-                         input=json.dumps(request), capture_output=True, text=True, timeout=300, check=True)
-    doc = json.loads(out.stdout)
-    errors = [e for e in doc.get("errors", []) if e["severity"] == "error"]
-    assert not errors, errors
-    c = doc["contracts"]["GaslessTarget.sol"]["GaslessTarget"]
-    return c["abi"], "0x" + c["evm"]["bytecode"]["object"]
-
-
-def _deploy(w3, abi, bytecode, *args) -> str:
-    tx = w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args).transact({"from": w3.eth.accounts[0]})
-    return w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
-
-
 @pytest.fixture(scope="module")
 def world():
     if not (OZ / "build" / "contracts" / "ERC2771Forwarder.json").exists():
         pytest.skip("node_modules has no OpenZeppelin build: run `make install`")
-    target_abi, target_code = _compile_target()
-    forwarder = json.loads((OZ / "build" / "contracts" / "ERC2771Forwarder.json").read_text())
     with running_anvil("--chain-id", "31337") as url:
         w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
-        forwarder_address = _deploy(w3, forwarder["abi"], forwarder["bytecode"], FORWARDER_NAME)
-        target = _deploy(w3, target_abi, target_code, forwarder_address)
-        deployment = Deployment(31337, 0, w3.eth.accounts[0], {
-            "Token": ContractInfo(target, ERC20_ABI), "WorkRegistry": ContractInfo(target, target_abi),
-            "RoyaltyLedger": ContractInfo(target, target_abi),
-            "Forwarder": ContractInfo(forwarder_address, forwarder["abi"])})
-        yield w3, deployment, w3.eth.contract(address=target, abi=target_abi)
+        deployment, target = deploy_gasless_world(w3, FORWARDER_NAME)
+        yield w3, deployment, target
 
 
 def _relayer(world, engine, budget=2_000_000):
@@ -201,3 +173,23 @@ def test_portal_withdraw_goes_through_the_forwarder_as_the_payee(world, engine, 
     assert action.status == "confirmed"
     [withdrawn] = _events(world, "Withdrawn", action.tx_hash)
     assert withdrawn["payee"] == users["alice"].address and withdrawn["to"].lower() == to
+
+
+def test_a_wallet_request_overtaken_by_another_action_is_built_again(world, engine):
+    relayer, _ = _relayer(world, engine)
+    wallet = Account.create()
+    user = accounts.user_for_wallet(engine, wallet.address)
+    first = relayer.run(_register(engine, user, "One"), user, SECRET)
+    second = relayer.run(_register(engine, user, "Two"), user, SECRET)
+
+    def sign(action):
+        request = gasless.ForwardRequest.from_json(json.loads(action.request))
+        typed = request.typed_data(relayer.domain())
+        return bytes(wallet.sign_message(encode_typed_data(full_message=typed)).signature)
+
+    relayer.submit_signed(first, user, sign(first), SECRET)
+    with pytest.raises(gasless.GaslessError, match="overtaken by another action: sign it again"):
+        relayer.submit_signed(second, user, sign(second), SECRET)
+    relayer.prepare_signature(second, user)
+    fresh = gasless.get_action(engine, second.id)
+    assert relayer.submit_signed(fresh, user, sign(fresh), SECRET).status == "confirmed"
