@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from .accounts import User
     from .chain import Deployment, TxResult
 
-FORWARDER_KEYS = ("Forwarder", "ERC2771Forwarder")
+FORWARDER_KEYS = ("TrustedForwarder", "Forwarder", "ERC2771Forwarder")
 FORWARD_REQUEST_TYPE = [
     {"name": "from", "type": "address"},
     {"name": "to", "type": "address"},

@@ -9,7 +9,7 @@
                                ``execute``). Keep it apart from LEDGER_RELAYER_KEY (play batches):
                                two senders on one key fight over nonces. Required in production;
                                on a devnet the node's second unlocked account
-``LEDGER_FORWARDER_ADDRESS``   ERC2771Forwarder (default: ``Forwarder`` of the deployment)
+``LEDGER_FORWARDER_ADDRESS``   ERC2771Forwarder (default: ``TrustedForwarder`` of the deployment)
 ``LEDGER_GAS_BUDGET``          gas per user per UTC day the relayer pays (default 3,000,000)
 ``LEDGER_K_ANONYMITY``         devices a territory-period cell needs to be shown (default 3)
 ``LEDGER_RATE_LOGIN``          log-in attempts per client address (default ``10 per minute``)

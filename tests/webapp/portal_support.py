@@ -90,5 +90,5 @@ def deploy_gasless_world(w3: Any, forwarder_name: str) -> tuple[Any, Any]:
     deployment = Deployment(w3.eth.chain_id, 0, w3.eth.accounts[0], {
         "Token": ContractInfo(target, ERC20_ABI), "WorkRegistry": ContractInfo(target, target_abi),
         "RoyaltyLedger": ContractInfo(target, target_abi),
-        "Forwarder": ContractInfo(forwarder_address, forwarder["abi"])})
+        "TrustedForwarder": ContractInfo(forwarder_address, forwarder["abi"])})
     return deployment, w3.eth.contract(address=target, abi=target_abi)
