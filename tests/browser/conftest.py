@@ -35,7 +35,8 @@ def pytest_configure(config):
 
 
 def _compiled() -> None:
-    if all((BUILD_DIR / f"{n}.json").exists() for n in ("TestStablecoin", "WorkRegistry", "RoyaltyLedger")):
+    if all((BUILD_DIR / f"{n}.json").exists()
+           for n in ("TestStablecoin", "TrustedForwarder", "WorkRegistry", "RoyaltyLedger")):
         return
     env = dict(os.environ, SOLCX_BINARY_PATH=str(ROOT / ".solc"),
                PATH=f"{ROOT / '.venv' / 'bin'}:{ROOT / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}")

@@ -159,7 +159,7 @@ def test_plays_to_withdrawal_on_chain(portal, new_page):
     client.deposit(100 * 10**6)
     client.buy_license(work_id, LicenseKind.METERED)
     device = Account.create()
-    client.register_device(device.address, "GB")
+    client.register_device(device.address, "GB", client.device_proof(device))
     now = w3.eth.get_block("latest")["timestamp"]
     entries = playbatch.encode_entries({work_id: 250})
     batch = playbatch.sign_batch(device, w3.eth.chain_id, chain.deployment.ledger.address, 1, now - 120, now - 1,
@@ -167,8 +167,7 @@ def test_plays_to_withdrawal_on_chain(portal, new_page):
     body = {"device": batch.device, "nonce": 1, "fromTime": batch.from_time, "toTime": batch.to_time,
             "entries": "0x" + entries.hex(), "signature": "0x" + batch.signature.hex()}
     assert requests.post(portal.url + "/api/v1/batches", json=body, timeout=30).status_code == 202
-    Relayer(w3, chain.deployment.ledger.address, Account.from_key(portal.env["LEDGER_RELAYER_KEY"]),
-            portal.engine).run(once=True)
+    Relayer(w3, chain.deployment, Account.from_key(portal.env["LEDGER_RELAYER_KEY"]), portal.engine).run(once=True)
     index()
 
     page.goto(f"/artist/works/{work_id}")
@@ -186,7 +185,20 @@ def test_plays_to_withdrawal_on_chain(portal, new_page):
         page.click("#download-statement")
     total = list(csv.reader(io.StringIO(download.value.path().read_text())))[-1]
     assert int(total[-1]) == before == client.token_balance(ada.address)
+    page.goto(f"/artist/works/{work_id}")
     artist.shot("11-on-chain-work-page")
+
+    lpage = label.page  # the label reads the same figures over the API with a token
+    lpage.goto("/label/tokens")
+    lpage.fill("#name", "api")
+    lpage.click("#create-token")
+    headers = {"Authorization": f"Bearer {lpage.text_content('#new-token').strip()}"}
+    plays = requests.get(f"{portal.url}/api/v1/works/{work_id}/plays", headers=headers, timeout=10).json()
+    assert sum(p["plays"] for p in plays["byTime"]) == 250
+    lbl = accounts.find_user(portal.engine, "lbl2")
+    api_statement = requests.get(f"{portal.url}/api/v1/statements", headers=headers, timeout=10).json()
+    assert api_statement == json.loads(statement(portal.engine, lbl.address, Period()).to_json())
+    assert int(api_statement["totals"]["net"]) + before == 250 * 1_000
 
 
 def test_wallet_signs_in_with_ethereum(portal, new_page):
