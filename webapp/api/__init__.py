@@ -12,7 +12,7 @@ import json
 import threading
 from pathlib import Path
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # no PyYAML stubs in the environment
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 
 from ledger import accounts, analytics
