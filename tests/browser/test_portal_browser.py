@@ -93,6 +93,9 @@ def test_artist_and_label_in_the_browser(portal, new_page):
     lpage.click("#submit")
     lpage.wait_for_url("**/label/")
     assert "Blue Hour" in lpage.content() and lpage.text_content("#label-net") == "$0.0195"
+    lpage.wait_for_selector("body[data-charts-ready='1']", state="attached")
+    assert lpage.evaluate("Chart.getChart('time-chart').data.labels") == ["2026-10", "2026-11"]
+    assert lpage.evaluate("document.getElementById('territory-chart').getBoundingClientRect().height") > 50
     label.shot("09-label-dashboard")
     lpage.goto("/label/tokens")
     lpage.fill("#name", "royalty system")
