@@ -2,7 +2,8 @@
 # `make run`: the whole system on its embedded default, in the foreground (Ctrl-C stops it all).
 #   Anvil on 127.0.0.1:8545 with its state kept in var/anvil-state.json
 #   contracts deployed on first start (deployments/<chain id>.json), SQLite index in var/
-#   ledger index --follow, ledger relay, ledger ingest-mqtt, and the API on 127.0.0.1:5000
+#   ledger index --follow, ledger relay, ledger ingest-mqtt, and the portal + API on 127.0.0.1:5000
+#   served by gunicorn (WORKERS, default 3); the devnet's server secret is kept in var/secret_key
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PWD/node_modules/.bin:$PATH"
@@ -12,6 +13,8 @@ DEVNET_KEY=0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
 export LEDGER_RPC_URL="${LEDGER_RPC_URL:-http://127.0.0.1:8545}"
 export LEDGER_PRIVATE_KEY="${LEDGER_PRIVATE_KEY:-$DEVNET_KEY}"
 export LEDGER_RELAYER_KEY="${LEDGER_RELAYER_KEY:-$LEDGER_PRIVATE_KEY}"
+# Anvil's second default account pays the portal's gasless actions (its own nonces).
+export LEDGER_GASLESS_KEY="${LEDGER_GASLESS_KEY:-0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d}"
 export LEDGER_MQTT_URL="${LEDGER_MQTT_URL:-mqtt://127.0.0.1:1883}"
 export LEDGER_LOG_LEVEL="${LEDGER_LOG_LEVEL:-INFO}"
 PORT="${PORT:-5000}"
@@ -83,6 +86,8 @@ supervise indexer ledger index --follow & pids+=($!)
 supervise relayer ledger relay & pids+=($!)
 supervise mqtt ledger ingest-mqtt & pids+=($!)
 echo "indexer, relayer and MQTT ingest running under supervision (logs in var/)"
-echo "API on http://127.0.0.1:$PORT/api/v1 (POST /batches); Ctrl-C stops everything"
-python -m webapp --host 127.0.0.1 --port "$PORT" & pids+=($!)
+echo "portal on http://127.0.0.1:$PORT/ and the API on /api/v1; Ctrl-C stops everything"
+gunicorn --workers "${WORKERS:-3}" --bind "127.0.0.1:$PORT" --preload --no-control-socket \
+  --access-logfile var/portal-access.log \
+  --error-logfile - 'webapp:create_app()' & pids+=($!)
 wait "$!"

@@ -1,0 +1,468 @@
+"""Gasless user actions through OpenZeppelin 5's ERC2771Forwarder.
+
+A portal user's on-chain action (register a work, set a split or terms, distribute, withdraw)
+is a call of the ledger contracts made *as the user*: the user's key (custodial, or the user's
+own wallet) signs an EIP-712 ``ForwardRequest``; the server's relayer key sends
+``forwarder.execute(request)`` and pays the gas; the target contracts read the user as
+``_msgSender()`` (ERC2771Context). Nobody but the relayer needs ETH.
+
+    ForwardRequest(address from,address to,uint256 value,uint256 gas,uint256 nonce,uint48 deadline,bytes data)
+
+The EIP-712 domain is the forwarder's own: name as given to its constructor, version "1", the
+chain id and the forwarder's address. :meth:`GaslessRelayer.domain` reads it from the
+forwarder (EIP-5267 ``eip712Domain()``), so the name is never guessed.
+
+A per-user daily gas budget (gas of the relayer's transactions, counted per UTC day) stops one
+account from draining the relayer: an action that would go over it is refused before anything
+is signed or sent.
+
+Actions are rows of ``portal_actions`` (queued -> submitted -> confirmed | failed; a wallet
+user's action waits in ``awaiting_signature`` for the wallet's signature), so the portal can
+show them as pending until confirmed.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eth_account import Account
+from eth_account.messages import SignableMessage, encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from sqlalchemy import BigInteger, Engine, ForeignKey, Index, Integer, String, Text, func, select
+from sqlalchemy.orm import Mapped, mapped_column
+from web3 import Web3
+
+from .db import session_scope
+from .errors import LedgerError, NotDeployedError
+from .models import Base
+
+if TYPE_CHECKING:
+    from .accounts import User
+    from .chain import Deployment, TxResult
+
+FORWARDER_KEYS = ("TrustedForwarder", "Forwarder", "ERC2771Forwarder")
+FORWARD_REQUEST_TYPE = [
+    {"name": "from", "type": "address"},
+    {"name": "to", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "gas", "type": "uint256"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint48"},
+    {"name": "data", "type": "bytes"},
+]
+EIP712_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+FORWARD_REQUEST_TYPEHASH = keccak(
+    text="ForwardRequest(address from,address to,uint256 value,uint256 gas,uint256 nonce,uint48 deadline,bytes data)")
+#: execute(ForwardRequestData) of OZ 5's ERC2771Forwarder, enough to call it and read nonces/domain.
+FORWARDER_ABI: list[dict[str, Any]] = [
+    {"type": "function", "name": "execute", "stateMutability": "payable", "outputs": [],
+     "inputs": [{"name": "request", "type": "tuple", "components": [
+         {"name": "from", "type": "address"}, {"name": "to", "type": "address"},
+         {"name": "value", "type": "uint256"}, {"name": "gas", "type": "uint256"},
+         {"name": "deadline", "type": "uint48"}, {"name": "data", "type": "bytes"},
+         {"name": "signature", "type": "bytes"}]}]},
+    {"type": "function", "name": "nonces", "stateMutability": "view",
+     "inputs": [{"name": "owner", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]},
+    {"type": "function", "name": "eip712Domain", "stateMutability": "view", "inputs": [], "outputs": [
+        {"name": "fields", "type": "bytes1"}, {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"}, {"name": "chainId", "type": "uint256"},
+        {"name": "verifyingContract", "type": "address"}, {"name": "salt", "type": "bytes32"},
+        {"name": "extensions", "type": "uint256[]"}]},
+]
+#: Gas the relayer adds on top of the request's own gas (forwarder checks, calldata, 63/64 rule).
+EXECUTE_OVERHEAD = 60_000
+UINT48_MAX = 2**48 - 1
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class GaslessError(LedgerError):
+    """A gasless action that cannot be built, signed or sent."""
+
+
+class GasBudgetExceeded(GaslessError):
+    """The user's daily gas budget would be exceeded."""
+
+
+class ForwarderMissing(GaslessError, NotDeployedError):
+    """The deployment has no ERC2771Forwarder yet."""
+
+
+# ----------------------------------------------------------------------------- EIP-712
+
+@dataclass(frozen=True)
+class ForwarderDomain:
+    name: str
+    version: str
+    chain_id: int
+    verifying_contract: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "chainId": self.chain_id,
+                "verifyingContract": to_checksum_address(self.verifying_contract)}
+
+    def separator(self) -> bytes:
+        """The EIP-712 domain separator, computed by hand (the tests compare it with eth-account)."""
+        from eth_abi import encode
+
+        typehash = keccak(text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+        return keccak(encode(["bytes32", "bytes32", "bytes32", "uint256", "address"],
+                             [typehash, keccak(text=self.name), keccak(text=self.version), self.chain_id,
+                              to_checksum_address(self.verifying_contract)]))
+
+
+@dataclass(frozen=True)
+class ForwardRequest:
+    from_: str
+    to: str
+    value: int
+    gas: int
+    nonce: int
+    deadline: int
+    data: bytes
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.deadline <= UINT48_MAX:
+            raise GaslessError(f"deadline {self.deadline} does not fit uint48")
+        if self.value != 0:
+            raise GaslessError("portal actions send no ETH (value must be 0)")
+
+    def message(self) -> dict[str, Any]:
+        return {"from": to_checksum_address(self.from_), "to": to_checksum_address(self.to), "value": self.value,
+                "gas": self.gas, "nonce": self.nonce, "deadline": self.deadline, "data": self.data}
+
+    def typed_data(self, domain: ForwarderDomain) -> dict[str, Any]:
+        """The full EIP-712 document (what a wallet's eth_signTypedData_v4 takes; data as 0x-hex)."""
+        return {"types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "ForwardRequest": FORWARD_REQUEST_TYPE},
+                "primaryType": "ForwardRequest", "domain": domain.as_dict(),
+                "message": {**self.message(), "data": "0x" + self.data.hex()}}
+
+    def struct_hash(self) -> bytes:
+        from eth_abi import encode
+
+        return keccak(encode(["bytes32", "address", "address", "uint256", "uint256", "uint256", "uint48", "bytes32"],
+                             [FORWARD_REQUEST_TYPEHASH, to_checksum_address(self.from_), to_checksum_address(self.to),
+                              self.value, self.gas, self.nonce, self.deadline, keccak(self.data)]))
+
+    def digest(self, domain: ForwarderDomain) -> bytes:
+        return keccak(b"\x19\x01" + domain.separator() + self.struct_hash())
+
+    def execute_args(self, signature: bytes) -> tuple[str, str, int, int, int, bytes, bytes]:
+        """The ForwardRequestData tuple of ``execute`` (no nonce: the forwarder uses its own)."""
+        return (to_checksum_address(self.from_), to_checksum_address(self.to), self.value, self.gas, self.deadline,
+                self.data, signature)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "data": "0x" + self.data.hex()}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ForwardRequest:
+        return cls(doc["from_"], doc["to"], int(doc["value"]), int(doc["gas"]), int(doc["nonce"]),
+                   int(doc["deadline"]), bytes.fromhex(doc["data"].removeprefix("0x")))
+
+
+def _signable(request: ForwardRequest, domain: ForwarderDomain) -> SignableMessage:
+    return encode_typed_data(full_message={
+        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "ForwardRequest": FORWARD_REQUEST_TYPE},
+        "primaryType": "ForwardRequest", "domain": domain.as_dict(), "message": request.message()})
+
+
+def sign_request(account: LocalAccount, request: ForwardRequest, domain: ForwarderDomain) -> bytes:
+    """The 65-byte signature (r, s, v) of the request by `account` (a LocalAccount)."""
+    if to_checksum_address(account.address) != to_checksum_address(request.from_):
+        raise GaslessError("a request must be signed by its own `from` account")
+    return bytes(account.sign_message(_signable(request, domain)).signature)
+
+
+def recover_signer(request: ForwardRequest, domain: ForwarderDomain, signature: bytes) -> str:
+    try:
+        signer: str = Account.recover_message(_signable(request, domain), signature=signature)
+        return signer
+    except Exception:  # noqa: BLE001 - malformed signature bytes
+        raise GaslessError("the signature is not a valid secp256k1 signature") from None
+
+
+# ----------------------------------------------------------------------------- target calls
+
+def load_abi(build_dir: Path | str, name: str) -> list[dict[str, Any]]:
+    """A contract's ABI from the build artifacts (build/contracts/<name>.json)."""
+    path = Path(build_dir) / f"{name}.json"
+    try:
+        abi: list[dict[str, Any]] = json.loads(path.read_text())["abi"]
+        return abi
+    except FileNotFoundError:
+        raise NotDeployedError(f"no compiled contract {path}: run `brownie compile` first") from None
+
+
+def encode_call(abi: list[dict[str, Any]], function: str, args: Sequence[Any]) -> bytes:
+    """Calldata of `function(args)` by the ABI (argument types checked by web3)."""
+    contract = Web3().eth.contract(abi=abi)
+    try:
+        data = contract.encode_abi(function, args=list(args))
+    except Exception as exc:  # noqa: BLE001 - web3 raises several types for bad arguments
+        raise GaslessError(f"cannot encode {function}: {exc}") from None
+    return bytes.fromhex(data.removeprefix("0x"))
+
+
+#: Portal action kind -> (contract name in the deployment, function).
+ACTIONS: dict[str, tuple[str, str]] = {
+    "register_work": ("WorkRegistry", "registerWork"),
+    "set_split": ("RoyaltyLedger", "setSplit"),
+    "set_terms": ("RoyaltyLedger", "setTerms"),
+    "distribute": ("RoyaltyLedger", "distribute"),
+    "withdraw": ("RoyaltyLedger", "withdraw"),
+}
+
+
+# ----------------------------------------------------------------------------- actions and budget
+
+class PortalAction(Base):
+    """One on-chain action of a portal user, from queued to confirmed (off-chain only)."""
+
+    __tablename__ = "portal_actions"
+    __table_args__ = (Index(None, "user_id", "day"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("portal_users.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[str] = mapped_column(Text)  # JSON arguments (and follow-ups)
+    status: Mapped[str] = mapped_column(String(24))  # queued awaiting_signature submitted confirmed failed
+    work_id: Mapped[int | None] = mapped_column(BigInteger)
+    request: Mapped[str | None] = mapped_column(Text)  # the ForwardRequest JSON once built
+    day: Mapped[int] = mapped_column(Integer)  # UTC day YYYYMMDD the gas counts against
+    gas_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.params)
+        return parsed
+
+
+def utc_day(ts: float | None = None) -> int:
+    d = datetime.fromtimestamp(time.time() if ts is None else ts, tz=UTC)
+    return d.year * 10000 + d.month * 100 + d.day
+
+
+def gas_spent(engine: Engine, user_id: int, day: int | None = None) -> int:
+    """Gas the relayer spent (or holds reserved) for the user on a UTC day."""
+    a = PortalAction.__table__
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.sum(func.coalesce(a.c.gas_used, a.c.gas_reserved)), 0))
+                                .where(a.c.user_id == user_id, a.c.day == (day or utc_day()),
+                                       a.c.status.in_(("submitted", "confirmed", "failed")))).scalar_one())
+
+
+def check_budget(engine: Engine, user_id: int, gas: int, daily_budget: int) -> None:
+    spent = gas_spent(engine, user_id)
+    if spent + gas > daily_budget:
+        raise GasBudgetExceeded(f"this action needs up to {gas:,} gas and {spent:,} of today's {daily_budget:,} "
+                                "are used: try again tomorrow (UTC)")
+
+
+def queue_action(engine: Engine, user_id: int, kind: str, params: Mapping[str, Any],
+                 work_id: int | None = None) -> PortalAction:
+    if kind not in ACTIONS:
+        raise GaslessError(f"unknown action {kind!r}")
+    now = int(time.time())
+    action = PortalAction(user_id=user_id, kind=kind, params=json.dumps(dict(params)), status="queued",
+                          work_id=work_id, day=utc_day(now), gas_reserved=0, created_at=now, updated_at=now)
+    with session_scope(engine) as session:
+        session.add(action)
+    return action
+
+
+def actions_of(engine: Engine, user_id: int, work_id: int | None = None,
+               statuses: Sequence[str] | None = None) -> list[PortalAction]:
+    with session_scope(engine) as session:
+        q = select(PortalAction).where(PortalAction.user_id == user_id)
+        if work_id is not None:
+            q = q.where(PortalAction.work_id == work_id)
+        if statuses:
+            q = q.where(PortalAction.status.in_(list(statuses)))
+        return list(session.scalars(q.order_by(PortalAction.id.desc())))
+
+
+def get_action(engine: Engine, action_id: int) -> PortalAction | None:
+    with session_scope(engine) as session:
+        return session.get(PortalAction, action_id)
+
+
+def _update(engine: Engine, action_id: int, **values: Any) -> None:
+    with session_scope(engine) as session:
+        action = session.get(PortalAction, action_id)
+        if action is None:
+            raise GaslessError(f"no portal action {action_id}")
+        for k, v in values.items():
+            setattr(action, k, v)
+        action.updated_at = int(time.time())
+
+
+# ----------------------------------------------------------------------------- relayer
+
+class GaslessRelayer:
+    """Builds, signs (custodial) and sends users' actions through the forwarder.
+
+    ``deployment`` is a :class:`ledger.chain.Deployment`; the forwarder is its ``Forwarder`` (or
+    ``ERC2771Forwarder``) contract unless ``forwarder_address`` is given. ``relayer`` is the
+    LocalAccount (or unlocked address) that pays: give it a key of its own (two senders on one
+    key fight over nonces). Sends of one process are serialised; several processes sharing the
+    key can still race for a nonce, in which case the action fails and can be sent again."""
+
+    _send_lock = threading.Lock()
+
+    def __init__(self, w3: Web3, deployment: Deployment, relayer: Any, engine: Engine, daily_budget: int,
+                 forwarder_address: str | None = None, request_ttl: int = 3600) -> None:
+        from .chain import LedgerClient
+
+        self.w3, self.deployment, self.engine = w3, deployment, engine
+        self.daily_budget, self.request_ttl = daily_budget, request_ttl
+        if forwarder_address is None:
+            found = [deployment.contracts[k] for k in FORWARDER_KEYS if k in deployment.contracts]
+            if not found:
+                raise ForwarderMissing("the deployment has no ERC2771Forwarder: on-chain portal actions wait "
+                                       "until the contracts are deployed with one")
+            forwarder_address = found[0].address
+        self.forwarder = w3.eth.contract(address=to_checksum_address(forwarder_address), abi=FORWARDER_ABI)
+        self.client = LedgerClient(w3, deployment, relayer)
+        self._domain: ForwarderDomain | None = None
+
+    def domain(self) -> ForwarderDomain:
+        if self._domain is None:
+            _, name, version, chain_id, verifying, _, _ = self.forwarder.functions.eip712Domain().call()
+            self._domain = ForwarderDomain(name, version, chain_id, verifying)
+        return self._domain
+
+    def _target(self, kind: str) -> tuple[str, list[dict[str, Any]], str]:
+        contract_name, function = ACTIONS[kind]
+        info = self.deployment.contracts[contract_name]
+        return info.address, info.abi, function
+
+    def build(self, user_address: str, kind: str, args: Sequence[Any]) -> ForwardRequest:
+        """The request for `kind(args)` as the user, with gas estimated as a direct call by the user."""
+        to, abi, function = self._target(kind)
+        data = encode_call(abi, function, args)
+        try:
+            estimate = self.w3.eth.estimate_gas({"from": user_address, "to": to, "data": data})
+        except Exception as exc:  # noqa: BLE001 - the revert is decoded for the user
+            from .chain import revert_data
+
+            raw = revert_data(exc)
+            raise GaslessError(str(self.client.reverts.decode(raw)) if raw else f"{kind} would fail: {exc}") from None
+        nonce = self.forwarder.functions.nonces(user_address).call()
+        deadline = self.w3.eth.get_block("latest")["timestamp"] + self.request_ttl
+        return ForwardRequest(user_address, to, 0, int(estimate * 1.25) + 10_000, nonce, deadline, data)
+
+    def send(self, action_id: int, user_id: int, request: ForwardRequest, signature: bytes) -> TxResult:
+        """Checks signer and budget, sends execute(), records the outcome. Returns the TxResult."""
+        if recover_signer(request, self.domain(), signature) != to_checksum_address(request.from_):
+            raise GaslessError("the signature is not the user's")
+        gas_limit = request.gas + EXECUTE_OVERHEAD + 16 * len(request.data)
+        check_budget(self.engine, user_id, gas_limit, self.daily_budget)
+        _update(self.engine, action_id, status="submitted", gas_reserved=gas_limit, day=utc_day(),
+                request=json.dumps(request.to_json()))
+        try:
+            with self._send_lock:
+                result = self.client.transact(self.forwarder.functions.execute(request.execute_args(signature)),
+                                              gas=gas_limit)
+        except LedgerError as exc:
+            _update(self.engine, action_id, status="failed", error=str(exc)[:500])
+            raise
+        values: dict[str, Any] = {"status": "confirmed", "tx_hash": result.tx_hash, "gas_used": result.gas_used}
+        registered = result.named("WorkRegistered")
+        if registered:
+            values["work_id"] = int(registered[0].args["workId"])
+        _update(self.engine, action_id, **values)
+        return result
+
+    # ------------------------------------------------------------------ running queued actions
+    def _get(self, action_id: int) -> PortalAction:
+        action = get_action(self.engine, action_id)
+        if action is None:
+            raise GaslessError(f"no portal action {action_id}")
+        return action
+
+    @staticmethod
+    def _work_id(action: PortalAction) -> int:
+        if action.work_id is None:
+            raise GaslessError(f"{action.kind} needs a work")
+        return action.work_id
+
+    def arguments(self, action: PortalAction) -> list[Any]:
+        """The target function's arguments for an action (current split looked up on chain)."""
+        from .metadata import isrc_to_bytes12
+
+        p = action.arguments
+        if action.kind == "register_work":
+            return [p["uri"], isrc_to_bytes12(p.get("isrc"))]
+        if action.kind == "set_split":
+            cur = self.client.current_split(self._work_id(action))
+            return [action.work_id, [to_checksum_address(a) for a in p["payees"]], list(p["bps"]), *cur]
+        if action.kind == "set_terms":
+            return [action.work_id, int(p["kind"]), int(p["fee"]), int(p["rate"]), int(p["duration"]), True]
+        if action.kind == "distribute":
+            return [action.work_id, *self.client.current_split(self._work_id(action))]
+        if action.kind == "withdraw":
+            return [to_checksum_address(p["to"])]
+        raise GaslessError(f"unknown action {action.kind!r}")
+
+    def run(self, action: PortalAction, user: User, server_secret: str | bytes) -> PortalAction:
+        """Runs a queued action of `user` (an accounts.User): custodial users' actions are signed
+        and sent now; a wallet user's waits for the wallet's signature (:meth:`submit_signed`)."""
+        from .accounts import custodial_account
+
+        try:
+            request = self.build(user.address, action.kind, self.arguments(action))
+        except LedgerError as exc:
+            _update(self.engine, action.id, status="failed", error=str(exc)[:500])
+            raise
+        if user.wallet:
+            _update(self.engine, action.id, status="awaiting_signature", request=json.dumps(request.to_json()))
+            return self._get(action.id)
+        signature = sign_request(custodial_account(user, server_secret), request, self.domain())
+        self.send(action.id, user.id, request, signature)
+        self._follow_ups(action.id, user, server_secret)
+        return self._get(action.id)
+
+    def prepare_signature(self, action: PortalAction, user: User) -> ForwardRequest:
+        """A wallet user's request, built afresh (nonce, gas, deadline) when the wallet is about to
+        sign it: requests built earlier may carry a nonce another action has used since."""
+        if action.status != "awaiting_signature" or action.user_id != user.id:
+            raise GaslessError("this action is not waiting for a signature")
+        request = self.build(user.address, action.kind, self.arguments(action))
+        _update(self.engine, action.id, request=json.dumps(request.to_json()))
+        return request
+
+    def submit_signed(self, action: PortalAction, user: User, signature: bytes,
+                      server_secret: str | bytes) -> PortalAction:
+        """Sends a wallet user's action with the signature the wallet made over its request."""
+        if action.status != "awaiting_signature" or action.request is None or action.user_id != user.id:
+            raise GaslessError("this action is not waiting for a signature")
+        request = ForwardRequest.from_json(json.loads(action.request))
+        if request.nonce != self.forwarder.functions.nonces(user.address).call():
+            raise GaslessError("this request was overtaken by another action: sign it again")
+        self.send(action.id, user.id, request, signature)
+        self._follow_ups(action.id, user, server_secret)
+        return self._get(action.id)
+
+    def _follow_ups(self, action_id: int, user: User, server_secret: str | bytes) -> None:
+        """A registration's split and terms, queued (and run) once the work id is known."""
+        done = self._get(action_id)
+        for step in done.arguments.get("then", []):
+            follow = queue_action(self.engine, user.id, step["kind"], step["params"], work_id=done.work_id)
+            self.run(follow, user, server_secret)

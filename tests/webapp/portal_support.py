@@ -1,0 +1,94 @@
+"""Helpers of the portal tests (a module with its own name, so test modules never import a
+`conftest` that another suite's conftest may shadow)."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ledger.config import Settings
+from webapp import create_app
+from webapp.settings import PortalSettings
+
+PASSWORD = "correct horse battery"
+SECRET = "test-secret-" + "x" * 40
+
+
+def make_app(engine, **portal):
+    settings = Settings.from_env().with_(rpc_url="http://127.0.0.1:9", database_url=str(engine.url))
+    defaults = dict(secret_key=SECRET, rate_login="1000 per minute", rate_signup="1000 per minute",
+                    rate_token="1000 per minute")
+    defaults.update(portal)
+    return create_app({"TESTING": True, "LEDGER_SETTINGS": settings, "LEDGER_ENGINE": engine,
+                       "PORTAL_SETTINGS": PortalSettings(**defaults)})
+
+
+def csrf_of(html: bytes | str) -> str:
+    text = html.decode() if isinstance(html, bytes) else html
+    m = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', text) or \
+        re.search(r'name="csrf-token" content="([^"]+)"', text)
+    assert m, "no CSRF token on the page"
+    return m.group(1)
+
+
+class Portal:
+    """Drives the portal like a browser: reads each form's CSRF token before posting it."""
+
+    def __init__(self, app):
+        self.app = app
+        self.client = app.test_client()
+
+    def get(self, path, **kw):
+        return self.client.get(path, **kw)
+
+    def post_form(self, path, data, form_page=None):
+        token = csrf_of(self.client.get(form_page or path).data)
+        return self.client.post(path, data={**data, "csrf_token": token})
+
+    def login(self, username, password=PASSWORD):
+        return self.post_form("/login", {"username": username, "password": password})
+
+
+# ----------------------------------------------------------------------------- a forwarder world
+
+ROOT = Path(__file__).resolve().parents[2]
+OZ_BUILD = ROOT / "node_modules" / "@openzeppelin" / "contracts" / "build" / "contracts"
+
+
+def compile_gasless_target() -> tuple[list[Any], str]:
+    """ABI and bytecode of tests/webapp/contracts/GaslessTarget.sol (solc-js through the shim)."""
+    source = (ROOT / "tests" / "webapp" / "contracts" / "GaslessTarget.sol").read_text()
+    request = {"language": "Solidity", "sources": {"GaslessTarget.sol": {"content": source}},
+               "settings": {"remappings": ["@openzeppelin/=node_modules/@openzeppelin/"], "evmVersion": "cancun",
+                            "optimizer": {"enabled": True, "runs": 200},
+                            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}}}
+    out = subprocess.run(["node", str(ROOT / "tools" / "solc" / "solc.js"), "--standard-json"], cwd=ROOT,
+                         input=json.dumps(request), capture_output=True, text=True, timeout=300, check=True)
+    doc = json.loads(out.stdout)
+    errors = [e for e in doc.get("errors", []) if e["severity"] == "error"]
+    assert not errors, errors
+    c = doc["contracts"]["GaslessTarget.sol"]["GaslessTarget"]
+    return c["abi"], "0x" + c["evm"]["bytecode"]["object"]
+
+
+def deploy_contract(w3: Any, abi: list[Any], bytecode: str, *args: Any) -> str:
+    tx = w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args).transact({"from": w3.eth.accounts[0]})
+    return str(w3.eth.wait_for_transaction_receipt(tx)["contractAddress"])
+
+
+def deploy_gasless_world(w3: Any, forwarder_name: str) -> tuple[Any, Any]:
+    """OpenZeppelin's compiled ERC2771Forwarder and a GaslessTarget trusting it, as a Deployment in
+    which the target stands for WorkRegistry and RoyaltyLedger; (deployment, target contract)."""
+    from ledger.chain import ERC20_ABI, ContractInfo, Deployment
+
+    target_abi, target_code = compile_gasless_target()
+    forwarder = json.loads((OZ_BUILD / "ERC2771Forwarder.json").read_text())
+    forwarder_address = deploy_contract(w3, forwarder["abi"], forwarder["bytecode"], forwarder_name)
+    target = deploy_contract(w3, target_abi, target_code, forwarder_address)
+    deployment = Deployment(w3.eth.chain_id, 0, w3.eth.accounts[0], {
+        "Token": ContractInfo(target, ERC20_ABI), "WorkRegistry": ContractInfo(target, target_abi),
+        "RoyaltyLedger": ContractInfo(target, target_abi),
+        "TrustedForwarder": ContractInfo(forwarder_address, forwarder["abi"])})
+    return deployment, w3.eth.contract(address=target, abi=target_abi)

@@ -1,0 +1,81 @@
+"""Authorization matrix: every role and user tries the others' pages and API routes and gets
+403/404 (or a log-in), never data. Work 1 "Blue Hour" is alice's (label is a 30% payee); work 2
+is bob's alone."""
+import pytest
+from portal_support import Portal, csrf_of
+
+from ledger import accounts, gasless
+
+ALLOWED = 200
+# who -> expected status; "anon" is not logged in (pages redirect to log-in, the API says 401)
+PAGES = {
+    "/artist/works/1": {"alice": ALLOWED, "bob": 404, "multi": 404, "label": 403, "lic": 403, "anon": 302},
+    "/artist/works/2": {"alice": 404, "bob": ALLOWED, "multi": 404, "label": 403, "lic": 403, "anon": 302},
+    "/label/works/1": {"label": ALLOWED, "multi": 404, "alice": 403, "bob": 403, "lic": 403, "anon": 302},
+    "/label/works/2": {"label": 404, "multi": 404, "alice": 403, "bob": 403, "lic": 403, "anon": 302},
+    "/artist/": {"alice": ALLOWED, "bob": ALLOWED, "label": 403, "lic": 403, "anon": 302},
+    "/label/": {"label": ALLOWED, "multi": ALLOWED, "alice": 403, "lic": 403, "anon": 302},
+    "/label/tokens": {"label": ALLOWED, "alice": 403, "bob": 403, "lic": 403, "anon": 302},
+    "/api/v1/works/1": {"alice": ALLOWED, "label": ALLOWED, "bob": 404, "multi": 404, "lic": 404, "anon": 401},
+    "/api/v1/works/2": {"bob": ALLOWED, "alice": 404, "label": 404, "multi": 404, "lic": 404, "anon": 401},
+    "/api/v1/works/1/plays": {"alice": ALLOWED, "label": ALLOWED, "bob": 404, "multi": 404, "lic": 404,
+                              "anon": 401},
+    "/api/v1/works/2/plays": {"bob": ALLOWED, "alice": 404, "label": 404, "lic": 404, "anon": 401},
+    "/api/v1/works/3": {"alice": 404, "bob": 404, "label": 404, "anon": 401},
+}
+SECRETS = {1: "Blue Hour", 2: "Bob&#39;s Song"}
+
+
+def _cases():
+    for path, expected in PAGES.items():
+        for who, status in expected.items():
+            yield path, who, status
+
+
+@pytest.mark.parametrize("path, who, status", list(_cases()))
+def test_pages_and_api_by_role_and_owner(app, as_user, seeded, path, who, status):
+    portal = Portal(app) if who == "anon" else as_user(who)
+    response = portal.get(path)
+    assert response.status_code == status
+    if status != ALLOWED:
+        body = response.data.decode()
+        for work_id, title in SECRETS.items():
+            if f"/{work_id}" in path:
+                assert title not in body and title.replace("&#39;", "'") not in body
+        if path.startswith("/api/"):
+            assert response.mimetype == "application/json" and "error" in response.get_json()
+
+
+@pytest.mark.parametrize("who", ["bob", "label", "multi"])
+def test_tokens_see_only_their_users_works(engine, client, users, seeded, who):
+    secret = accounts.create_token(engine, users[who].id, "t").secret
+    headers = {"Authorization": f"Bearer {secret}"}
+    ids = [w["workId"] for w in client.get("/api/v1/works", headers=headers).get_json()["items"]]
+    assert ids == {"bob": [2], "label": [1], "multi": []}[who]
+    statement = client.get("/api/v1/statements", headers=headers).get_json()
+    assert statement["payee"] == users[who].address
+    assert [r["work_id"] for r in statement["rows"]] == ids
+    assert client.get("/api/v1/balances", headers=headers).get_json()["address"] == users[who].address
+
+
+def test_nobody_distributes_another_owners_work(as_user, engine, users, seeded):
+    bob = as_user("bob")
+    token = csrf_of(bob.get("/artist/").data)
+    assert bob.client.post("/artist/works/1/distribute", data={"csrf_token": token}).status_code == 404
+    assert gasless.actions_of(engine, users["bob"].id) == []
+
+
+def test_nobody_sees_or_signs_another_users_action(as_user, engine, users):
+    action = gasless.queue_action(engine, users["alice"].id, "withdraw", {"to": users["alice"].address})
+    bob = as_user("bob")
+    assert bob.get(f"/artist/actions/{action.id}/typed-data").status_code == 404
+    token = csrf_of(bob.get("/artist/actions").data)
+    response = bob.client.post(f"/artist/actions/{action.id}/signature", json={"signature": "0x" + "11" * 65},
+                               headers={"X-CSRFToken": token})
+    assert response.status_code == 404
+    assert b"withdraw" not in bob.get("/artist/actions").data
+
+
+def test_statements_are_always_the_callers_own(as_user, seeded, users):
+    csv = as_user("bob").get("/artist/statement?period=all").data.decode()
+    assert "Blue Hour" not in csv and "Bob's Song" in csv
