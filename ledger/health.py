@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Engine, func, or_, select
 from web3 import Web3
 
+from .config import Settings
 from .models import IndexerCheckpoint
 from .pending import INFLIGHT, PENDING, PendingBatch
 
@@ -100,3 +101,9 @@ def _relayer(backlog: int, oldest: datetime | None, unpayable: int, stall_after:
         age = max(0, int(now - received.timestamp()))
     state = STALLED if age is not None and age > stall_after else OK
     return {"state": state, "backlog": backlog, "oldest_waiting_seconds": age, "waiting_for_escrow": unpayable}
+
+
+def check_settings(settings: Settings, engine: Engine) -> Health:
+    """:func:`check` for the node of ``settings`` (a short timeout: a health check must answer)."""
+    w3 = Web3(Web3.HTTPProvider(settings.rpc_url, request_kwargs={"timeout": 3}))
+    return check(w3, engine, confirmations=settings.confirmations)

@@ -65,8 +65,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for endpoint, rate, message in (("auth.login", portal.rate_login, "too many log-in attempts"),
                                     ("auth.siwe_verify", portal.rate_login, "too many log-in attempts"),
                                     ("auth.signup", portal.rate_signup, "too many sign-ups")):
-        app.view_functions[endpoint] = limiter.limit(rate, methods=["POST"], error_message=message)(
-            app.view_functions[endpoint])
+        app.view_functions[endpoint] = limiter.limit(  # type: ignore[assignment]  # a sync view stays sync
+            rate, methods=["POST"], error_message=message)(app.view_functions[endpoint])
 
     app.jinja_env.filters["usd"] = usd
     app.jinja_env.filters["isrc"] = lambda v: format_isrc(v) if v else "—"
@@ -124,8 +124,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if exc.code == 429:
             code = "rate_limited"
         if wants_json() or request.accept_mimetypes.best == "application/json":
-            return jsonify(error={"code": code, "message": exc.description}), exc.code
-        return render_template("error.html", code=exc.code, title=exc.name, message=exc.description), exc.code
+            response = jsonify(error={"code": code, "message": exc.description})
+        else:
+            response = app.make_response(render_template("error.html", code=exc.code, title=exc.name,
+                                                         message=exc.description))
+        response.status_code = exc.code or 500
+        for name, value in exc.get_headers():  # e.g. Allow on a 405, Retry-After on a 429
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):  # never a traceback to the client

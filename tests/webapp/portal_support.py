@@ -81,14 +81,15 @@ def deploy_contract(w3: Any, abi: list[Any], bytecode: str, *args: Any) -> str:
 def deploy_gasless_world(w3: Any, forwarder_name: str) -> tuple[Any, Any]:
     """OpenZeppelin's compiled ERC2771Forwarder and a GaslessTarget trusting it, as a Deployment in
     which the target stands for WorkRegistry and RoyaltyLedger; (deployment, target contract)."""
-    from ledger.chain import ERC20_ABI, ContractInfo, Deployment
+    from ledger.chain import ContractInfo, Deployment, token_interface_abi
+    from tests.support import BUILD_DIR
 
     target_abi, target_code = compile_gasless_target()
     forwarder = json.loads((OZ_BUILD / "ERC2771Forwarder.json").read_text())
     forwarder_address = deploy_contract(w3, forwarder["abi"], forwarder["bytecode"], forwarder_name)
     target = deploy_contract(w3, target_abi, target_code, forwarder_address)
     deployment = Deployment(w3.eth.chain_id, 0, w3.eth.accounts[0], {
-        "Token": ContractInfo(target, ERC20_ABI), "WorkRegistry": ContractInfo(target, target_abi),
+        "Token": ContractInfo(target, token_interface_abi(BUILD_DIR)), "WorkRegistry": ContractInfo(target, target_abi),
         "RoyaltyLedger": ContractInfo(target, target_abi),
         "TrustedForwarder": ContractInfo(forwarder_address, forwarder["abi"])})
     return deployment, w3.eth.contract(address=target, abi=target_abi)

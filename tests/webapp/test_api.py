@@ -25,8 +25,13 @@ def bearer(secret):
     return {"Authorization": f"Bearer {secret}"}
 
 
-def test_health_ok(client):
-    assert client.get("/api/v1/health").get_json() == {"status": "ok"}
+def test_health_reports_each_part_and_503_when_the_node_is_down(client):
+    """The test app's node URL answers nobody: the ledger cannot make progress."""
+    response = client.get("/api/v1/health")
+    body = response.get_json()
+    assert set(body) == {"status", "chain", "database", "indexer", "relayer"}
+    assert (body["chain"]["state"], body["database"]["state"]) == ("down", "ok")
+    assert (response.status_code, body["status"]) == (503, "unavailable")
 
 
 def test_unknown_path_is_json_404(client):
@@ -38,6 +43,7 @@ def test_unknown_path_is_json_404(client):
 def test_wrong_method_is_json_405(client):
     response = client.get("/api/v1/batches")
     assert response.status_code == 405
+    assert response.headers["Allow"] and "POST" in response.headers["Allow"]
     assert response.get_json()["error"]["code"] == "method_not_allowed"
 
 

@@ -123,7 +123,14 @@ def openapi_json():
 
 @bp.get("/health")
 def health():
-    return jsonify(status="ok")
+    """Whether the ledger can make progress (ledger.health): the node, the database, the
+    indexer's lag and the relayer's backlog; 503 when it cannot."""
+    from ledger.health import check_settings
+
+    from ..runtime import engine, ledger_settings
+
+    report = check_settings(ledger_settings(), engine())
+    return jsonify(report.to_dict()), (200 if report.ok else 503)
 
 
 # ----------------------------------------------------------------------------- works, plays
@@ -217,5 +224,9 @@ def submit_batch():
     except Exception as exc:  # noqa: BLE001 - chain, deployment or database not reachable: the device retries
         current_app.logger.warning("ingest unavailable: %s", exc)
         return _error(503, "unavailable", "the ledger is not reachable; retry later")
+    if request.content_length is not None and request.content_length > ctx.max_body_bytes:
+        # refused before a byte of the body is read (a device never needs more)
+        return _error(413, "payload_too_large",
+                      f"the body is {request.content_length} bytes; at most {ctx.max_body_bytes}")
     status, body = handle_json(request.get_data(), ctx)
     return Response(json.dumps(body), status=status, mimetype="application/json")
