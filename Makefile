@@ -64,6 +64,7 @@ compile: install
 LINT_PATHS := ledger webapp scripts
 lint: install-python
 	ruff check $(LINT_PATHS)
+	ruff format --check $(LINT_PATHS)
 	mypy
 
 test: install lint slither

@@ -13,6 +13,7 @@ p99 and a breakdown by stage: the stages are timed by wrapping the functions ing
 the project venv: put a throwaway venv's site-packages on PYTHONPATH). Not a test: nothing is
 asserted but that every batch was accepted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,6 +69,7 @@ class StageTimer:
                 return fn(*args, **kw)
             finally:
                 self.spent[stage] += time.perf_counter() - t
+
         return timed
 
     @contextlib.contextmanager
@@ -114,9 +116,18 @@ def signed_bodies(device: Any, chain_id: int, ledger: str, n: int, first_nonce: 
             counts[w] += 1
         entries = playbatch.encode_entries(counts)
         b = playbatch.sign_batch(device, chain_id, ledger, first_nonce + i, now - 3600, now - 60, entries)
-        bodies.append(json.dumps({"device": b.device, "nonce": b.nonce, "fromTime": b.from_time,
-                                  "toTime": b.to_time, "entries": "0x" + entries.hex(),
-                                  "signature": "0x" + b.signature.hex()}).encode())
+        bodies.append(
+            json.dumps(
+                {
+                    "device": b.device,
+                    "nonce": b.nonce,
+                    "fromTime": b.from_time,
+                    "toTime": b.to_time,
+                    "entries": "0x" + entries.hex(),
+                    "signature": "0x" + b.signature.hex(),
+                }
+            ).encode()
+        )
     return bodies
 
 
@@ -125,8 +136,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(label: str, ctx: ingest.IngestContext, bodies: list[bytes], warmup: int,
-        profile_dir: Path | None) -> None:
+def run(label: str, ctx: ingest.IngestContext, bodies: list[bytes], warmup: int, profile_dir: Path | None) -> None:
     for body in bodies[:warmup]:  # caches, pools, first connections
         status, answer = ingest.handle_json(body, ctx)
         assert status == 202, answer
@@ -152,12 +162,17 @@ def run(label: str, ctx: ingest.IngestContext, bodies: list[bytes], warmup: int,
         (profile_dir / f"{label}.txt").write_text(profiler.output_text(unicode=False, color=False))
     n = len(times)
     ms = [t * 1000 for t in times]
-    print(f"{label:9} n={n} per batch: mean {statistics.fmean(ms):6.2f} ms  p50 {pct(ms, 0.5):6.2f} ms  "
-          f"p99 {pct(ms, 0.99):6.2f} ms  -> {1000 / statistics.fmean(ms):,.0f} batches/s on one thread")
+    print(
+        f"{label:9} n={n} per batch: mean {statistics.fmean(ms):6.2f} ms  p50 {pct(ms, 0.5):6.2f} ms  "
+        f"p99 {pct(ms, 0.99):6.2f} ms  -> {1000 / statistics.fmean(ms):,.0f} batches/s on one thread"
+    )
     staged = {s: timer.spent[s] * 1000 / n for s in STAGES}
     rest = statistics.fmean(ms) - sum(staged.values())
-    print("          breakdown (mean ms): " + "  ".join(f"{s} {v:.3f}" for s, v in staged.items())
-          + f"  db+rest {rest:.3f}  (this process's CPU {cpu * 1000 / n:.2f} ms per batch)")
+    print(
+        "          breakdown (mean ms): "
+        + "  ".join(f"{s} {v:.3f}" for s, v in staged.items())
+        + f"  db+rest {rest:.3f}  (this process's CPU {cpu * 1000 / n:.2f} ms per batch)"
+    )
 
 
 def main() -> int:

@@ -11,6 +11,7 @@ or a key; the reprs of the models leave them out.
   has 256 bits of entropy, so a fast hash is enough) and an 11-character prefix to list them by.
   Every token is read-only.
 """
+
 from __future__ import annotations
 
 import base64
@@ -48,6 +49,7 @@ class AccountError(UserError):
 
 
 # ----------------------------------------------------------------------------- models
+
 
 class User(Base):
     __tablename__ = "portal_users"
@@ -92,12 +94,12 @@ class ApiToken(Base):
 
 # ----------------------------------------------------------------------------- secrets
 
+
 def _fernet(server_secret: str | bytes) -> Fernet:
     secret = server_secret.encode() if isinstance(server_secret, str) else server_secret
     if len(secret) < 16:
         raise UserError("the server secret is too short to derive keys from (16 bytes at least)")
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"ledger-portal",
-               info=b"custodial-keys-v1").derive(secret)
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"ledger-portal", info=b"custodial-keys-v1").derive(secret)
     return Fernet(base64.urlsafe_b64encode(key))
 
 
@@ -128,6 +130,7 @@ def hash_token(token: str) -> str:
 
 # ----------------------------------------------------------------------------- users
 
+
 def _check_roles(roles: Iterable[str]) -> str:
     chosen = sorted(set(roles))
     bad = [r for r in chosen if r not in ROLES]
@@ -145,18 +148,30 @@ def check_password_strength(password: str) -> None:
         raise AccountError("a password has at most 256 characters")
 
 
-def create_user(engine: Engine, username: str, password: str, roles: Iterable[str], server_secret: str | bytes,
-                payout_address: str | None = None) -> User:
+def create_user(
+    engine: Engine,
+    username: str,
+    password: str,
+    roles: Iterable[str],
+    server_secret: str | bytes,
+    payout_address: str | None = None,
+) -> User:
     """A password account with a new custodial key."""
     username = username.strip().lower()
     if not USERNAME_RE.match(username):
         raise AccountError("a username has 3 to 32 characters: lower-case letters, digits, '.', '_' or '-'")
     check_password_strength(password)
     account = Account.create()
-    user = User(username=username, password_hash=generate_password_hash(password, method="scrypt"),
-                roles=_check_roles(roles), address=account.address, wallet=False,
-                encrypted_key=encrypt_key(bytes(account.key), server_secret),
-                payout_address=_optional_address(payout_address), created_at=int(time.time()))
+    user = User(
+        username=username,
+        password_hash=generate_password_hash(password, method="scrypt"),
+        roles=_check_roles(roles),
+        address=account.address,
+        wallet=False,
+        encrypted_key=encrypt_key(bytes(account.key), server_secret),
+        payout_address=_optional_address(payout_address),
+        created_at=int(time.time()),
+    )
     return _insert(engine, user)
 
 
@@ -167,8 +182,16 @@ def user_for_wallet(engine: Engine, address: str, roles: Iterable[str] = ("artis
         found = session.scalars(select(User).where(User.address == address)).one_or_none()
         if found is not None:
             return found
-    user = User(username=address.lower(), password_hash=None, roles=_check_roles(roles), address=address,
-                wallet=True, encrypted_key=None, payout_address=address, created_at=int(time.time()))
+    user = User(
+        username=address.lower(),
+        password_hash=None,
+        roles=_check_roles(roles),
+        address=address,
+        wallet=True,
+        encrypted_key=None,
+        payout_address=address,
+        created_at=int(time.time()),
+    )
     return _insert(engine, user)
 
 
@@ -233,6 +256,7 @@ def update_profile(engine: Engine, user_id: int, roles: Iterable[str], payout_ad
 
 # ----------------------------------------------------------------------------- API tokens
 
+
 @dataclass(frozen=True)
 class NewToken:
     token: ApiToken
@@ -244,8 +268,14 @@ def create_token(engine: Engine, user_id: int, name: str) -> NewToken:
     if not 1 <= len(name) <= 80:
         raise AccountError("a token needs a name of 1 to 80 characters")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(user_id=user_id, name=name, prefix=secret[:11], token_hash=hash_token(secret), scope="read",
-                     created_at=int(time.time()))
+    token = ApiToken(
+        user_id=user_id,
+        name=name,
+        prefix=secret[:11],
+        token_hash=hash_token(secret),
+        scope="read",
+        created_at=int(time.time()),
+    )
     with session_scope(engine) as session:
         session.add(token)
     return NewToken(token, secret)

@@ -13,6 +13,7 @@ Earnings are token units (exact integers): play charges by block time of their b
 fees by block time of the purchase. Days are UTC days of the block time (``YYYY-MM-DD``), months
 ``YYYY-MM`` (the statements' periods).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -40,6 +41,7 @@ def _day(day_number: int) -> str:
 
 # ----------------------------------------------------------------------------- works
 
+
 @dataclass(frozen=True)
 class WorkInfo:
     work_id: int
@@ -60,8 +62,19 @@ class WorkInfo:
 
 
 def _info(w: Work) -> WorkInfo:
-    return WorkInfo(w.work_id, w.title, w.isrc, w.iswc, w.owner, w.registered_at, w.plays, w.licensed_plays,
-                    w.accrued, w.distributed, w.split_locked)
+    return WorkInfo(
+        w.work_id,
+        w.title,
+        w.isrc,
+        w.iswc,
+        w.owner,
+        w.registered_at,
+        w.plays,
+        w.licensed_plays,
+        w.accrued,
+        w.distributed,
+        w.split_locked,
+    )
 
 
 def works_owned(engine: Engine, owner: str) -> list[WorkInfo]:
@@ -106,6 +119,7 @@ def visible_work_ids(engine: Engine, address: str) -> list[int]:
 
 # ----------------------------------------------------------------------------- splits, terms, licensees
 
+
 @dataclass(frozen=True)
 class SplitVersion:
     block_number: int
@@ -118,8 +132,9 @@ def split_history(engine: Engine, work_id: int) -> list[SplitVersion]:
     s = SplitShare.__table__
     versions: dict[tuple[int, int], SplitVersion] = {}
     with engine.connect() as conn:
-        for r in conn.execute(select(s).where(s.c.work_id == work_id)
-                              .order_by(s.c.block_number, s.c.log_index, s.c.position)):
+        for r in conn.execute(
+            select(s).where(s.c.work_id == work_id).order_by(s.c.block_number, s.c.log_index, s.c.position)
+        ):
             key = (r.block_number, r.log_index)
             if key not in versions:
                 versions[key] = SplitVersion(r.block_number, r.timestamp, r.tx_hash, [])
@@ -131,10 +146,15 @@ def current_terms(engine: Engine, work_id: int) -> dict[str, dict[str, Any]]:
     """{"FLAT"/"METERED": {fee, rate_per_play, duration, offered}} from the latest TermsSet."""
     out: dict[str, dict[str, Any]] = {}
     with engine.connect() as conn:
-        for r in conn.execute(select(Terms.__table__).where(Terms.work_id == work_id)
-                              .order_by(Terms.block_number, Terms.log_index)):
-            out[LicenseKind(r.kind).name] = {"fee": int(r.fee), "rate_per_play": int(r.rate_per_play),
-                                             "duration": int(r.duration), "offered": bool(r.offered)}
+        for r in conn.execute(
+            select(Terms.__table__).where(Terms.work_id == work_id).order_by(Terms.block_number, Terms.log_index)
+        ):
+            out[LicenseKind(r.kind).name] = {
+                "fee": int(r.fee),
+                "rate_per_play": int(r.rate_per_play),
+                "duration": int(r.duration),
+                "offered": bool(r.offered),
+            }
     return out
 
 
@@ -151,8 +171,10 @@ def licensees(engine: Engine, work_id: int) -> list[LicenseRow]:
     t = License.__table__
     with engine.connect() as conn:
         rows = conn.execute(select(t).where(t.c.work_id == work_id).order_by(t.c.licensee, t.c.kind)).all()
-    return [LicenseRow(r.licensee, LicenseKind(r.kind).name, int(r.rate_per_play), int(r.expiry), int(r.fees_paid))
-            for r in rows]
+    return [
+        LicenseRow(r.licensee, LicenseKind(r.kind).name, int(r.rate_per_play), int(r.expiry), int(r.fees_paid))
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -166,14 +188,18 @@ def unlicensed_plays(engine: Engine, work_id: int) -> list[UnlicensedRow]:
     """Evidence of unlicensed use: plays recorded without a license, by licensee and territory."""
     p, d = Play.__table__, Device.__table__
     with engine.connect() as conn:
-        rows = conn.execute(select(d.c.licensee, p.c.territory, func.sum(p.c.count).label("plays"))
-                            .join(d, d.c.device_id == p.c.device_id)
-                            .where(p.c.work_id == work_id, p.c.licensed.is_(False))
-                            .group_by(d.c.licensee, p.c.territory).order_by(d.c.licensee, p.c.territory)).all()
+        rows = conn.execute(
+            select(d.c.licensee, p.c.territory, func.sum(p.c.count).label("plays"))
+            .join(d, d.c.device_id == p.c.device_id)
+            .where(p.c.work_id == work_id, p.c.licensed.is_(False))
+            .group_by(d.c.licensee, p.c.territory)
+            .order_by(d.c.licensee, p.c.territory)
+        ).all()
     return [UnlicensedRow(r.licensee, r.territory, int(r.plays)) for r in rows]
 
 
 # ----------------------------------------------------------------------------- time series
+
 
 @dataclass(frozen=True)
 class TimePoint:
@@ -183,8 +209,9 @@ class TimePoint:
     earnings: int
 
 
-def plays_over_time(engine: Engine, work_ids: Sequence[int], granularity: str = "day",
-                    first: int | None = None, last: int | None = None) -> list[TimePoint]:
+def plays_over_time(
+    engine: Engine, work_ids: Sequence[int], granularity: str = "day", first: int | None = None, last: int | None = None
+) -> list[TimePoint]:
     """Plays and earnings of the works per UTC day or month (periods first..last as YYYYMM)."""
     if granularity not in ("day", "month"):
         raise ValueError("granularity is 'day' or 'month'")
@@ -197,26 +224,41 @@ def plays_over_time(engine: Engine, work_ids: Sequence[int], granularity: str = 
     with engine.connect() as conn:
         day = (b.c.timestamp // DAY).label("day")
         for r in conn.execute(
-                select(day, p.c.period, func.sum(p.c.count).label("plays"),
-                       func.sum(p.c.count).filter(p.c.licensed.is_(True)).label("licensed"),
-                       func.sum(p.c.amount).label("amount"))
-                .join(b, and_(b.c.block_number == p.c.block_number, b.c.log_index == p.c.log_index,
-                              b.c.batch_index == p.c.batch_index))
-                .where(p.c.work_id.in_(ids), p.c.period.between(lo, hi)).group_by(day, p.c.period)):
+            select(
+                day,
+                p.c.period,
+                func.sum(p.c.count).label("plays"),
+                func.sum(p.c.count).filter(p.c.licensed.is_(True)).label("licensed"),
+                func.sum(p.c.amount).label("amount"),
+            )
+            .join(
+                b,
+                and_(
+                    b.c.block_number == p.c.block_number,
+                    b.c.log_index == p.c.log_index,
+                    b.c.batch_index == p.c.batch_index,
+                ),
+            )
+            .where(p.c.work_id.in_(ids), p.c.period.between(lo, hi))
+            .group_by(day, p.c.period)
+        ):
             cell = acc[int(r.day) if granularity == "day" else int(r.period)]
             cell[0] += int(r.plays)
             cell[1] += int(r.licensed or 0)
             cell[2] += int(r.amount or 0)
         fee_day = (lp.c.timestamp // DAY).label("day")
-        for r in conn.execute(select(fee_day, lp.c.period, func.sum(lp.c.fee).label("fees"))
-                              .where(lp.c.work_id.in_(ids), lp.c.period.between(lo, hi))
-                              .group_by(fee_day, lp.c.period)):
+        for r in conn.execute(
+            select(fee_day, lp.c.period, func.sum(lp.c.fee).label("fees"))
+            .where(lp.c.work_id.in_(ids), lp.c.period.between(lo, hi))
+            .group_by(fee_day, lp.c.period)
+        ):
             acc[int(r.day) if granularity == "day" else int(r.period)][2] += int(r.fees)
     label = _day if granularity == "day" else _month
     return [TimePoint(label(k), *v) for k, v in sorted(acc.items())]
 
 
 # ----------------------------------------------------------------------------- territories
+
 
 @dataclass(frozen=True)
 class TerritoryCell:
@@ -243,8 +285,9 @@ class TerritoryReport:
         return {k: TerritoryCell("all", k, *v) for k, v in sorted(out.items())}
 
 
-def plays_by_territory(engine: Engine, work_ids: Sequence[int], k: int = 3,
-                       first: int | None = None, last: int | None = None) -> TerritoryReport:
+def plays_by_territory(
+    engine: Engine, work_ids: Sequence[int], k: int = 3, first: int | None = None, last: int | None = None
+) -> TerritoryReport:
     """Plays and earnings per month and territory; a cell fed by fewer than k distinct devices
     goes into "other" (so does the territory of a period's cells merged there)."""
     if k < 1:
@@ -257,25 +300,36 @@ def plays_by_territory(engine: Engine, work_ids: Sequence[int], k: int = 3,
     merged: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     with engine.connect() as conn:
         for r in conn.execute(
-                select(p.c.period, p.c.territory, func.count(p.c.device_id.distinct()).label("devices"),
-                       func.sum(p.c.count).label("plays"),
-                       func.sum(p.c.count).filter(p.c.licensed.is_(True)).label("licensed"),
-                       func.sum(p.c.amount).label("amount"))
-                .where(p.c.work_id.in_(ids), p.c.period.between(lo, hi)).group_by(p.c.period, p.c.territory)):
+            select(
+                p.c.period,
+                p.c.territory,
+                func.count(p.c.device_id.distinct()).label("devices"),
+                func.sum(p.c.count).label("plays"),
+                func.sum(p.c.count).filter(p.c.licensed.is_(True)).label("licensed"),
+                func.sum(p.c.amount).label("amount"),
+            )
+            .where(p.c.work_id.in_(ids), p.c.period.between(lo, hi))
+            .group_by(p.c.period, p.c.territory)
+        ):
             territory = r.territory if r.devices >= k else OTHER
             cell = merged[(int(r.period), territory)]
             cell[0] += int(r.plays)
             cell[1] += int(r.licensed or 0)
             cell[2] += int(r.amount or 0)
-        fees = int(conn.execute(select(func.coalesce(func.sum(lp.c.fee), 0))
-                                .where(lp.c.work_id.in_(ids), lp.c.period.between(lo, hi))).scalar_one())
-    cells = [TerritoryCell(_month(period), territory, *v)
-             for (period, territory), v in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1] == OTHER,
-                                                                                  kv[0][1]))]
+        fees = int(
+            conn.execute(
+                select(func.coalesce(func.sum(lp.c.fee), 0)).where(lp.c.work_id.in_(ids), lp.c.period.between(lo, hi))
+            ).scalar_one()
+        )
+    cells = [
+        TerritoryCell(_month(period), territory, *v)
+        for (period, territory), v in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1] == OTHER, kv[0][1]))
+    ]
     return TerritoryReport(k, cells, fees)
 
 
 # ----------------------------------------------------------------------------- balances
+
 
 @dataclass(frozen=True)
 class Balance:
@@ -298,7 +352,7 @@ def balance(engine: Engine, address: str) -> Balance:
 def withdrawals(engine: Engine, address: str) -> list[dict[str, Any]]:
     w = Withdrawal.__table__
     with engine.connect() as conn:
-        rows = conn.execute(select(w).where(w.c.payee == checksum(address, "payee"))
-                            .order_by(w.c.block_number.desc())).all()
-    return [{"to": r.to_address, "amount": int(r.amount), "timestamp": r.timestamp, "tx_hash": r.tx_hash}
-            for r in rows]
+        rows = conn.execute(
+            select(w).where(w.c.payee == checksum(address, "payee")).order_by(w.c.block_number.desc())
+        ).all()
+    return [{"to": r.to_address, "amount": int(r.amount), "timestamp": r.timestamp, "tx_hash": r.tx_hash} for r in rows]

@@ -10,6 +10,7 @@ Every state-changing method estimates gas first, so a revert surfaces before any
 and is raised as the class of :mod:`ledger.errors` named after the custom error (selectors from
 the deployed ABIs, see :class:`RevertDecoder`).
 """
+
 from __future__ import annotations
 
 import json
@@ -56,6 +57,7 @@ def checksum(address: str, what: str = "address") -> ChecksumAddress:
 
 # ----------------------------------------------------------------------------- deployments
 
+
 @dataclass(frozen=True)
 class ContractInfo:
     address: ChecksumAddress
@@ -74,10 +76,11 @@ class Deployment:
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Deployment:
         try:
-            contracts = {name: ContractInfo(to_checksum_address(c["address"]), list(c["abi"]))
-                         for name, c in doc["contracts"].items()}
-            return cls(int(doc["chainId"]), int(doc["deployBlock"]), to_checksum_address(doc["deployer"]),
-                       contracts)
+            contracts = {
+                name: ContractInfo(to_checksum_address(c["address"]), list(c["abi"]))
+                for name, c in doc["contracts"].items()
+            }
+            return cls(int(doc["chainId"]), int(doc["deployBlock"]), to_checksum_address(doc["deployer"]), contracts)
         except (KeyError, TypeError, ValueError) as exc:
             raise NotDeployedError(f"deployments file is not in the expected format: {exc!r}") from None
 
@@ -97,8 +100,12 @@ class Deployment:
         return deployment
 
     def to_json(self) -> dict[str, Any]:
-        return {"chainId": self.chain_id, "deployBlock": self.deploy_block, "deployer": self.deployer,
-                "contracts": {name: {"address": c.address, "abi": c.abi} for name, c in self.contracts.items()}}
+        return {
+            "chainId": self.chain_id,
+            "deployBlock": self.deploy_block,
+            "deployer": self.deployer,
+            "contracts": {name: {"address": c.address, "abi": c.abi} for name, c in self.contracts.items()},
+        }
 
     def save(self, path: Path | str) -> Path:
         """Writes the file atomically (temp file + rename)."""
@@ -137,9 +144,13 @@ class Deployment:
     def event_decoder(self) -> EventDecoder:
         # Only the token's Transfer matters to the index (its Approval would be noise).
         transfer = [item for item in self.token.abi if item.get("type") == "event" and item["name"] == "Transfer"]
-        return EventDecoder({"Token": (self.token.address, transfer),
-                             "WorkRegistry": (self.works.address, self.works.abi),
-                             "RoyaltyLedger": (self.ledger.address, self.ledger.abi)})
+        return EventDecoder(
+            {
+                "Token": (self.token.address, transfer),
+                "WorkRegistry": (self.works.address, self.works.abi),
+                "RoyaltyLedger": (self.ledger.address, self.ledger.abi),
+            }
+        )
 
 
 def load_deployment(w3: Web3, path: Path | str) -> Deployment:
@@ -149,8 +160,10 @@ def load_deployment(w3: Web3, path: Path | str) -> Deployment:
     if deployment.chain_id != chain_id:
         raise NotDeployedError(f"{path} is for chain {deployment.chain_id}, the node is chain {chain_id}")
     if not w3.eth.get_code(deployment.ledger.address):
-        raise NotDeployedError(f"no contract at RoyaltyLedger {deployment.ledger.address} on chain {chain_id}: "
-                               "redeploy with `ledger deploy` (a devnet restarted without its state?)")
+        raise NotDeployedError(
+            f"no contract at RoyaltyLedger {deployment.ledger.address} on chain {chain_id}: "
+            "redeploy with `ledger deploy` (a devnet restarted without its state?)"
+        )
     return deployment
 
 
@@ -169,6 +182,7 @@ def load_artifact(build_dir: Path | str, name: str) -> tuple[list[dict[str, Any]
 
 # ----------------------------------------------------------------------------- connection
 
+
 def connect(rpc_url: str, timeout: float = 60) -> Web3:
     """A Web3 for an HTTP(S) or WebSocket-free JSON-RPC URL; ChainUnavailableError when it does not answer."""
     if not rpc_url.startswith(("http://", "https://")):
@@ -182,6 +196,7 @@ def connect(rpc_url: str, timeout: float = 60) -> Web3:
 
 
 # ----------------------------------------------------------------------------- reverts
+
 
 class RevertDecoder:
     """4-byte selector -> exception class, from the ``error`` items of contract ABIs.
@@ -221,8 +236,9 @@ class RevertDecoder:
             values = abi_decode(types, data[4:]) if types else ()
         except Exception:  # noqa: BLE001 - eth-abi raises several types for bad data
             return cls(data=data, message=f"{cls.error_name()} (undecodable arguments 0x{data[4:].hex()})")
-        args = {n: (to_checksum_address(v) if t == "address" else v)
-                for n, t, v in zip(names, types, values, strict=True)}
+        args = {
+            n: (to_checksum_address(v) if t == "address" else v) for n, t, v in zip(names, types, values, strict=True)
+        }
         return cls(args, data)
 
 
@@ -248,6 +264,7 @@ def revert_data(exc: BaseException) -> bytes | None:
 
 # ----------------------------------------------------------------------------- results
 
+
 @dataclass(frozen=True)
 class TxResult:
     tx_hash: str
@@ -270,6 +287,7 @@ class SubmitResult:
 
 # ----------------------------------------------------------------------------- client
 
+
 class Transactor:
     """Acts as one account: calls, transactions and deployments, reverts raised as the classes
     of :mod:`ledger.errors`.
@@ -278,8 +296,14 @@ class Transactor:
     an account the node unlocks (Anvil's dev accounts). Read-only use needs no account.
     """
 
-    def __init__(self, w3: Web3, account: Any, reverts: RevertDecoder, events: EventDecoder | None = None,
-                 receipt_timeout: float = 120):
+    def __init__(
+        self,
+        w3: Web3,
+        account: Any,
+        reverts: RevertDecoder,
+        events: EventDecoder | None = None,
+        receipt_timeout: float = 120,
+    ):
         self.w3 = w3
         self.account = account
         self.reverts = reverts
@@ -318,8 +342,9 @@ class Transactor:
         try:
             return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout)
         except TimeExhausted:
-            raise ChainUnavailableError(f"transaction 0x{bytes(tx_hash).hex()} not mined within "
-                                        f"{self.receipt_timeout}s") from None
+            raise ChainUnavailableError(
+                f"transaction 0x{bytes(tx_hash).hex()} not mined within {self.receipt_timeout}s"
+            ) from None
 
     def transact(self, fn: Any, gas: int | None = None) -> TxResult:
         """Sends a transaction and waits for its receipt. Reverts are found by estimating first."""
@@ -352,8 +377,9 @@ class Transactor:
             gas = int(constructor.estimate_gas({"from": sender}) * 1.2) + 50_000
         except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
             self._raise_revert(exc)
-        tx = constructor.build_transaction({"from": sender, "gas": gas,
-                                            "nonce": self.w3.eth.get_transaction_count(sender, "pending")})
+        tx = constructor.build_transaction(
+            {"from": sender, "gas": gas, "nonce": self.w3.eth.get_transaction_count(sender, "pending")}
+        )
         tx_hash = self._send(tx)
         receipt = self._receipt(tx_hash)
         if receipt["status"] != 1 or not receipt["contractAddress"]:
@@ -366,8 +392,13 @@ class LedgerClient(Transactor):
     ``account``)."""
 
     def __init__(self, w3: Web3, deployment: Deployment, account: Any = None, receipt_timeout: float = 120):
-        super().__init__(w3, account, RevertDecoder([c.abi for c in deployment.contracts.values()]),
-                         deployment.event_decoder(), receipt_timeout)
+        super().__init__(
+            w3,
+            account,
+            RevertDecoder([c.abi for c in deployment.contracts.values()]),
+            deployment.event_decoder(),
+            receipt_timeout,
+        )
         self.deployment = deployment
         self.token = w3.eth.contract(address=deployment.token.address, abi=deployment.token.abi)
         self.works = w3.eth.contract(address=deployment.works.address, abi=deployment.works.abi)
@@ -401,8 +432,9 @@ class LedgerClient(Transactor):
         return self.transact(self.token.functions.faucet(checksum(to), amount))
 
     # ------------------------------------------------------------------ works
-    def register_work(self, uri: str | None = None, isrc: str | None = None, *, title: str | None = None,
-                      iswc: str | None = None) -> int:
+    def register_work(
+        self, uri: str | None = None, isrc: str | None = None, *, title: str | None = None, iswc: str | None = None
+    ) -> int:
         """Registers a work for the account; returns its id. Without `uri`, title/ISWC make a data: URI."""
         if uri is None:
             if not title:
@@ -430,9 +462,14 @@ class LedgerClient(Transactor):
     def current_split(self, work_id: int) -> tuple[list[str], list[int]]:
         """The work's split from its latest SplitSet event (([], []) when none)."""
         topic0 = self.events.topic("RoyaltyLedger", "SplitSet")
-        logs = self.w3.eth.get_logs({"address": self.ledger.address, "fromBlock": self.deployment.deploy_block,
-                                     "toBlock": "latest",
-                                     "topics": [topic0, "0x" + work_id.to_bytes(32, "big").hex()]})
+        logs = self.w3.eth.get_logs(
+            {
+                "address": self.ledger.address,
+                "fromBlock": self.deployment.deploy_block,
+                "toBlock": "latest",
+                "topics": [topic0, "0x" + work_id.to_bytes(32, "big").hex()],
+            }
+        )
         if not logs:
             return [], []
         event = self.events.decode(logs[-1])
@@ -440,8 +477,13 @@ class LedgerClient(Transactor):
             raise NotDeployedError("a SplitSet log the deployment's ABI does not decode")
         return list(event.args["payees"]), list(event.args["bps"])
 
-    def set_split(self, work_id: int, payees: Sequence[str], bps: Sequence[int],
-                  current: tuple[Sequence[str], Sequence[int]] | None = None) -> TxResult:
+    def set_split(
+        self,
+        work_id: int,
+        payees: Sequence[str],
+        bps: Sequence[int],
+        current: tuple[Sequence[str], Sequence[int]] | None = None,
+    ) -> TxResult:
         """Sets a work's split; the current split (needed to distribute what is pending) is looked up."""
         cur_payees, cur_bps = sorted_split(*(current if current is not None else self.current_split(work_id)))
         new_payees, new_bps = sorted_split([checksum(p, "payee") for p in payees], list(bps))
@@ -474,15 +516,23 @@ class LedgerClient(Transactor):
         return bool(self.ledger.functions.isSplitLocked(work_id).call())
 
     # ------------------------------------------------------------------ licensing
-    def set_terms(self, work_id: int, kind: LicenseKind | int, fee: int, rate_per_play: int, duration: int,
-                  offered: bool = True) -> TxResult:
+    def set_terms(
+        self, work_id: int, kind: LicenseKind | int, fee: int, rate_per_play: int, duration: int, offered: bool = True
+    ) -> TxResult:
         return self.transact(self.ledger.functions.setTerms(work_id, int(kind), fee, rate_per_play, duration, offered))
 
     def terms_of(self, work_id: int, kind: LicenseKind | int) -> tuple[int, int, int, bool]:
         return tuple(self.ledger.functions.termsOf(work_id, int(kind)).call())
 
-    def buy_license(self, work_id: int, kind: LicenseKind | int, max_fee: int | None = None,
-                    max_rate: int | None = None, approve: bool = True, min_expiry: int = 0) -> int:
+    def buy_license(
+        self,
+        work_id: int,
+        kind: LicenseKind | int,
+        max_fee: int | None = None,
+        max_rate: int | None = None,
+        approve: bool = True,
+        min_expiry: int = 0,
+    ) -> int:
         """Buys or extends a license, approving the fee first when needed; returns the new expiry.
         ``max_fee``, ``max_rate`` (default: the current terms) and ``min_expiry`` (default: any)
         protect the buyer from a terms change between reading and buying."""
@@ -494,12 +544,20 @@ class LedgerClient(Transactor):
         result = self.transact(self.ledger.functions.buyLicense(work_id, int(kind), max_fee, max_rate, min_expiry))
         return int(result.named("LicenseBought")[0].args["expiry"])
 
-    def buy_licenses(self, work_ids: Sequence[int], kind: LicenseKind | int, max_total_fee: int,
-                     max_rate: int, approve: bool = True, min_expiry: int = 0) -> TxResult:
+    def buy_licenses(
+        self,
+        work_ids: Sequence[int],
+        kind: LicenseKind | int,
+        max_total_fee: int,
+        max_rate: int,
+        approve: bool = True,
+        min_expiry: int = 0,
+    ) -> TxResult:
         if approve:
             self.ensure_allowance(max_total_fee)
-        return self.transact(self.ledger.functions.buyLicenses(list(work_ids), int(kind), max_total_fee, max_rate,
-                                                                min_expiry))
+        return self.transact(
+            self.ledger.functions.buyLicenses(list(work_ids), int(kind), max_total_fee, max_rate, min_expiry)
+        )
 
     def license_of(self, licensee: str, work_id: int, kind: LicenseKind | int) -> tuple[int, int]:
         return tuple(self.ledger.functions.licenseOf(checksum(licensee, "licensee"), work_id, int(kind)).call())
@@ -541,8 +599,7 @@ class LedgerClient(Transactor):
     # ------------------------------------------------------------------ devices
     @staticmethod
     def _territory(territory: str) -> bytes:
-        if not isinstance(territory, str) or len(territory) != 2 or not territory.isascii() \
-                or not territory.isalpha():
+        if not isinstance(territory, str) or len(territory) != 2 or not territory.isascii() or not territory.isalpha():
             raise UserError(f"territory {territory!r} is not an ISO 3166-1 alpha-2 code")
         return territory.upper().encode("ascii")
 
@@ -554,21 +611,34 @@ class LedgerClient(Transactor):
         client's account). ``device_key``: a private key or LocalAccount; devices sign with
         ``scripts/device.py register-proof`` instead, so their key never leaves them."""
         account = device_key if hasattr(device_key, "unsafe_sign_hash") else Account.from_key(device_key)
-        return sign_device_registration(account, self.deployment.chain_id, self.ledger.address,
-                                        licensee or self.address, self.device_registration_nonce(account.address))
+        return sign_device_registration(
+            account,
+            self.deployment.chain_id,
+            self.ledger.address,
+            licensee or self.address,
+            self.device_registration_nonce(account.address),
+        )
 
     def register_device(self, device: str, territory: str, signature: bytes) -> int:
         """Registers a device key for the account with the key's proof of possession
         (:meth:`device_proof`); returns the device id."""
-        result = self.transact(self.ledger.functions.registerDevice(checksum(device, "device"),
-                                                                    self._territory(territory), bytes(signature)))
+        result = self.transact(
+            self.ledger.functions.registerDevice(
+                checksum(device, "device"), self._territory(territory), bytes(signature)
+            )
+        )
         return int(result.named("DeviceRegistered")[0].args["deviceId"])
 
-    def register_devices(self, devices: Sequence[str], territories: Sequence[str],
-                         signatures: Sequence[bytes]) -> list[int]:
-        result = self.transact(self.ledger.functions.registerDevices(
-            [checksum(d, "device") for d in devices], [self._territory(t) for t in territories],
-            [bytes(s) for s in signatures]))
+    def register_devices(
+        self, devices: Sequence[str], territories: Sequence[str], signatures: Sequence[bytes]
+    ) -> list[int]:
+        result = self.transact(
+            self.ledger.functions.registerDevices(
+                [checksum(d, "device") for d in devices],
+                [self._territory(t) for t in territories],
+                [bytes(s) for s in signatures],
+            )
+        )
         return [e.args["deviceId"] for e in result.named("DeviceRegistered")]
 
     def revoke_device(self, device_id: int) -> TxResult:
@@ -597,6 +667,7 @@ class LedgerClient(Transactor):
 
 # ----------------------------------------------------------------------------- deploy
 
+
 def token_interface_abi(build_dir: Path | str) -> list[dict[str, Any]]:
     """The ABI the ledger uses for an external settlement token, from the build."""
     abi: list[dict[str, Any]] = []
@@ -613,8 +684,9 @@ def token_interface_abi(build_dir: Path | str) -> list[dict[str, Any]]:
 DEVNET_CHAIN_IDS = frozenset({31337, 1337})
 
 
-def deploy(w3: Web3, account: Any, build_dir: Path | str, token_address: str | None = None,
-           test_token: bool = False) -> Deployment:
+def deploy(
+    w3: Web3, account: Any, build_dir: Path | str, token_address: str | None = None, test_token: bool = False
+) -> Deployment:
     """Deploys the TrustedForwarder (ERC-2771, no admin), WorkRegistry and RoyaltyLedger trusting
     it, and TestStablecoin unless a token is given.
 
@@ -622,8 +694,10 @@ def deploy(w3: Web3, account: Any, build_dir: Path | str, token_address: str | N
     chain id, or anywhere when ``test_token`` says so explicitly.
     """
     if token_address is None and not test_token and w3.eth.chain_id not in DEVNET_CHAIN_IDS:
-        raise UserError(f"chain {w3.eth.chain_id} is not a devnet: give the settlement token "
-                        "(--token / LEDGER_TOKEN_ADDRESS), or --test-token to deploy the open-mint test token")
+        raise UserError(
+            f"chain {w3.eth.chain_id} is not a devnet: give the settlement token "
+            "(--token / LEDGER_TOKEN_ADDRESS), or --test-token to deploy the open-mint test token"
+        )
     artifacts = {name: load_artifact(build_dir, name) for name in ("TrustedForwarder", "WorkRegistry", "RoyaltyLedger")}
     if token_address is None:
         artifacts["TestStablecoin"] = load_artifact(build_dir, "TestStablecoin")

@@ -4,6 +4,7 @@ Settings come from LEDGER_* environment variables (see ledger.config), and the g
 override them. User mistakes print one line on stderr and exit with status 2; failures of the
 chain, the database or the contracts exit with 1; no tracebacks unless --debug.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,34 +35,52 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ledger",
         description="Royalty and licensing ledger: deploy the contracts, index their events into SQL, "
-                    "and produce royalty statements.",
+        "and produce royalty statements.",
         epilog="Environment: LEDGER_RPC_URL, LEDGER_DATABASE_URL, LEDGER_DEPLOYMENTS, LEDGER_CONFIRMATIONS, "
-               "LEDGER_BLOCK_RANGE, LEDGER_PRIVATE_KEY, LEDGER_TOKEN_ADDRESS, LEDGER_BUILD_DIR, "
-               "LEDGER_RELAYER_KEY, LEDGER_MQTT_URL, LEDGER_MQTT_TOPIC_PREFIX, LEDGER_LOG_LEVEL. See docs/ledger.md.")
+        "LEDGER_BLOCK_RANGE, LEDGER_PRIVATE_KEY, LEDGER_TOKEN_ADDRESS, LEDGER_BUILD_DIR, "
+        "LEDGER_RELAYER_KEY, LEDGER_MQTT_URL, LEDGER_MQTT_TOPIC_PREFIX, LEDGER_LOG_LEVEL. See docs/ledger.md.",
+    )
     p.add_argument("--version", action="version", version=f"ledger {__version__}")
     p.add_argument("--rpc-url", help="JSON-RPC endpoint (LEDGER_RPC_URL; default http://127.0.0.1:8545)")
     p.add_argument("--database-url", help="SQLAlchemy database URL (LEDGER_DATABASE_URL; default var/ledger.sqlite3)")
-    p.add_argument("--deployments", type=Path,
-                   help="deployments file or folder of <chainId>.json (LEDGER_DEPLOYMENTS; default deployments/)")
-    p.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
-                   help=f"log level (LEDGER_LOG_LEVEL; default {DEFAULT_LOG_LEVEL})")
+    p.add_argument(
+        "--deployments",
+        type=Path,
+        help="deployments file or folder of <chainId>.json (LEDGER_DEPLOYMENTS; default deployments/)",
+    )
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help=f"log level (LEDGER_LOG_LEVEL; default {DEFAULT_LOG_LEVEL})",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks (and log at DEBUG unless --log-level)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    d = sub.add_parser("deploy", help="deploy WorkRegistry and RoyaltyLedger (and the devnet test token)",
-                       description="Deploys the contracts from compiled artifacts with the key in LEDGER_PRIVATE_KEY "
-                                   "(or the node's first unlocked account) and writes deployments/<chainId>.json.")
-    d.add_argument("--token", help="settlement token address (LEDGER_TOKEN_ADDRESS); default on a devnet: "
-                                   "deploy TestStablecoin")
-    d.add_argument("--test-token", action="store_true",
-                   help="deploy the open-mint TestStablecoin even on a chain that is not a devnet")
+    d = sub.add_parser(
+        "deploy",
+        help="deploy WorkRegistry and RoyaltyLedger (and the devnet test token)",
+        description="Deploys the contracts from compiled artifacts with the key in LEDGER_PRIVATE_KEY "
+        "(or the node's first unlocked account) and writes deployments/<chainId>.json.",
+    )
+    d.add_argument(
+        "--token", help="settlement token address (LEDGER_TOKEN_ADDRESS); default on a devnet: deploy TestStablecoin"
+    )
+    d.add_argument(
+        "--test-token",
+        action="store_true",
+        help="deploy the open-mint TestStablecoin even on a chain that is not a devnet",
+    )
     d.add_argument("--build-dir", type=Path, help="compiled artifacts (LEDGER_BUILD_DIR; default build/contracts)")
     d.add_argument("--force", action="store_true", help="overwrite an existing deployments file of this chain")
 
-    i = sub.add_parser("index", help="index contract events into the database",
-                       description="Indexes events from the stored checkpoint up to the head minus the "
-                                   "confirmations, one SQL transaction per block range.")
+    i = sub.add_parser(
+        "index",
+        help="index contract events into the database",
+        description="Indexes events from the stored checkpoint up to the head minus the "
+        "confirmations, one SQL transaction per block range.",
+    )
     i.add_argument("--follow", action="store_true", help="keep indexing new blocks until interrupted")
     i.add_argument("--rebuild", action="store_true", help="empty the index and rebuild it from the deploy block")
     i.add_argument("--to-block", type=int, help="stop at this block")
@@ -72,30 +91,40 @@ def _parser() -> argparse.ArgumentParser:
     bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress")
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
 
-    s = sub.add_parser("statement", help="royalty statement of a payee for a period",
-                       description="One row per work (plays, licensed plays, gross, share, net) and totals. "
-                                   "See docs/statements.md for the columns.")
+    s = sub.add_parser(
+        "statement",
+        help="royalty statement of a payee for a period",
+        description="One row per work (plays, licensed plays, gross, share, net) and totals. "
+        "See docs/statements.md for the columns.",
+    )
     s.add_argument("--payee", required=True, help="payee address (artist or label)")
     s.add_argument("--period", help="a month (2026-11) or 'all'")
     s.add_argument("--from", dest="start", metavar="YYYY-MM", help="first month (inclusive)")
     s.add_argument("--to", dest="end", metavar="YYYY-MM", help="last month (inclusive)")
     s.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
     s.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
-    s.add_argument("--by-territory", action="store_true",
-                   help="usage per work and territory (plays, licensed plays, gross) instead")
+    s.add_argument(
+        "--by-territory",
+        action="store_true",
+        help="usage per work and territory (plays, licensed plays, gross) instead",
+    )
 
     w = sub.add_parser("works", help="list indexed works", description="Works in the index, with running totals.")
     w.add_argument("--owner", help="only works owned by this address")
     w.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
 
-    b = sub.add_parser("balance", help="balances of an address on the chain (and in the index)",
-                       description="Withdrawable payee balance, licensee escrow and token balance from the chain; "
-                                   "credited and withdrawn totals from the index when it is available.")
+    b = sub.add_parser(
+        "balance",
+        help="balances of an address on the chain (and in the index)",
+        description="Withdrawable payee balance, licensee escrow and token balance from the chain; "
+        "credited and withdrawn totals from the index when it is available.",
+    )
     b.add_argument("address", help="the address to look up")
     b.add_argument("--format", choices=("text", "json"), default="text")
 
-    db = sub.add_parser("db", help="database schema (Alembic migrations)",
-                        description="Migrates the database in LEDGER_DATABASE_URL.")
+    db = sub.add_parser(
+        "db", help="database schema (Alembic migrations)", description="Migrates the database in LEDGER_DATABASE_URL."
+    )
     dbsub = db.add_subparsers(dest="db_command", metavar="ACTION")
     dbsub.required = True
     up = dbsub.add_parser("upgrade", help="upgrade the schema (default: to head)")
@@ -104,31 +133,44 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("revision")
     dbsub.add_parser("current", help="print the schema revision")
 
-    r = sub.add_parser("relay", help="relay pending play batches to the chain",
-                       description="Packs pending batches into submitBatches calls and settles them. The key "
-                                   "comes from LEDGER_RELAYER_KEY, else LEDGER_PRIVATE_KEY (one relayer per key).")
+    r = sub.add_parser(
+        "relay",
+        help="relay pending play batches to the chain",
+        description="Packs pending batches into submitBatches calls and settles them. The key "
+        "comes from LEDGER_RELAYER_KEY, else LEDGER_PRIVATE_KEY (one relayer per key).",
+    )
     r.add_argument("--ledger", help="RoyaltyLedger address (default: from the deployments file)")
     r.add_argument("--gas-cap", type=int, default=DEFAULT_GAS_CAP, help="largest gas of one transaction")
-    r.add_argument("--max-bytes", type=int, default=MAX_TX_BYTES,
-                   help="largest signed transaction in bytes (a default geth mempool takes 131072)")
+    r.add_argument(
+        "--max-bytes",
+        type=int,
+        default=MAX_TX_BYTES,
+        help="largest signed transaction in bytes (a default geth mempool takes 131072)",
+    )
     r.add_argument("--once", action="store_true", help="relay until nothing is pending, then exit")
     r.add_argument("--idle", type=float, default=1.0, help="seconds to sleep when nothing is pending")
 
-    m = sub.add_parser("ingest-mqtt", help="ingest play batches from MQTT",
-                       description="Consumes plays/<device> (QoS 1) and acknowledges on plays/<device>/ack.")
+    m = sub.add_parser(
+        "ingest-mqtt",
+        help="ingest play batches from MQTT",
+        description="Consumes plays/<device> (QoS 1) and acknowledges on plays/<device>/ack.",
+    )
     m.add_argument("--mqtt-url", help=f"broker (LEDGER_MQTT_URL; default {DEFAULT_MQTT_URL})")
     m.add_argument("--ledger", help="RoyaltyLedger address (default: from the deployments file)")
-    m.add_argument("--client-id", default="ledger-ingest",
-                   help="MQTT client id; keep it stable so the broker keeps the session while it is down")
+    m.add_argument(
+        "--client-id",
+        default="ledger-ingest",
+        help="MQTT client id; keep it stable so the broker keeps the session while it is down",
+    )
     m.add_argument("--shared-group", help="share the load with other consumers ($share/NAME/plays/+)")
     return p
 
 
 # ----------------------------------------------------------------------------- commands
 
+
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env().with_(rpc_url=args.rpc_url, database_url=args.database_url,
-                                     deployments=args.deployments)
+    return Settings.from_env().with_(rpc_url=args.rpc_url, database_url=args.database_url, deployments=args.deployments)
 
 
 def _engine(settings: Settings, migrate_if_empty: bool = False) -> Engine:
@@ -151,8 +193,13 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     if path.exists() and not args.force:
         raise UserError(f"{path} exists: pass --force to deploy again and overwrite it")
     account = resolve_account(w3, settings.private_key)
-    deployment = deploy(w3, account, args.build_dir or settings.build_dir, args.token or settings.token_address,
-                        test_token=args.test_token)
+    deployment = deploy(
+        w3,
+        account,
+        args.build_dir or settings.build_dir,
+        args.token or settings.token_address,
+        test_token=args.test_token,
+    )
     deployment.save(path)
     for name, info in deployment.contracts.items():
         print(f"{name:15} {info.address}")
@@ -171,14 +218,18 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     block_range = args.block_range or settings.block_range
     if block_range < 1:
         raise UserError("--block-range must be at least 1")
-    indexer = Indexer(engine, w3, deployment, confirmations=confirmations, block_range=block_range,
-                      progress=args.progress)
+    indexer = Indexer(
+        engine, w3, deployment, confirmations=confirmations, block_range=block_range, progress=args.progress
+    )
 
     def report(stats: IndexStats) -> None:
         rate = stats.plays_rows / stats.seconds if stats.seconds else 0
-        print(f"indexed blocks {stats.from_block}..{stats.to_block}: {stats.events} events, "
-              f"{stats.plays_rows} play rows in {stats.ranges} ranges, {stats.seconds:.1f}s"
-              + (f" ({rate:,.0f} play rows/s)" if stats.plays_rows else ""), flush=True)
+        print(
+            f"indexed blocks {stats.from_block}..{stats.to_block}: {stats.events} events, "
+            f"{stats.plays_rows} play rows in {stats.ranges} ranges, {stats.seconds:.1f}s"
+            + (f" ({rate:,.0f} play rows/s)" if stats.plays_rows else ""),
+            flush=True,
+        )
 
     stats = indexer.run(to_block=args.to_block, rebuild=args.rebuild)
     if stats.ranges or not args.follow:
@@ -223,14 +274,40 @@ def cmd_works(args: argparse.Namespace, settings: Settings) -> int:
         query = query.where(Work.owner == owner)
     with Session(engine) as session:
         works = list(session.scalars(query))
-    cols = ("work_id", "title", "isrc", "iswc", "owner", "plays", "licensed_plays", "accrued", "undistributed",
-            "split_locked")
-    rows = [(w.work_id, w.title or "", w.isrc or "", w.iswc or "", w.owner, w.plays, w.licensed_plays, w.accrued,
-             w.accrued - w.distributed, w.split_locked) for w in works]
+    cols = (
+        "work_id",
+        "title",
+        "isrc",
+        "iswc",
+        "owner",
+        "plays",
+        "licensed_plays",
+        "accrued",
+        "undistributed",
+        "split_locked",
+    )
+    rows = [
+        (
+            w.work_id,
+            w.title or "",
+            w.isrc or "",
+            w.iswc or "",
+            w.owner,
+            w.plays,
+            w.licensed_plays,
+            w.accrued,
+            w.accrued - w.distributed,
+            w.split_locked,
+        )
+        for w in works
+    ]
     if args.format == "json":
         money = ("accrued", "undistributed")
-        print(json.dumps([{k: (str(v) if k in money else v) for k, v in zip(cols, r, strict=True)} for r in rows],
-                         indent=2))
+        print(
+            json.dumps(
+                [{k: (str(v) if k in money else v) for k, v in zip(cols, r, strict=True)} for r in rows], indent=2
+            )
+        )
     elif args.format == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -254,8 +331,12 @@ def cmd_balance(args: argparse.Namespace, settings: Settings) -> int:
     address = checksum(args.address)
     w3, deployment = _chain(settings)
     client = LedgerClient(w3, deployment)
-    result = {"address": address, "payee_balance": client.balance_of(address), "escrow": client.escrow_of(address),
-              "token_balance": client.token_balance(address)}
+    result = {
+        "address": address,
+        "payee_balance": client.balance_of(address),
+        "escrow": client.escrow_of(address),
+        "token_balance": client.token_balance(address),
+    }
     try:
         from sqlalchemy import select
 
@@ -305,16 +386,19 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
     except Exception:  # noqa: BLE001 - eth-account raises several types; never echo the key
         raise UserError("LEDGER_RELAYER_KEY is not a valid private key") from None
     rt = open_runtime(settings, args.ledger)
-    config = RelayerConfig(gas_cap=args.gas_cap, max_input_bytes=args.max_bytes - ENVELOPE_RESERVE,
-                           idle_sleep=args.idle)
+    config = RelayerConfig(
+        gas_cap=args.gas_cap, max_input_bytes=args.max_bytes - ENVELOPE_RESERVE, idle_sleep=args.idle
+    )
     relayer = Relayer(rt.w3, rt.deployment, account, rt.engine, config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     reports = relayer.run(stop=stop, once=args.once)
     if args.once:
-        print(f"relayed {len(reports)} transactions: {sum(r.confirmed for r in reports)} batches confirmed, "
-              f"{sum(r.rejected for r in reports)} rejected, {sum(r.repending for r in reports)} back to pending")
+        print(
+            f"relayed {len(reports)} transactions: {sum(r.confirmed for r in reports)} batches confirmed, "
+            f"{sum(r.rejected for r in reports)} rejected, {sum(r.repending for r in reports)} back to pending"
+        )
     return EXIT_OK
 
 
@@ -325,8 +409,13 @@ def cmd_ingest_mqtt(args: argparse.Namespace, settings: Settings) -> int:
 
     rt = open_runtime(settings, args.ledger)
     ctx = IngestContext.create(rt.w3, rt.deployment, rt.engine)
-    consumer = MqttIngest(ctx, args.mqtt_url or settings.mqtt_url, client_id=args.client_id,
-                          shared_group=args.shared_group, topic_prefix=settings.mqtt_topic_prefix)
+    consumer = MqttIngest(
+        ctx,
+        args.mqtt_url or settings.mqtt_url,
+        client_id=args.client_id,
+        shared_group=args.shared_group,
+        topic_prefix=settings.mqtt_topic_prefix,
+    )
     signal.signal(signal.SIGTERM, lambda *_: consumer.client.disconnect())
     try:
         consumer.run_forever()
@@ -335,8 +424,16 @@ def cmd_ingest_mqtt(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"deploy": cmd_deploy, "index": cmd_index, "statement": cmd_statement, "works": cmd_works,
-            "balance": cmd_balance, "db": cmd_db, "relay": cmd_relay, "ingest-mqtt": cmd_ingest_mqtt}
+COMMANDS = {
+    "deploy": cmd_deploy,
+    "index": cmd_index,
+    "statement": cmd_statement,
+    "works": cmd_works,
+    "balance": cmd_balance,
+    "db": cmd_db,
+    "relay": cmd_relay,
+    "ingest-mqtt": cmd_ingest_mqtt,
+}
 
 
 def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:

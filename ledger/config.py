@@ -44,6 +44,7 @@ the package is read here.
 
 Relative paths are relative to the working directory.
 """
+
 from __future__ import annotations
 
 import os
@@ -154,7 +155,6 @@ class Settings:
 # ----------------------------------------------------------------------------- the portal's settings
 
 
-
 def _count(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     """An integer setting that may be written with thousands separators (3,000,000 or 3_000_000)."""
     raw = (env.get(name) or "").strip().replace(",", "").replace("_", "")
@@ -215,12 +215,15 @@ class PortalSettings:
             secret = devnet_secret(secret_file)
         if len(secret) < 32:
             raise ConfigError("LEDGER_SECRET_KEY must have at least 32 characters")
-        return cls(env=mode, secret_key=secret,
-                   relayer_key=env.get("LEDGER_GASLESS_KEY") or None,
-                   forwarder_address=env.get("LEDGER_FORWARDER_ADDRESS") or None,
-                   gas_budget=_count(env, "LEDGER_GAS_BUDGET", 3_000_000, minimum=0),
-                   k_anonymity=_count(env, "LEDGER_K_ANONYMITY", 3, minimum=1),
-                   rate_login=env.get("LEDGER_RATE_LOGIN") or cls.rate_login,
-                   rate_signup=env.get("LEDGER_RATE_SIGNUP") or cls.rate_signup,
-                   rate_token=env.get("LEDGER_RATE_TOKEN") or cls.rate_token,
-                   ratelimit_storage=env.get("LEDGER_RATELIMIT_STORAGE") or cls.ratelimit_storage)
+        return cls(
+            env=mode,
+            secret_key=secret,
+            relayer_key=env.get("LEDGER_GASLESS_KEY") or None,
+            forwarder_address=env.get("LEDGER_FORWARDER_ADDRESS") or None,
+            gas_budget=_count(env, "LEDGER_GAS_BUDGET", 3_000_000, minimum=0),
+            k_anonymity=_count(env, "LEDGER_K_ANONYMITY", 3, minimum=1),
+            rate_login=env.get("LEDGER_RATE_LOGIN") or cls.rate_login,
+            rate_signup=env.get("LEDGER_RATE_SIGNUP") or cls.rate_signup,
+            rate_token=env.get("LEDGER_RATE_TOKEN") or cls.rate_token,
+            ratelimit_storage=env.get("LEDGER_RATELIMIT_STORAGE") or cls.ratelimit_storage,
+        )

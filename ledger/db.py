@@ -1,4 +1,5 @@
 """Engines, sessions and schema migrations (Alembic, scripts in ledger/migrations)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -55,8 +56,10 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
-        raise DatabaseError(f"cannot reach the database {engine.url.render_as_string(hide_password=True)}: "
-                            f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}") from None
+        raise DatabaseError(
+            f"cannot reach the database {engine.url.render_as_string(hide_password=True)}: "
+            f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
+        ) from None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -71,6 +74,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 # ----------------------------------------------------------------------------- migrations
+
 
 def alembic_config(engine_or_url: Engine | str) -> Config:
     from alembic.config import Config
@@ -119,8 +123,7 @@ def require_schema(engine: Engine) -> None:
     current = current_revision(engine)
     head = head_revision()
     if current != head:
-        raise DatabaseError(f"the database schema is at {current or 'nothing'}, not {head}: "
-                            "run `ledger db upgrade`")
+        raise DatabaseError(f"the database schema is at {current or 'nothing'}, not {head}: run `ledger db upgrade`")
 
 
 def table_names(engine: Engine) -> list[str]:

@@ -102,9 +102,7 @@ class ContractRevert(LedgerError):
 
     signature: ClassVar[str] = ""
 
-    def __init__(
-        self, args_dict: dict[str, Any] | None = None, data: bytes = b"", message: str | None = None
-    ) -> None:
+    def __init__(self, args_dict: dict[str, Any] | None = None, data: bytes = b"", message: str | None = None) -> None:
         self.args_dict = dict(args_dict or {})
         self.data = data
         if message is None:
@@ -160,8 +158,9 @@ def error_class(name: str, signature: str | None = None) -> type[ContractRevert]
     if known is None:
         signature = signature or f"{name}()"
         doc = f"``{signature}`` (not named in ledger.errors)."
-        known = _MADE[name] = type(name, (ContractRevert,), {"signature": signature, "__module__": __name__,
-                                                             "__doc__": doc})
+        known = _MADE[name] = type(
+            name, (ContractRevert,), {"signature": signature, "__module__": __name__, "__doc__": doc}
+        )
     return known
 
 
@@ -486,6 +485,7 @@ class RateTooHigh(ContractRevert):
     """``RateTooHigh(uint32)`` (RoyaltyLedger)."""
 
     signature = "RateTooHigh(uint32)"
+
 
 class RecipientIsLedger(ContractRevert):
     """``RecipientIsLedger()`` (RoyaltyLedger)."""

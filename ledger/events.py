@@ -4,6 +4,7 @@
 (as returned by ``eth_getLogs`` or a receipt) into ``DecodedEvent``. Addresses come out
 checksummed, ``bytesN`` as bytes, integers as int.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -103,7 +104,8 @@ class EventDecoder:
                 indexed = tuple((i["name"], _canonical_type(i)) for i in item["inputs"] if i.get("indexed"))
                 data = [(i["name"], _canonical_type(i)) for i in item["inputs"] if not i.get("indexed")]
                 self.layouts[(address.lower(), event_topic(item))] = EventLayout(
-                    name, item["name"], indexed, tuple(n for n, _ in data), tuple(t for _, t in data))
+                    name, item["name"], indexed, tuple(n for n, _ in data), tuple(t for _, t in data)
+                )
 
     def topic(self, contract: str, event: str) -> str:
         for (_address, topic), layout in self.layouts.items():
@@ -127,5 +129,11 @@ class EventDecoder:
             values = abi_decode(list(layout.data_types), _bytes(log["data"]))
             for name, typ, value in zip(layout.data_names, layout.data_types, values, strict=True):
                 args[name] = _postprocess(typ, value)
-        return DecodedEvent(layout.contract, layout.name, args, _int(log["blockNumber"]), _int(log["logIndex"]),
-                            _hex(log["transactionHash"]))
+        return DecodedEvent(
+            layout.contract,
+            layout.name,
+            args,
+            _int(log["blockNumber"]),
+            _int(log["logIndex"]),
+            _hex(log["transactionHash"]),
+        )

@@ -20,6 +20,7 @@ Actions are rows of ``portal_actions`` (queued -> submitted -> confirmed | faile
 user's action waits in ``awaiting_signature`` for the wallet's signature), so the portal can
 show them as pending until confirmed.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,22 +65,53 @@ EIP712_DOMAIN_TYPE = [
     {"name": "verifyingContract", "type": "address"},
 ]
 FORWARD_REQUEST_TYPEHASH = keccak(
-    text="ForwardRequest(address from,address to,uint256 value,uint256 gas,uint256 nonce,uint48 deadline,bytes data)")
+    text="ForwardRequest(address from,address to,uint256 value,uint256 gas,uint256 nonce,uint48 deadline,bytes data)"
+)
 #: execute(ForwardRequestData) of OZ 5's ERC2771Forwarder, enough to call it and read nonces/domain.
 FORWARDER_ABI: list[dict[str, Any]] = [
-    {"type": "function", "name": "execute", "stateMutability": "payable", "outputs": [],
-     "inputs": [{"name": "request", "type": "tuple", "components": [
-         {"name": "from", "type": "address"}, {"name": "to", "type": "address"},
-         {"name": "value", "type": "uint256"}, {"name": "gas", "type": "uint256"},
-         {"name": "deadline", "type": "uint48"}, {"name": "data", "type": "bytes"},
-         {"name": "signature", "type": "bytes"}]}]},
-    {"type": "function", "name": "nonces", "stateMutability": "view",
-     "inputs": [{"name": "owner", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]},
-    {"type": "function", "name": "eip712Domain", "stateMutability": "view", "inputs": [], "outputs": [
-        {"name": "fields", "type": "bytes1"}, {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"}, {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"}, {"name": "salt", "type": "bytes32"},
-        {"name": "extensions", "type": "uint256[]"}]},
+    {
+        "type": "function",
+        "name": "execute",
+        "stateMutability": "payable",
+        "outputs": [],
+        "inputs": [
+            {
+                "name": "request",
+                "type": "tuple",
+                "components": [
+                    {"name": "from", "type": "address"},
+                    {"name": "to", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "gas", "type": "uint256"},
+                    {"name": "deadline", "type": "uint48"},
+                    {"name": "data", "type": "bytes"},
+                    {"name": "signature", "type": "bytes"},
+                ],
+            }
+        ],
+    },
+    {
+        "type": "function",
+        "name": "nonces",
+        "stateMutability": "view",
+        "inputs": [{"name": "owner", "type": "address"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
+    {
+        "type": "function",
+        "name": "eip712Domain",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [
+            {"name": "fields", "type": "bytes1"},
+            {"name": "name", "type": "string"},
+            {"name": "version", "type": "string"},
+            {"name": "chainId", "type": "uint256"},
+            {"name": "verifyingContract", "type": "address"},
+            {"name": "salt", "type": "bytes32"},
+            {"name": "extensions", "type": "uint256[]"},
+        ],
+    },
 ]
 #: Gas the relayer adds on top of the request's own gas (forwarder checks, calldata, 63/64 rule).
 EXECUTE_OVERHEAD = 60_000
@@ -101,6 +133,7 @@ class ForwarderMissing(GaslessError, NotDeployedError):
 
 # ----------------------------------------------------------------------------- EIP-712
 
+
 @dataclass(frozen=True)
 class ForwarderDomain:
     name: str
@@ -109,17 +142,30 @@ class ForwarderDomain:
     verifying_contract: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "chainId": self.chain_id,
-                "verifyingContract": to_checksum_address(self.verifying_contract)}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "chainId": self.chain_id,
+            "verifyingContract": to_checksum_address(self.verifying_contract),
+        }
 
     def separator(self) -> bytes:
         """The EIP-712 domain separator, computed by hand (the tests compare it with eth-account)."""
         from eth_abi import encode
 
         typehash = keccak(text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
-        return keccak(encode(["bytes32", "bytes32", "bytes32", "uint256", "address"],
-                             [typehash, keccak(text=self.name), keccak(text=self.version), self.chain_id,
-                              to_checksum_address(self.verifying_contract)]))
+        return keccak(
+            encode(
+                ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+                [
+                    typehash,
+                    keccak(text=self.name),
+                    keccak(text=self.version),
+                    self.chain_id,
+                    to_checksum_address(self.verifying_contract),
+                ],
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -139,43 +185,84 @@ class ForwardRequest:
             raise GaslessError("portal actions send no ETH (value must be 0)")
 
     def message(self) -> dict[str, Any]:
-        return {"from": to_checksum_address(self.from_), "to": to_checksum_address(self.to), "value": self.value,
-                "gas": self.gas, "nonce": self.nonce, "deadline": self.deadline, "data": self.data}
+        return {
+            "from": to_checksum_address(self.from_),
+            "to": to_checksum_address(self.to),
+            "value": self.value,
+            "gas": self.gas,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+            "data": self.data,
+        }
 
     def typed_data(self, domain: ForwarderDomain) -> dict[str, Any]:
         """The full EIP-712 document (what a wallet's eth_signTypedData_v4 takes; data as 0x-hex)."""
-        return {"types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "ForwardRequest": FORWARD_REQUEST_TYPE},
-                "primaryType": "ForwardRequest", "domain": domain.as_dict(),
-                "message": {**self.message(), "data": "0x" + self.data.hex()}}
+        return {
+            "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "ForwardRequest": FORWARD_REQUEST_TYPE},
+            "primaryType": "ForwardRequest",
+            "domain": domain.as_dict(),
+            "message": {**self.message(), "data": "0x" + self.data.hex()},
+        }
 
     def struct_hash(self) -> bytes:
         from eth_abi import encode
 
-        return keccak(encode(["bytes32", "address", "address", "uint256", "uint256", "uint256", "uint48", "bytes32"],
-                             [FORWARD_REQUEST_TYPEHASH, to_checksum_address(self.from_), to_checksum_address(self.to),
-                              self.value, self.gas, self.nonce, self.deadline, keccak(self.data)]))
+        return keccak(
+            encode(
+                ["bytes32", "address", "address", "uint256", "uint256", "uint256", "uint48", "bytes32"],
+                [
+                    FORWARD_REQUEST_TYPEHASH,
+                    to_checksum_address(self.from_),
+                    to_checksum_address(self.to),
+                    self.value,
+                    self.gas,
+                    self.nonce,
+                    self.deadline,
+                    keccak(self.data),
+                ],
+            )
+        )
 
     def digest(self, domain: ForwarderDomain) -> bytes:
         return keccak(b"\x19\x01" + domain.separator() + self.struct_hash())
 
     def execute_args(self, signature: bytes) -> tuple[str, str, int, int, int, bytes, bytes]:
         """The ForwardRequestData tuple of ``execute`` (no nonce: the forwarder uses its own)."""
-        return (to_checksum_address(self.from_), to_checksum_address(self.to), self.value, self.gas, self.deadline,
-                self.data, signature)
+        return (
+            to_checksum_address(self.from_),
+            to_checksum_address(self.to),
+            self.value,
+            self.gas,
+            self.deadline,
+            self.data,
+            signature,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "data": "0x" + self.data.hex()}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ForwardRequest:
-        return cls(doc["from_"], doc["to"], int(doc["value"]), int(doc["gas"]), int(doc["nonce"]),
-                   int(doc["deadline"]), bytes.fromhex(doc["data"].removeprefix("0x")))
+        return cls(
+            doc["from_"],
+            doc["to"],
+            int(doc["value"]),
+            int(doc["gas"]),
+            int(doc["nonce"]),
+            int(doc["deadline"]),
+            bytes.fromhex(doc["data"].removeprefix("0x")),
+        )
 
 
 def _signable(request: ForwardRequest, domain: ForwarderDomain) -> SignableMessage:
-    return encode_typed_data(full_message={
-        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "ForwardRequest": FORWARD_REQUEST_TYPE},
-        "primaryType": "ForwardRequest", "domain": domain.as_dict(), "message": request.message()})
+    return encode_typed_data(
+        full_message={
+            "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "ForwardRequest": FORWARD_REQUEST_TYPE},
+            "primaryType": "ForwardRequest",
+            "domain": domain.as_dict(),
+            "message": request.message(),
+        }
+    )
 
 
 def sign_request(account: LocalAccount, request: ForwardRequest, domain: ForwarderDomain) -> bytes:
@@ -194,6 +281,7 @@ def recover_signer(request: ForwardRequest, domain: ForwarderDomain, signature: 
 
 
 # ----------------------------------------------------------------------------- target calls
+
 
 def load_abi(build_dir: Path | str, name: str) -> list[dict[str, Any]]:
     """A contract's ABI from the build artifacts (build/contracts/<name>.json)."""
@@ -226,6 +314,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
 
 
 # ----------------------------------------------------------------------------- actions and budget
+
 
 class PortalAction(Base):
     """One on-chain action of a portal user, from queued to confirmed (off-chain only)."""
@@ -263,32 +352,51 @@ def gas_spent(engine: Engine, user_id: int, day: int | None = None) -> int:
     """Gas the relayer spent (or holds reserved) for the user on a UTC day."""
     a = PortalAction.__table__
     with engine.connect() as conn:
-        return int(conn.execute(select(func.coalesce(func.sum(func.coalesce(a.c.gas_used, a.c.gas_reserved)), 0))
-                                .where(a.c.user_id == user_id, a.c.day == (day or utc_day()),
-                                       a.c.status.in_(("submitted", "confirmed", "failed")))).scalar_one())
+        return int(
+            conn.execute(
+                select(func.coalesce(func.sum(func.coalesce(a.c.gas_used, a.c.gas_reserved)), 0)).where(
+                    a.c.user_id == user_id,
+                    a.c.day == (day or utc_day()),
+                    a.c.status.in_(("submitted", "confirmed", "failed")),
+                )
+            ).scalar_one()
+        )
 
 
 def check_budget(engine: Engine, user_id: int, gas: int, daily_budget: int) -> None:
     spent = gas_spent(engine, user_id)
     if spent + gas > daily_budget:
-        raise GasBudgetExceeded(f"this action needs up to {gas:,} gas and {spent:,} of today's {daily_budget:,} "
-                                "are used: try again tomorrow (UTC)")
+        raise GasBudgetExceeded(
+            f"this action needs up to {gas:,} gas and {spent:,} of today's {daily_budget:,} "
+            "are used: try again tomorrow (UTC)"
+        )
 
 
-def queue_action(engine: Engine, user_id: int, kind: str, params: Mapping[str, Any],
-                 work_id: int | None = None) -> PortalAction:
+def queue_action(
+    engine: Engine, user_id: int, kind: str, params: Mapping[str, Any], work_id: int | None = None
+) -> PortalAction:
     if kind not in ACTIONS:
         raise GaslessError(f"unknown action {kind!r}")
     now = int(time.time())
-    action = PortalAction(user_id=user_id, kind=kind, params=json.dumps(dict(params)), status="queued",
-                          work_id=work_id, day=utc_day(now), gas_reserved=0, created_at=now, updated_at=now)
+    action = PortalAction(
+        user_id=user_id,
+        kind=kind,
+        params=json.dumps(dict(params)),
+        status="queued",
+        work_id=work_id,
+        day=utc_day(now),
+        gas_reserved=0,
+        created_at=now,
+        updated_at=now,
+    )
     with session_scope(engine) as session:
         session.add(action)
     return action
 
 
-def actions_of(engine: Engine, user_id: int, work_id: int | None = None,
-               statuses: Sequence[str] | None = None) -> list[PortalAction]:
+def actions_of(
+    engine: Engine, user_id: int, work_id: int | None = None, statuses: Sequence[str] | None = None
+) -> list[PortalAction]:
     with session_scope(engine) as session:
         q = select(PortalAction).where(PortalAction.user_id == user_id)
         if work_id is not None:
@@ -315,6 +423,7 @@ def _update(engine: Engine, action_id: int, **values: Any) -> None:
 
 # ----------------------------------------------------------------------------- relayer
 
+
 class GaslessRelayer:
     """Builds, signs (custodial) and sends users' actions through the forwarder.
 
@@ -326,8 +435,16 @@ class GaslessRelayer:
 
     _send_lock = threading.Lock()
 
-    def __init__(self, w3: Web3, deployment: Deployment, relayer: Any, engine: Engine, daily_budget: int,
-                 forwarder_address: str | None = None, request_ttl: int = 3600) -> None:
+    def __init__(
+        self,
+        w3: Web3,
+        deployment: Deployment,
+        relayer: Any,
+        engine: Engine,
+        daily_budget: int,
+        forwarder_address: str | None = None,
+        request_ttl: int = 3600,
+    ) -> None:
         from .chain import LedgerClient
 
         self.w3, self.deployment, self.engine = w3, deployment, engine
@@ -335,8 +452,10 @@ class GaslessRelayer:
         if forwarder_address is None:
             found = [deployment.contracts[k] for k in FORWARDER_KEYS if k in deployment.contracts]
             if not found:
-                raise ForwarderMissing("the deployment has no ERC2771Forwarder: on-chain portal actions wait "
-                                       "until the contracts are deployed with one")
+                raise ForwarderMissing(
+                    "the deployment has no ERC2771Forwarder: on-chain portal actions wait "
+                    "until the contracts are deployed with one"
+                )
             forwarder_address = found[0].address
         self.forwarder = w3.eth.contract(address=to_checksum_address(forwarder_address), abi=FORWARDER_ABI)
         self.client = LedgerClient(w3, deployment, relayer)
@@ -374,12 +493,19 @@ class GaslessRelayer:
             raise GaslessError("the signature is not the user's")
         gas_limit = request.gas + EXECUTE_OVERHEAD + 16 * len(request.data)
         check_budget(self.engine, user_id, gas_limit, self.daily_budget)
-        _update(self.engine, action_id, status="submitted", gas_reserved=gas_limit, day=utc_day(),
-                request=json.dumps(request.to_json()))
+        _update(
+            self.engine,
+            action_id,
+            status="submitted",
+            gas_reserved=gas_limit,
+            day=utc_day(),
+            request=json.dumps(request.to_json()),
+        )
         try:
             with self._send_lock:
-                result = self.client.transact(self.forwarder.functions.execute(request.execute_args(signature)),
-                                              gas=gas_limit)
+                result = self.client.transact(
+                    self.forwarder.functions.execute(request.execute_args(signature)), gas=gas_limit
+                )
         except LedgerError as exc:
             _update(self.engine, action_id, status="failed", error=str(exc)[:500])
             raise
@@ -448,8 +574,9 @@ class GaslessRelayer:
         _update(self.engine, action.id, request=json.dumps(request.to_json()))
         return request
 
-    def submit_signed(self, action: PortalAction, user: User, signature: bytes,
-                      server_secret: str | bytes) -> PortalAction:
+    def submit_signed(
+        self, action: PortalAction, user: User, signature: bytes, server_secret: str | bytes
+    ) -> PortalAction:
         """Sends a wallet user's action with the signature the wallet made over its request."""
         if action.status != "awaiting_signature" or action.request is None or action.user_id != user.id:
             raise GaslessError("this action is not waiting for a signature")

@@ -41,15 +41,23 @@ class Health:
     @property
     def ok(self) -> bool:
         """False when the ledger cannot make progress (a 503)."""
-        return all(part.get("state") in (OK, LAGGING) for part in (self.chain, self.database, self.indexer,
-                                                                     self.relayer))
+        return all(
+            part.get("state") in (OK, LAGGING) for part in (self.chain, self.database, self.indexer, self.relayer)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": "ok" if self.ok else "unavailable", **asdict(self)}
 
 
-def check(w3: Web3, engine: Engine, *, confirmations: int = 0, max_lag: int = 20, stall_after: float = 120.0,
-          now: float | None = None) -> Health:
+def check(
+    w3: Web3,
+    engine: Engine,
+    *,
+    confirmations: int = 0,
+    max_lag: int = 20,
+    stall_after: float = 120.0,
+    now: float | None = None,
+) -> Health:
     """The health of the ledger as the node and the database show it now."""
     now = time.time() if now is None else now
     health = Health()
@@ -64,11 +72,14 @@ def check(w3: Web3, engine: Engine, *, confirmations: int = 0, max_lag: int = 20
             checkpoint = conn.execute(select(IndexerCheckpoint.block_number, IndexerCheckpoint.updated_at)).first()
             waiting = (PendingBatch.status == INFLIGHT) | (
                 (PendingBatch.status == PENDING)
-                & or_(PendingBatch.reason.is_(None), PendingBatch.reason != INSUFFICIENT_ESCROW))
-            backlog, oldest = conn.execute(select(func.count(), func.min(PendingBatch.received_at))
-                                           .where(waiting)).one()
-            unpayable = conn.execute(select(func.count()).where(PendingBatch.status == PENDING,
-                                                                PendingBatch.reason == INSUFFICIENT_ESCROW)).scalar()
+                & or_(PendingBatch.reason.is_(None), PendingBatch.reason != INSUFFICIENT_ESCROW)
+            )
+            backlog, oldest = conn.execute(
+                select(func.count(), func.min(PendingBatch.received_at)).where(waiting)
+            ).one()
+            unpayable = conn.execute(
+                select(func.count()).where(PendingBatch.status == PENDING, PendingBatch.reason == INSUFFICIENT_ESCROW)
+            ).scalar()
         health.database = {"state": OK}
     except Exception as exc:  # noqa: BLE001 - any failure to answer means down
         health.database = {"state": DOWN, "error": type(exc).__name__}
@@ -80,8 +91,9 @@ def check(w3: Web3, engine: Engine, *, confirmations: int = 0, max_lag: int = 20
     return health
 
 
-def _indexer(checkpoint: Any, head: int | None, confirmations: int, max_lag: int, stall_after: float,
-             now: float) -> dict[str, Any]:
+def _indexer(
+    checkpoint: Any, head: int | None, confirmations: int, max_lag: int, stall_after: float, now: float
+) -> dict[str, Any]:
     if checkpoint is None:
         return {"state": STALLED if head else OK, "lag": None, "detail": "the indexer has not run yet"}
     block, updated_at = int(checkpoint.block_number), int(checkpoint.updated_at)

@@ -5,6 +5,7 @@
 - ISWC (ISO 15707): ``T`` + 9 digits + 1 check digit. ``T-034.524.680-1`` and ``T0345246801`` are
   the same code; the stored normal form is the display form ``T-034.524.680-1``.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,10 @@ def normalize_isrc(text: str) -> str:
     if compact.startswith("ISRC"):
         compact = compact[4:]
     if not _ISRC_RE.match(compact):
-        raise IdentifierError(f"{text!r} is not an ISRC: expected 12 characters CC-XXX-YY-NNNNN "
-                              "(2 letters, 3 letters or digits, 7 digits)")
+        raise IdentifierError(
+            f"{text!r} is not an ISRC: expected 12 characters CC-XXX-YY-NNNNN "
+            "(2 letters, 3 letters or digits, 7 digits)"
+        )
     return compact
 
 
@@ -47,8 +50,7 @@ def normalize_iswc(text: str) -> str:
     compact = re.sub(r"[\s.\-]", "", str(text)).upper()
     m = _ISWC_RE.match(compact)
     if not m:
-        raise IdentifierError(f"{text!r} is not an ISWC: expected T followed by 10 digits, "
-                              "like T-034.524.680-1")
+        raise IdentifierError(f"{text!r} is not an ISWC: expected T followed by 10 digits, like T-034.524.680-1")
     digits, check = m.group(1), int(m.group(2))
     expected = iswc_check_digit(digits)
     if check != expected:

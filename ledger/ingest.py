@@ -30,6 +30,7 @@ or when the chain refuses the batch or the node is down (a stored batch is answe
 whatever the chain says now). A stale cache can only let in a batch the relayer will see skipped
 (a nonce used, or the device revoked, in the last seconds); it never refuses a valid batch.
 """
+
 from __future__ import annotations
 
 import json
@@ -140,12 +141,26 @@ class Unavailable(IngestError):
     code, status = "unavailable", 503
 
 
-ERROR_CLASSES = (PayloadTooLarge, MalformedJson, InvalidBatch, TooManyEntries, InvalidEntries, UnknownWork,
-                 BadTimeRange, BadSignature, TopicMismatch, UnknownDevice, DeviceRevoked, NonceUsed, NonceConflict,
-                 Unavailable)
+ERROR_CLASSES = (
+    PayloadTooLarge,
+    MalformedJson,
+    InvalidBatch,
+    TooManyEntries,
+    InvalidEntries,
+    UnknownWork,
+    BadTimeRange,
+    BadSignature,
+    TopicMismatch,
+    UnknownDevice,
+    DeviceRevoked,
+    NonceUsed,
+    NonceConflict,
+    Unavailable,
+)
 
 
 # ----------------------------------------------------------------------------- chain view
+
 
 @dataclass
 class DeviceRecord:
@@ -179,9 +194,15 @@ class ChainDevices:
     a valid batch.
     """
 
-    def __init__(self, contract: Contract, ttl: float = 30.0, negative_ttl: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic, nonces: NonceWords | None = None,
-                 nonce_ttl: float = nonces_mod.DEFAULT_TTL):
+    def __init__(
+        self,
+        contract: Contract,
+        ttl: float = 30.0,
+        negative_ttl: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        nonces: NonceWords | None = None,
+        nonce_ttl: float = nonces_mod.DEFAULT_TTL,
+    ):
         self.contract = contract
         self.ttl, self.negative_ttl, self.clock = ttl, negative_ttl, clock
         self._ids: dict[str, tuple[int, float]] = {}
@@ -189,8 +210,11 @@ class ChainDevices:
         self._skew: int | None = None
         self._lock = threading.Lock()
         if nonces is None:  # no HTTP endpoint known: the same word through web3
-            nonces = NonceWords(lambda device, word: int(contract.functions.nonceBitmap(device, word).call()),
-                                ttl=nonce_ttl, clock=clock)
+            nonces = NonceWords(
+                lambda device, word: int(contract.functions.nonceBitmap(device, word).call()),
+                ttl=nonce_ttl,
+                clock=clock,
+            )
         self.nonces = nonces
 
     @classmethod
@@ -199,10 +223,12 @@ class ChainDevices:
         rpc_url = getattr(w3.provider, "endpoint_uri", None)
         if "nonces" not in kw and isinstance(rpc_url, str) and rpc_url.startswith(("http://", "https://")):
             timeout = float((getattr(w3.provider, "_request_kwargs", None) or {}).get("timeout", 10))
-            reader = JsonRpcWordReader(rpc_url, contract.address, nonce_bitmap_selector(deployment.ledger.abi),
-                                       timeout=timeout)
-            kw["nonces"] = NonceWords(reader, ttl=kw.pop("nonce_ttl", nonces_mod.DEFAULT_TTL),
-                                      clock=kw.get("clock", time.monotonic))
+            reader = JsonRpcWordReader(
+                rpc_url, contract.address, nonce_bitmap_selector(deployment.ledger.abi), timeout=timeout
+            )
+            kw["nonces"] = NonceWords(
+                reader, ttl=kw.pop("nonce_ttl", nonces_mod.DEFAULT_TTL), clock=kw.get("clock", time.monotonic)
+            )
         return cls(contract, **kw)
 
     def device(self, address: str) -> DeviceRecord | None:
@@ -246,8 +272,9 @@ class RegisteredWorks:
     work id is registered iff it is at most ``totalWorks()``. The total is re-read (at most every
     ``refresh`` seconds) only when a batch names a higher id than the one cached."""
 
-    def __init__(self, total: Callable[[], int], refresh: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, total: Callable[[], int], refresh: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._read, self.refresh, self.clock = total, refresh, clock
         self._total, self._read_at = 0, float("-inf")
         self._lock = threading.Lock()
@@ -262,6 +289,7 @@ class RegisteredWorks:
 
 
 # ----------------------------------------------------------------------------- context / result
+
 
 @dataclass
 class IngestContext:
@@ -281,14 +309,22 @@ class IngestContext:
 
     @classmethod
     def create(cls, w3: Web3, deployment: Deployment, engine_or_sessions: Any, **kw: Any) -> IngestContext:
-        sessions = (engine_or_sessions if isinstance(engine_or_sessions, sessionmaker)
-                    else sessionmaker(engine_or_sessions, expire_on_commit=False))
+        sessions = (
+            engine_or_sessions
+            if isinstance(engine_or_sessions, sessionmaker)
+            else sessionmaker(engine_or_sessions, expire_on_commit=False)
+        )
         cache = {k: kw.pop(k) for k in ("ttl", "negative_ttl", "nonce_ttl") if k in kw}
         if "works" not in kw:
             registry = w3.eth.contract(address=deployment.works.address, abi=deployment.works.abi)
             kw["works"] = RegisteredWorks(lambda: int(registry.functions.totalWorks().call()))
-        return cls(chain_id=int(w3.eth.chain_id), ledger_address=deployment.ledger.address, sessions=sessions,
-                   devices=ChainDevices.for_deployment(w3, deployment, **cache), **kw)
+        return cls(
+            chain_id=int(w3.eth.chain_id),
+            ledger_address=deployment.ledger.address,
+            sessions=sessions,
+            devices=ChainDevices.for_deployment(w3, deployment, **cache),
+            **kw,
+        )
 
     def skew(self) -> int:
         return self.max_skew if self.max_skew is not None else self.devices.max_clock_skew()
@@ -305,6 +341,7 @@ class IngestResult:
 
 
 # ----------------------------------------------------------------------------- parsing
+
 
 def _int_field(payload: dict[str, Any], name: str, maximum: int) -> int:
     if name not in payload:
@@ -333,8 +370,9 @@ def parse_entries(value: Any) -> bytes:
     if isinstance(value, str):
         text = value[2:] if value[:2] in ("0x", "0X") else value
         if len(text) > 2 * playbatch.ENTRY_SIZE * playbatch.MAX_ENTRIES:
-            raise TooManyEntries(f"a batch holds at most {playbatch.MAX_ENTRIES} works, "
-                                 f"not {len(text) // (2 * playbatch.ENTRY_SIZE)}")
+            raise TooManyEntries(
+                f"a batch holds at most {playbatch.MAX_ENTRIES} works, not {len(text) // (2 * playbatch.ENTRY_SIZE)}"
+            )
         try:
             raw = bytes.fromhex(text)
         except ValueError:
@@ -347,8 +385,11 @@ def parse_entries(value: Any) -> bytes:
             raise TooManyEntries(f"a batch holds at most {playbatch.MAX_ENTRIES} works, not {len(value)}")
         pairs = []
         for i, item in enumerate(value):
-            if (not isinstance(item, list) or len(item) != 2
-                    or any(isinstance(x, bool) or not isinstance(x, int) for x in item)):
+            if (
+                not isinstance(item, list)
+                or len(item) != 2
+                or any(isinstance(x, bool) or not isinstance(x, int) for x in item)
+            ):
                 raise InvalidEntries(f"entry {i} must be [workId, count] of integers")
             pairs.append((item[0], item[1]))
         raw = None
@@ -413,23 +454,32 @@ def parse_batch(payload: Any, ctx: IngestContext) -> ParsedBatch:
     digest = playbatch.batch_digest(ctx.chain_id, ctx.ledger_address, device, nonce, from_time, to_time, entries)
     # None for an invalid point or scalar and for a high s, which the contract refuses too
     if playbatch.recover_signer(digest, signature) != bytes.fromhex(device[2:]):
-        raise BadSignature(f"the signature is not by {device} for this batch, chain {ctx.chain_id} "
-                           f"and ledger {ctx.ledger_address}")
+        raise BadSignature(
+            f"the signature is not by {device} for this batch, chain {ctx.chain_id} and ledger {ctx.ledger_address}"
+        )
     batch = playbatch.SignedBatch(device, nonce, from_time, to_time, entries, signature)
     return ParsedBatch(batch, digest)
 
 
 # ----------------------------------------------------------------------------- ingest
 
+
 def _answer(row: PendingBatch) -> IngestResult:
-    body = {"batchId": row.id, "state": PENDING, "device": row.device, "nonce": row.nonce,
-            "digest": row.digest, "plays": row.plays}
+    body = {
+        "batchId": row.id,
+        "state": PENDING,
+        "device": row.device,
+        "nonce": row.nonce,
+        "digest": row.digest,
+        "plays": row.plays,
+    }
     return IngestResult(row.id, body)
 
 
 def _stored(session: Session, device: str, nonce: int) -> PendingBatch | None:
-    return session.scalars(select(PendingBatch).where(PendingBatch.device == device,
-                                                      PendingBatch.nonce == nonce)).one_or_none()
+    return session.scalars(
+        select(PendingBatch).where(PendingBatch.device == device, PendingBatch.nonce == nonce)
+    ).one_or_none()
 
 
 def _same_or_conflict(row: PendingBatch, digest_hex: str) -> IngestResult:
@@ -446,10 +496,13 @@ def _check_on_chain(ctx: IngestContext, batch: playbatch.SignedBatch) -> DeviceR
     if record is None:
         raise UnknownDevice(f"device {batch.device} is not registered on the ledger")
     if not record.covers(batch.to_time):
-        raise DeviceRevoked(f"device {batch.device} (id {record.device_id}) was revoked at "
-                            f"{record.revoked_at}, before this batch's toTime {batch.to_time}" if record.revoked
-                            else f"device {batch.device} (id {record.device_id}) was registered after this "
-                                 f"batch's toTime {batch.to_time}")
+        raise DeviceRevoked(
+            f"device {batch.device} (id {record.device_id}) was revoked at "
+            f"{record.revoked_at}, before this batch's toTime {batch.to_time}"
+            if record.revoked
+            else f"device {batch.device} (id {record.device_id}) was registered after this "
+            f"batch's toTime {batch.to_time}"
+        )
     if ctx.devices.is_nonce_used(batch.device, batch.nonce):
         raise NonceUsed(f"nonce {batch.nonce} of device {batch.device} is used on chain")
     if ctx.works is not None:
@@ -459,22 +512,40 @@ def _check_on_chain(ctx: IngestContext, batch: playbatch.SignedBatch) -> DeviceR
     return record
 
 
-def _insert(ctx: IngestContext, batch: playbatch.SignedBatch, digest_hex: str, record: DeviceRecord,
-            source: str) -> IngestResult:
+def _insert(
+    ctx: IngestContext, batch: playbatch.SignedBatch, digest_hex: str, record: DeviceRecord, source: str
+) -> IngestResult:
     """One transaction: INSERT ... RETURNING id, COMMIT (durable before the caller answers).
     Raises IntegrityError when (device, nonce) or the digest is stored already."""
     licensee_index, device_number = playbatch.split_device_id(record.device_id)
     plays = batch.plays
-    values = {"device": batch.device, "licensee_index": licensee_index, "device_number": device_number,
-              "nonce": batch.nonce, "from_time": batch.from_time, "to_time": batch.to_time,
-              "entries": batch.entries, "signature": batch.signature, "digest": digest_hex,
-              "entry_count": len(batch.entries) // playbatch.ENTRY_SIZE, "plays": plays, "source": source,
-              "status": PENDING, "attempts": 0}
+    values = {
+        "device": batch.device,
+        "licensee_index": licensee_index,
+        "device_number": device_number,
+        "nonce": batch.nonce,
+        "from_time": batch.from_time,
+        "to_time": batch.to_time,
+        "entries": batch.entries,
+        "signature": batch.signature,
+        "digest": digest_hex,
+        "entry_count": len(batch.entries) // playbatch.ENTRY_SIZE,
+        "plays": plays,
+        "source": source,
+        "status": PENDING,
+        "attempts": 0,
+    }
     with ctx.sessions() as session:
         batch_id: int = session.execute(_INSERT_PENDING, values).scalar_one()
         session.commit()
-    body = {"batchId": batch_id, "state": PENDING, "device": batch.device, "nonce": batch.nonce,
-            "digest": digest_hex, "plays": plays}
+    body = {
+        "batchId": batch_id,
+        "state": PENDING,
+        "device": batch.device,
+        "nonce": batch.nonce,
+        "digest": digest_hex,
+        "plays": plays,
+    }
     return IngestResult(batch_id, body)
 
 
@@ -486,8 +557,9 @@ def _answer_stored(ctx: IngestContext, batch: playbatch.SignedBatch, digest_hex:
     return None if row is None else _same_or_conflict(row, digest_hex)
 
 
-def ingest_batch(payload: Any, ctx: IngestContext, source: str = "http",
-                 topic_device: str | None = None) -> IngestResult:
+def ingest_batch(
+    payload: Any, ctx: IngestContext, source: str = "http", topic_device: str | None = None
+) -> IngestResult:
     """Validates a batch and stores it as pending; raises an :class:`IngestError` subclass.
 
     The answers are those of the documented order (a stored batch is looked at before the
@@ -539,8 +611,9 @@ def _is_node_error(exc: Exception) -> bool:
     import requests
     from web3.exceptions import Web3Exception
 
-    return isinstance(exc, (requests.RequestException, ConnectionError, TimeoutError, Web3Exception,
-                            ChainUnavailableError))
+    return isinstance(
+        exc, (requests.RequestException, ConnectionError, TimeoutError, Web3Exception, ChainUnavailableError)
+    )
 
 
 def parse_body(raw: bytes | str, ctx: IngestContext, what: str = "body") -> Any:
@@ -555,14 +628,16 @@ def parse_body(raw: bytes | str, ctx: IngestContext, what: str = "body") -> Any:
         raise MalformedJson(f"the {what} nests too deeply to be a batch") from None
 
 
-def ingest_json(raw: bytes | str, ctx: IngestContext, source: str = "http",
-                topic_device: str | None = None) -> IngestResult:
+def ingest_json(
+    raw: bytes | str, ctx: IngestContext, source: str = "http", topic_device: str | None = None
+) -> IngestResult:
     """:func:`ingest_batch` on a raw JSON body (size and syntax checked first)."""
     return ingest_batch(parse_body(raw, ctx), ctx, source=source, topic_device=topic_device)
 
 
-def handle_json(raw: bytes | str, ctx: IngestContext, source: str = "http",
-                topic_device: str | None = None) -> tuple[int, dict[str, Any]]:
+def handle_json(
+    raw: bytes | str, ctx: IngestContext, source: str = "http", topic_device: str | None = None
+) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) for a raw request body: what a route or a consumer answers."""
     try:
         result = ingest_json(raw, ctx, source=source, topic_device=topic_device)

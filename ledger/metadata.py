@@ -6,6 +6,7 @@ The chain stores only a URI per work. When it is a ``data:`` URI holding JSON (w
 their title stays empty in the index: the indexer never fetches from the network, so a rebuild
 always gives the same index.
 """
+
 from __future__ import annotations
 
 import base64
@@ -51,8 +52,7 @@ def parse_metadata_uri(uri: str) -> WorkMetadata:
         return WorkMetadata()
     title = doc.get("title") or doc.get("name")
     iswc = doc.get("iswc")
-    return WorkMetadata(title=str(title)[:MAX_TITLE] if title else None,
-                        iswc=str(iswc)[:15] if iswc else None)
+    return WorkMetadata(title=str(title)[:MAX_TITLE] if title else None, iswc=str(iswc)[:15] if iswc else None)
 
 
 def isrc_to_bytes12(isrc: str | None) -> bytes:

@@ -12,6 +12,7 @@ rebuilt from the chain at any time (``ledger index --rebuild``). Conventions:
   within a block, so ``(block_number, log_index[, part])`` is the unique key that makes a
   second write of the same event fail loudly instead of counting it twice.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -87,6 +88,7 @@ class EventMixin:
 
 # ----------------------------------------------------------------------------- indexer state
 
+
 class IndexerCheckpoint(Base):
     """Where the indexer stopped: the last block fully written. One row per deployment."""
 
@@ -102,6 +104,7 @@ class IndexerCheckpoint(Base):
 
 
 # ----------------------------------------------------------------------------- works
+
 
 class Work(Base):
     """A work (ERC-721 token) with its metadata and running totals."""
@@ -149,9 +152,11 @@ class SplitShare(EventMixin, Base):
     """One payee of one SplitSet event: the split history of every work."""
 
     __tablename__ = "split_shares"
-    __table_args__ = (UniqueConstraint("block_number", "log_index", "position"),
-                      Index(None, "payee", "work_id"),
-                      Index(None, "work_id", "block_number", "log_index"))
+    __table_args__ = (
+        UniqueConstraint("block_number", "log_index", "position"),
+        Index(None, "payee", "work_id"),
+        Index(None, "work_id", "block_number", "log_index"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     work_id: Mapped[int] = mapped_column(BigInteger)
@@ -164,8 +169,7 @@ class Terms(EventMixin, Base):
     """TermsSet events; the current terms of (work, kind) are the latest row."""
 
     __tablename__ = "terms"
-    __table_args__ = (UniqueConstraint("block_number", "log_index"),
-                      Index(None, "work_id", "kind", "block_number"))
+    __table_args__ = (UniqueConstraint("block_number", "log_index"), Index(None, "work_id", "kind", "block_number"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     work_id: Mapped[int] = mapped_column(BigInteger)
@@ -177,6 +181,7 @@ class Terms(EventMixin, Base):
 
 
 # ----------------------------------------------------------------------------- licensees
+
 
 class Licensee(Base):
     """A licensee, its index and its escrow (deposited - withdrawn - charged == escrowOf).
@@ -217,8 +222,11 @@ class LicensePurchase(EventMixin, Base):
     """LicenseBought events. The fee accrued to the work."""
 
     __tablename__ = "license_purchases"
-    __table_args__ = (UniqueConstraint("block_number", "log_index"), Index(None, "work_id", "period"),
-                      Index(None, "licensee"))
+    __table_args__ = (
+        UniqueConstraint("block_number", "log_index"),
+        Index(None, "work_id", "period"),
+        Index(None, "licensee"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     licensee: Mapped[str] = mapped_column(String(42))
@@ -260,12 +268,12 @@ class Device(Base):
 
 # ----------------------------------------------------------------------------- plays
 
+
 class PlayBatch(EventMixin, Base):
     """One applied batch of a PlaysRecorded event (``batch_index`` = its place in the event)."""
 
     __tablename__ = "play_batches"
-    __table_args__ = (UniqueConstraint("block_number", "log_index", "batch_index"),
-                      Index(None, "device_id", "nonce"))
+    __table_args__ = (UniqueConstraint("block_number", "log_index", "batch_index"), Index(None, "device_id", "nonce"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     batch_index: Mapped[int] = mapped_column(Integer)
@@ -336,6 +344,7 @@ class WorkPeriodStats(Base):
 
 # ----------------------------------------------------------------------------- payouts
 
+
 class Distribution(EventMixin, Base):
     __tablename__ = "distributions"
     __table_args__ = (UniqueConstraint("block_number", "log_index"), Index(None, "work_id", "period"))
@@ -350,8 +359,10 @@ class PayeeCredit(EventMixin, Base):
     """One payee's part of one Distributed event, by the split in force (chain rounding)."""
 
     __tablename__ = "payee_credits"
-    __table_args__ = (UniqueConstraint("block_number", "log_index", "position"),
-                      Index(None, "payee", "period", "work_id"))
+    __table_args__ = (
+        UniqueConstraint("block_number", "log_index", "position"),
+        Index(None, "payee", "period", "work_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     work_id: Mapped[int] = mapped_column(BigInteger)
@@ -410,9 +421,25 @@ class IndexAnomaly(Base):
 
 
 INDEXED_TABLES = [
-    Play.__table__, PlayBatch.__table__, BatchSkip.__table__, WorkPeriodStats.__table__,
-    PayeeCredit.__table__, Distribution.__table__, Withdrawal.__table__, Payee.__table__,
-    TokenTransfer.__table__, EscrowMovement.__table__, LicensePurchase.__table__, License.__table__,
-    Device.__table__, Licensee.__table__, Terms.__table__, SplitShare.__table__, WorkUriUpdate.__table__,
-    WorkTransfer.__table__, Work.__table__, IndexAnomaly.__table__, IndexerCheckpoint.__table__,
+    Play.__table__,
+    PlayBatch.__table__,
+    BatchSkip.__table__,
+    WorkPeriodStats.__table__,
+    PayeeCredit.__table__,
+    Distribution.__table__,
+    Withdrawal.__table__,
+    Payee.__table__,
+    TokenTransfer.__table__,
+    EscrowMovement.__table__,
+    LicensePurchase.__table__,
+    License.__table__,
+    Device.__table__,
+    Licensee.__table__,
+    Terms.__table__,
+    SplitShare.__table__,
+    WorkUriUpdate.__table__,
+    WorkTransfer.__table__,
+    Work.__table__,
+    IndexAnomaly.__table__,
+    IndexerCheckpoint.__table__,
 ]

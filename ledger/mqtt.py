@@ -15,6 +15,7 @@ batch is stored: a consumer killed in between gets the message again and answers
 idempotently. Several consumers can share the load with ``--shared-group NAME``
 (``$share/NAME/plays/+``, MQTT 5 brokers such as Mosquitto 2).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,6 @@ from .errors import ConfigError, IngestError
 from .ingest import IngestContext, ingest_batch, parse_body
 
 log = logging.getLogger(__name__)
-
 
 
 def ack_topic(device: str, prefix: str = DEFAULT_MQTT_TOPIC_PREFIX) -> str:
@@ -50,15 +50,24 @@ def answer(raw: bytes, ctx: IngestContext, topic_device: str) -> dict[str, Any]:
         return {"status": exc.status, "nonce": nonce, **exc.to_json()}
     except Exception:  # noqa: BLE001 - a bug: say so, the device retries later
         log.exception("ingest-mqtt: unexpected error on a batch of %s", topic_device)
-        return {"status": 500, "nonce": nonce,
-                "error": {"code": "internal_error", "message": "the server failed; retry later"}}
+        return {
+            "status": 500,
+            "nonce": nonce,
+            "error": {"code": "internal_error", "message": "the server failed; retry later"},
+        }
 
 
 class MqttIngest:
     """The consumer. ``start()`` connects and returns; ``stop()`` disconnects."""
 
-    def __init__(self, ctx: IngestContext, url: str = DEFAULT_MQTT_URL, client_id: str = "ledger-ingest",
-                 shared_group: str | None = None, topic_prefix: str = DEFAULT_MQTT_TOPIC_PREFIX):
+    def __init__(
+        self,
+        ctx: IngestContext,
+        url: str = DEFAULT_MQTT_URL,
+        client_id: str = "ledger-ingest",
+        shared_group: str | None = None,
+        topic_prefix: str = DEFAULT_MQTT_TOPIC_PREFIX,
+    ):
         self.ctx = ctx
         parsed = urlparse(url)
         if parsed.scheme not in ("mqtt", "mqtts", "tcp"):
@@ -86,8 +95,9 @@ class MqttIngest:
         self.connected.clear()
         self.subscribed.clear()
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                    properties: Any = None) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None
+    ) -> None:
         if reason_code.is_failure:
             log.error("ingest-mqtt: broker refused the connection: %s", reason_code)
             return
@@ -100,8 +110,13 @@ class MqttIngest:
         if prefix != self.topic_prefix or not device:
             return
         reply = answer(bytes(msg.payload), self.ctx, topic_device=device)
-        log.debug("ingest-mqtt: %s nonce %s -> %s %s", device, reply.get("nonce"), reply["status"],
-                  reply.get("error", {}).get("code", ""))
+        log.debug(
+            "ingest-mqtt: %s nonce %s -> %s %s",
+            device,
+            reply.get("nonce"),
+            reply["status"],
+            reply.get("error", {}).get("code", ""),
+        )
         client.publish(ack_topic(device, self.topic_prefix), json.dumps(reply, separators=(",", ":")), qos=1)
         self.handled += 1
 

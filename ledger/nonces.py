@@ -14,6 +14,7 @@ are caught before that by the pending store's unique (device, nonce). A cached *
 trusted: :meth:`NonceWords.is_used` reads the word again before it answers "used", so a valid
 batch is never refused because of the cache (a reorg or a devnet revert can clear bits).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -50,8 +51,7 @@ def nonce_bitmap_selector(ledger_abi: list[dict[str, Any]]) -> bytes:
 class JsonRpcWordReader:
     """``nonceBitmap(device, word)`` by one raw ``eth_call`` over a kept-alive HTTP connection."""
 
-    def __init__(self, rpc_url: str, ledger_address: str, selector: bytes, timeout: float = 10.0,
-                 pool_size: int = 16):
+    def __init__(self, rpc_url: str, ledger_address: str, selector: bytes, timeout: float = 10.0, pool_size: int = 16):
         self.rpc_url, self.timeout = rpc_url, timeout
         self.ledger_address, self.selector = ledger_address, selector
         self.session = requests.Session()
@@ -62,8 +62,12 @@ class JsonRpcWordReader:
 
     def __call__(self, device: str, word: int) -> int:
         data = (self.selector + bytes(12) + bytes.fromhex(device[2:]) + word.to_bytes(32, "big")).hex()
-        request = {"jsonrpc": "2.0", "id": next(self._ids), "method": "eth_call",
-                   "params": [{"to": self.ledger_address, "data": "0x" + data}, "latest"]}
+        request = {
+            "jsonrpc": "2.0",
+            "id": next(self._ids),
+            "method": "eth_call",
+            "params": [{"to": self.ledger_address, "data": "0x" + data}, "latest"],
+        }
         try:
             response = self.session.post(self.rpc_url, json=request, timeout=self.timeout)
             response.raise_for_status()
@@ -83,8 +87,13 @@ class JsonRpcWordReader:
 class NonceWords:
     """Nonce bitmap words of device keys, cached for ``ttl`` seconds (see the module docstring)."""
 
-    def __init__(self, read_word: WordReader, ttl: float = DEFAULT_TTL,
-                 clock: Callable[[], float] = time.monotonic, max_words: int = MAX_CACHED_WORDS):
+    def __init__(
+        self,
+        read_word: WordReader,
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.monotonic,
+        max_words: int = MAX_CACHED_WORDS,
+    ):
         self.read_word, self.ttl, self.clock, self.max_words = read_word, ttl, clock, max_words
         self._words: dict[tuple[str, int], tuple[int, float]] = {}
         self._lock = threading.Lock()

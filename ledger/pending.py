@@ -16,6 +16,7 @@ refused. ``digest`` (the EIP-712 digest the device signed) names the batch's con
 These tables are not rebuilt from chain events (they hold what the chain has not seen yet);
 Alembic owns their schema: ``ledger/migrations/versions/0100_pending_batches.py``.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime

@@ -10,6 +10,7 @@ Signed type (domain: name "RoyaltyLedger", version "1", chainId, ledger contract
 ``entries`` is n records of 6 bytes: work id (uint32 big-endian) then count (uint16), work ids
 strictly increasing, counts >= 1.
 """
+
 from __future__ import annotations
 
 import functools
@@ -146,19 +147,31 @@ def domain_separator(chain_id: int, ledger_address: str) -> bytes:
     """The EIP-712 domain separator of a (chain, ledger), computed once per pair."""
     if not 0 <= chain_id <= _UINT256_MAX:
         raise BatchFormatError(f"chain id {chain_id} is out of range")
-    return keccak(DOMAIN_TYPEHASH + keccak(text=DOMAIN_NAME) + keccak(text=DOMAIN_VERSION)
-                  + chain_id.to_bytes(32, "big") + _address_word(ledger_address))
+    return keccak(
+        DOMAIN_TYPEHASH
+        + keccak(text=DOMAIN_NAME)
+        + keccak(text=DOMAIN_VERSION)
+        + chain_id.to_bytes(32, "big")
+        + _address_word(ledger_address)
+    )
 
 
-def batch_digest(chain_id: int, ledger_address: str, device: str, nonce: int, from_time: int, to_time: int,
-                 entries: bytes) -> bytes:
+def batch_digest(
+    chain_id: int, ledger_address: str, device: str, nonce: int, from_time: int, to_time: int, entries: bytes
+) -> bytes:
     """The EIP-712 digest of a batch (what the contract recovers the signer from):
     ``keccak(0x1901 | domainSeparator | keccak(PLAY_BATCH_TYPEHASH | device | nonce | fromTime |
     toTime | keccak(entries)))``, each field a 32-byte word."""
     if not (0 <= nonce <= _UINT256_MAX and 0 <= from_time <= _UINT64_MAX and 0 <= to_time <= _UINT64_MAX):
         raise BatchFormatError("nonce must be a uint256 and the times uint64")
-    struct_hash = keccak(PLAY_BATCH_TYPEHASH + _address_word(device) + nonce.to_bytes(32, "big")
-                         + from_time.to_bytes(32, "big") + to_time.to_bytes(32, "big") + keccak(bytes(entries)))
+    struct_hash = keccak(
+        PLAY_BATCH_TYPEHASH
+        + _address_word(device)
+        + nonce.to_bytes(32, "big")
+        + from_time.to_bytes(32, "big")
+        + to_time.to_bytes(32, "big")
+        + keccak(bytes(entries))
+    )
     return keccak(b"\x19\x01" + domain_separator(chain_id, ledger_address) + struct_hash)
 
 
@@ -175,15 +188,17 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes | None:
     if not (0 < r < SECP256K1_N and 0 < s <= MAX_S):
         return None
     try:
-        key = PublicKey.from_signature_and_message(signature[:32] + s.to_bytes(32, "big") + bytes([vs >> 255]),
-                                                   digest, hasher=None)
+        key = PublicKey.from_signature_and_message(
+            signature[:32] + s.to_bytes(32, "big") + bytes([vs >> 255]), digest, hasher=None
+        )
     except Exception:  # noqa: BLE001 - r is not the x of a curve point: no signer
         return None
     return keccak(key.format(compressed=False)[1:])[12:]
 
 
-def batch_digest_generic(chain_id: int, ledger_address: str, device: str, nonce: int, from_time: int,
-                         to_time: int, entries: bytes) -> bytes:
+def batch_digest_generic(
+    chain_id: int, ledger_address: str, device: str, nonce: int, from_time: int, to_time: int, entries: bytes
+) -> bytes:
     """The same digest through eth-account's generic EIP-712 encoder: the reference
     :func:`batch_digest` is tested against (slow; not for the ingest path)."""
     signable = encode_typed_data(
@@ -210,14 +225,14 @@ def device_registration_digest(chain_id: int, ledger_address: str, device: str, 
     signable = encode_typed_data(
         domain_data=domain(chain_id, ledger_address),
         message_types=DEVICE_REGISTRATION_TYPES,
-        message_data={"device": to_checksum_address(device), "licensee": to_checksum_address(licensee),
-                      "nonce": nonce},
+        message_data={"device": to_checksum_address(device), "licensee": to_checksum_address(licensee), "nonce": nonce},
     )
     return keccak(b"\x19" + signable.version + signable.header + signable.body)
 
 
-def sign_device_registration(private_key: Any, chain_id: int, ledger_address: str, licensee: str,
-                             nonce: int = 0) -> bytes:
+def sign_device_registration(
+    private_key: Any, chain_id: int, ledger_address: str, licensee: str, nonce: int = 0
+) -> bytes:
     """The 65-byte (r, s, v) proof that the device key agrees to be registered by ``licensee``."""
     account = private_key if hasattr(private_key, "unsafe_sign_hash") else Account.from_key(private_key)
     digest = device_registration_digest(chain_id, ledger_address, account.address, licensee, nonce)
@@ -259,8 +274,9 @@ class SignedBatch:
         return BATCH_HEADER_SIZE + len(self.entries) + SIGNATURE_SIZE
 
     def recover(self, chain_id: int, ledger_address: str) -> str:
-        digest = batch_digest(chain_id, ledger_address, self.device, self.nonce, self.from_time, self.to_time,
-                              self.entries)
+        digest = batch_digest(
+            chain_id, ledger_address, self.device, self.nonce, self.from_time, self.to_time, self.entries
+        )
         r = int.from_bytes(self.signature[:32], "big")
         vs = int.from_bytes(self.signature[32:], "big")
         v = (vs >> 255) + 27
@@ -268,8 +284,9 @@ class SignedBatch:
         return str(Account._recover_hash(digest, vrs=(v, r, s)))
 
 
-def sign_batch(private_key: Any, chain_id: int, ledger_address: str, nonce: int, from_time: int, to_time: int,
-               entries: bytes) -> SignedBatch:
+def sign_batch(
+    private_key: Any, chain_id: int, ledger_address: str, nonce: int, from_time: int, to_time: int, entries: bytes
+) -> SignedBatch:
     """Signs a batch with a device key (hex string, bytes or eth-account LocalAccount)."""
     account = private_key if hasattr(private_key, "unsafe_sign_hash") else Account.from_key(private_key)
     if not 0 <= nonce <= MAX_NONCE:
@@ -278,8 +295,7 @@ def sign_batch(private_key: Any, chain_id: int, ledger_address: str, nonce: int,
         raise BatchFormatError("times must satisfy 0 <= fromTime <= toTime < 2**32")
     digest = batch_digest(chain_id, ledger_address, account.address, nonce, from_time, to_time, entries)
     sig = account.unsafe_sign_hash(digest)
-    return SignedBatch(account.address, nonce, from_time, to_time, entries,
-                       to_compact_signature(sig.r, sig.s, sig.v))
+    return SignedBatch(account.address, nonce, from_time, to_time, entries, to_compact_signature(sig.r, sig.s, sig.v))
 
 
 @dataclass
@@ -292,8 +308,11 @@ class Group:
 
 def encode_batch(device_number: int, batch: SignedBatch) -> bytes:
     n = len(batch.entries) // ENTRY_SIZE
-    return (struct.pack(">IIIIH", device_number, batch.nonce, batch.from_time, batch.to_time, n)
-            + batch.entries + batch.signature)
+    return (
+        struct.pack(">IIIIH", device_number, batch.nonce, batch.from_time, batch.to_time, n)
+        + batch.entries
+        + batch.signature
+    )
 
 
 def table_bits_for(distinct_works: int) -> int:
@@ -353,10 +372,10 @@ def decode_play_records(records: bytes) -> list[PlayRecord]:
     i = 0
     while i < len(records):
         device_id, nonce, from_time, to_time = struct.unpack_from(">QIII", records, i)
-        charged = int.from_bytes(records[i + 20:i + 32], "big")
+        charged = int.from_bytes(records[i + 20 : i + 32], "big")
         (n,) = struct.unpack_from(">H", records, i + 32)
         start = i + 34
-        entries = decode_entries(records[start:start + ENTRY_SIZE * n])
+        entries = decode_entries(records[start : start + ENTRY_SIZE * n])
         out.append(PlayRecord(device_id, nonce, from_time, to_time, charged, entries))
         i = start + ENTRY_SIZE * n
     return out
@@ -391,8 +410,9 @@ def batch_outcome(events: Iterable[DecodedEvent]) -> BatchOutcome:
     for event in events:
         if event.name == "PlaysRecorded":
             for record in decode_play_records(event.args["records"]):
-                outcome.applied[(record.device_id, record.nonce)] = AppliedBatch(record, event.tx_hash,
-                                                                                 event.block_number)
+                outcome.applied[(record.device_id, record.nonce)] = AppliedBatch(
+                    record, event.tx_hash, event.block_number
+                )
         elif event.name == "BatchSkipped":
             key = (int(event.args["deviceId"]), int(event.args["nonce"]))
             outcome.skipped[key] = skip_reason_name(int(event.args["reason"]))
@@ -428,8 +448,9 @@ def call_input_size(data_length: int) -> int:
     return _CALL_OVERHEAD + (data_length + 31) // 32 * 32
 
 
-def plan_calls(queue: Iterable[QueuedBatch], max_bytes: int = MAX_CALL_BYTES,
-               max_batches: int | None = None) -> list[list[QueuedBatch]]:
+def plan_calls(
+    queue: Iterable[QueuedBatch], max_bytes: int = MAX_CALL_BYTES, max_batches: int | None = None
+) -> list[list[QueuedBatch]]:
     """Packs batches into as few calls as fit under `max_bytes` of transaction input.
 
     Batches are sorted by licensee, device and nonce, so each call reads a licensee's escrow

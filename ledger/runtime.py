@@ -56,8 +56,9 @@ def open_chain(settings: Settings, ledger_address: str | None = None) -> tuple[W
     return w3, deployment
 
 
-def open_runtime(settings: Settings | None = None, ledger_address: str | None = None,
-                 migrate_if_empty: bool = False) -> Runtime:
+def open_runtime(
+    settings: Settings | None = None, ledger_address: str | None = None, migrate_if_empty: bool = False
+) -> Runtime:
     """Node, deployment and database from :class:`~ledger.config.Settings` (default: the
     LEDGER_* environment)."""
     settings = settings or Settings.from_env()

@@ -17,6 +17,7 @@ money accrued in one period is distributed in another, or the split changed.
 
 Periods are months of the block time of the events (UTC), stored as YYYYMM.
 """
+
 from __future__ import annotations
 
 import csv
@@ -121,19 +122,26 @@ class Statement:
 
     @property
     def totals(self) -> Totals:
-        return Totals(sum(r.plays for r in self.rows), sum(r.licensed_plays for r in self.rows),
-                      sum(r.gross for r in self.rows), sum(r.net for r in self.rows))
+        return Totals(
+            sum(r.plays for r in self.rows),
+            sum(r.licensed_plays for r in self.rows),
+            sum(r.gross for r in self.rows),
+            sum(r.net for r in self.rows),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: amounts as decimal strings of token units (exact in any JSON reader)."""
+
         def money(row: dict[str, Any]) -> dict[str, Any]:
             return {k: (str(v) if k in ("gross", "net") else v) for k, v in row.items()}
 
         return {
             "payee": self.payee,
-            "period": {"label": self.period.label,
-                       "from": _month_text(self.period.first) if self.period.first else None,
-                       "to": _month_text(self.period.last) if self.period.last else None},
+            "period": {
+                "label": self.period.label,
+                "from": _month_text(self.period.first) if self.period.first else None,
+                "to": _month_text(self.period.last) if self.period.last else None,
+            },
             "rows": [money(asdict(r)) for r in self.rows],
             "totals": money(asdict(self.totals)),
         }
@@ -146,8 +154,9 @@ class Statement:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for r in self.rows:
-            writer.writerow([r.work_id, r.title or "", r.isrc or "", r.plays, r.licensed_plays, r.gross, r.share_bps,
-                             r.net])
+            writer.writerow(
+                [r.work_id, r.title or "", r.isrc or "", r.plays, r.licensed_plays, r.gross, r.share_bps, r.net]
+            )
         t = self.totals
         writer.writerow(["TOTAL", "", "", t.plays, t.licensed_plays, t.gross, "", t.net])
         return out.getvalue()
@@ -159,9 +168,11 @@ def _splits_of(conn: Connection, work_ids: set[int]) -> dict[int, list[tuple[int
     history: dict[int, list[tuple[tuple[int, int], int, dict[str, int]]]] = {}
     if not work_ids:
         return {}
-    for row in conn.execute(select(s.c.work_id, s.c.block_number, s.c.log_index, s.c.timestamp, s.c.payee, s.c.bps)
-                            .where(s.c.work_id.in_(sorted(work_ids)))
-                            .order_by(s.c.work_id, s.c.block_number, s.c.log_index, s.c.position)):
+    for row in conn.execute(
+        select(s.c.work_id, s.c.block_number, s.c.log_index, s.c.timestamp, s.c.payee, s.c.bps)
+        .where(s.c.work_id.in_(sorted(work_ids)))
+        .order_by(s.c.work_id, s.c.block_number, s.c.log_index, s.c.position)
+    ):
         entries = history.setdefault(row.work_id, [])
         key = (row.block_number, row.log_index)
         if not entries or entries[-1][0] != key:
@@ -176,9 +187,13 @@ def statement(engine: Engine, payee: str, period: Period) -> Statement:
     lo, hi = period.first or 0, period.last or 999912
     with engine.connect() as conn:
         c = PayeeCredit.__table__
-        net: dict[int, int] = dict(conn.execute(select(c.c.work_id, func.sum(c.c.amount))
-                                .where(c.c.payee == payee, c.c.period.between(lo, hi))
-                                .group_by(c.c.work_id)).all())
+        net: dict[int, int] = dict(
+            conn.execute(
+                select(c.c.work_id, func.sum(c.c.amount))
+                .where(c.c.payee == payee, c.c.period.between(lo, hi))
+                .group_by(c.c.work_id)
+            ).all()
+        )
         s = SplitShare.__table__
         candidates: set[int] = set(conn.execute(select(s.c.work_id).where(s.c.payee == payee).distinct()).scalars())
         shares: dict[int, int] = {}
@@ -195,23 +210,41 @@ def statement(engine: Engine, payee: str, period: Period) -> Statement:
             return Statement(payee, period, [])
         st = WorkPeriodStats.__table__
         ids = sorted(works)
-        stats = {row.work_id: row for row in conn.execute(
-            select(st.c.work_id, func.sum(st.c.plays).label("plays"),
-                   func.sum(st.c.licensed_plays).label("licensed_plays"),
-                   func.sum(st.c.play_gross).label("play_gross"), func.sum(st.c.fee_gross).label("fee_gross"))
-            .where(st.c.work_id.in_(ids), st.c.period.between(lo, hi)).group_by(st.c.work_id))}
+        stats = {
+            row.work_id: row
+            for row in conn.execute(
+                select(
+                    st.c.work_id,
+                    func.sum(st.c.plays).label("plays"),
+                    func.sum(st.c.licensed_plays).label("licensed_plays"),
+                    func.sum(st.c.play_gross).label("play_gross"),
+                    func.sum(st.c.fee_gross).label("fee_gross"),
+                )
+                .where(st.c.work_id.in_(ids), st.c.period.between(lo, hi))
+                .group_by(st.c.work_id)
+            )
+        }
         w = Work.__table__
-        info = {row.work_id: row for row in conn.execute(select(w.c.work_id, w.c.title, w.c.isrc)
-                                                         .where(w.c.work_id.in_(ids)))}
+        info = {
+            row.work_id: row
+            for row in conn.execute(select(w.c.work_id, w.c.title, w.c.isrc).where(w.c.work_id.in_(ids)))
+        }
     rows = []
     for work_id in ids:
         agg = stats.get(work_id)
         meta = info.get(work_id)
-        rows.append(StatementRow(
-            work_id=work_id, title=meta.title if meta else None, isrc=meta.isrc if meta else None,
-            plays=int(agg.plays) if agg else 0, licensed_plays=int(agg.licensed_plays) if agg else 0,
-            gross=int(agg.play_gross) + int(agg.fee_gross) if agg else 0,
-            share_bps=shares.get(work_id, 0), net=int(net.get(work_id, 0))))
+        rows.append(
+            StatementRow(
+                work_id=work_id,
+                title=meta.title if meta else None,
+                isrc=meta.isrc if meta else None,
+                plays=int(agg.plays) if agg else 0,
+                licensed_plays=int(agg.licensed_plays) if agg else 0,
+                gross=int(agg.play_gross) + int(agg.fee_gross) if agg else 0,
+                share_bps=shares.get(work_id, 0),
+                net=int(net.get(work_id, 0)),
+            )
+        )
     return Statement(payee, period, rows)
 
 
@@ -219,8 +252,11 @@ def credited_total(engine: Engine, payee: str) -> int:
     """All that the index says the chain credited to a payee (statement net over all time)."""
     c = PayeeCredit.__table__
     with engine.connect() as conn:
-        return int(conn.execute(select(func.coalesce(func.sum(c.c.amount), 0))
-                                .where(c.c.payee == checksum(payee, "payee"))).scalar_one())
+        return int(
+            conn.execute(
+                select(func.coalesce(func.sum(c.c.amount), 0)).where(c.c.payee == checksum(payee, "payee"))
+            ).scalar_one()
+        )
 
 
 # ----------------------------------------------------------------------------- usage by territory
@@ -262,8 +298,15 @@ class TerritoryUsage:
         writer.writerow(TERRITORY_CSV_COLUMNS)
         for r in self.rows:
             writer.writerow([r.work_id, r.territory, r.plays, r.licensed_plays, r.gross])
-        writer.writerow(["TOTAL", "", sum(r.plays for r in self.rows), sum(r.licensed_plays for r in self.rows),
-                         sum(r.gross for r in self.rows)])
+        writer.writerow(
+            [
+                "TOTAL",
+                "",
+                sum(r.plays for r in self.rows),
+                sum(r.licensed_plays for r in self.rows),
+                sum(r.gross for r in self.rows),
+            ]
+        )
         return out.getvalue()
 
 
@@ -278,12 +321,16 @@ def usage_by_territory(engine: Engine, payee: str, period: Period) -> TerritoryU
     st = WorkPeriodStats.__table__
     with engine.connect() as conn:
         result = conn.execute(
-            select(st.c.work_id, st.c.territory, func.sum(st.c.plays).label("plays"),
-                   func.sum(st.c.licensed_plays).label("licensed_plays"),
-                   func.sum(st.c.play_gross + st.c.fee_gross).label("gross"))
+            select(
+                st.c.work_id,
+                st.c.territory,
+                func.sum(st.c.plays).label("plays"),
+                func.sum(st.c.licensed_plays).label("licensed_plays"),
+                func.sum(st.c.play_gross + st.c.fee_gross).label("gross"),
+            )
             .where(st.c.work_id.in_(works), st.c.period.between(lo, hi))
             .group_by(st.c.work_id, st.c.territory)
-            .order_by(st.c.work_id, st.c.territory))
-        rows = [TerritoryRow(r.work_id, r.territory, int(r.plays), int(r.licensed_plays), int(r.gross))
-                for r in result]
+            .order_by(st.c.work_id, st.c.territory)
+        )
+        rows = [TerritoryRow(r.work_id, r.territory, int(r.plays), int(r.licensed_plays), int(r.gross)) for r in result]
     return TerritoryUsage(payee, period, rows)

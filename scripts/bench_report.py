@@ -1,7 +1,8 @@
 """Writes docs/benchmarks.md from the JSON reports the benchmark runs leave in reports/.
 
-    python scripts/bench_report.py        (make bench runs it after the workloads)
+python scripts/bench_report.py        (make bench runs it after the workloads)
 """
+
 import json
 import platform
 import sys
@@ -24,8 +25,10 @@ def gas_section(report):
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in report["workloads"].items():
-        lines.append(f"| {name} | {r['batches']:,} | {r['plays']:,} | {r['transactions']} | {r['gas_per_play']} "
-                     f"| {r['gas_per_batch']:,} | {r['largest_tx_gas']:,} | {r['largest_tx_bytes']:,} |")
+        lines.append(
+            f"| {name} | {r['batches']:,} | {r['plays']:,} | {r['transactions']} | {r['gas_per_play']} "
+            f"| {r['gas_per_batch']:,} | {r['largest_tx_gas']:,} | {r['largest_tx_bytes']:,} |"
+        )
     lines += ["", "| function | gas |", "|---|---:|"]
     for name, gas in report["functions"].items():
         lines.append(f"| {name} | {gas:,} |")

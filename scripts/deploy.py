@@ -8,6 +8,7 @@ stablecoin). The devnet-only TestStablecoin (6 decimals, open faucet) is deploye
 devnet chain id or when LEDGER_DEPLOY_TEST_TOKEN=1 says so explicitly: an open-mint token must
 never become the settlement token of a real chain by accident.
 """
+
 import json
 import os
 from pathlib import Path
@@ -42,8 +43,10 @@ def deploy(deployer=None):
     deployer = deployer or accounts[0]
     token_address = os.environ.get("LEDGER_TOKEN_ADDRESS")
     if not token_address and not may_deploy_test_token(chain.id):
-        raise DeployError(f"chain id {chain.id} is not a devnet: set LEDGER_TOKEN_ADDRESS to the settlement "
-                          "token (or LEDGER_DEPLOY_TEST_TOKEN=1 to deploy the open-mint test token anyway)")
+        raise DeployError(
+            f"chain id {chain.id} is not a devnet: set LEDGER_TOKEN_ADDRESS to the settlement "
+            "token (or LEDGER_DEPLOY_TEST_TOKEN=1 to deploy the open-mint test token anyway)"
+        )
     start_block = web3.eth.block_number
     contracts = {}
     if token_address:

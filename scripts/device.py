@@ -24,6 +24,7 @@ Usage (see docs/devices.md):
     device.py --state DIR flush                     # batch and send everything, then exit
     device.py --state DIR status
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,19 +85,22 @@ def encode_entries(counts: dict[int, int]) -> bytes:
     return bytes(out)
 
 
-def sign_batch(account, chain_id: int, ledger: str, nonce: int, from_time: int, to_time: int,
-               entries: bytes) -> bytes:
+def sign_batch(account, chain_id: int, ledger: str, nonce: int, from_time: int, to_time: int, entries: bytes) -> bytes:
     """The 64-byte EIP-2098 compact signature (r, yParity << 255 | s) of a batch."""
     if not 0 <= nonce <= MAX_NONCE:
         raise DeviceError(f"nonce {nonce} is out of range")
     if not 0 <= from_time <= to_time <= 0xFFFFFFFF:
         raise DeviceError("times must satisfy 0 <= fromTime <= toTime < 2**32")
     signable = encode_typed_data(
-        domain_data={"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id,
-                     "verifyingContract": ledger},
+        domain_data={"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id, "verifyingContract": ledger},
         message_types=PLAY_BATCH_TYPES,
-        message_data={"device": account.address, "nonce": nonce, "fromTime": from_time,
-                      "toTime": to_time, "entries": entries},
+        message_data={
+            "device": account.address,
+            "nonce": nonce,
+            "fromTime": from_time,
+            "toTime": to_time,
+            "entries": entries,
+        },
     )
     sig = account.sign_message(signable)
     y_parity = sig.v - 27 if sig.v >= 27 else sig.v
@@ -113,8 +117,12 @@ DEVICE_REGISTRATION_TYPES = {
 
 
 def _address(text: str, what: str) -> str:
-    if not (isinstance(text, str) and len(text) == 42 and text[:2] in ("0x", "0X")
-            and all(c in "0123456789abcdefABCDEF" for c in text[2:])):
+    if not (
+        isinstance(text, str)
+        and len(text) == 42
+        and text[:2] in ("0x", "0X")
+        and all(c in "0123456789abcdefABCDEF" for c in text[2:])
+    ):
         raise DeviceError(f"{what} {text!r} is not an address (0x + 40 hex digits)")
     return "0x" + text[2:].lower()
 
@@ -123,8 +131,12 @@ def registration_proof(account, chain_id: int, ledger: str, licensee: str, nonce
     """The 65-byte (r, s, v) EIP-712 signature by which this device key agrees to be registered by
     ``licensee`` on ``ledger`` (``nonce``: how often the key was registered before, usually 0)."""
     signable = encode_typed_data(
-        domain_data={"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id,
-                     "verifyingContract": _address(ledger, "ledger")},
+        domain_data={
+            "name": DOMAIN_NAME,
+            "version": DOMAIN_VERSION,
+            "chainId": chain_id,
+            "verifyingContract": _address(ledger, "ledger"),
+        },
         message_types=DEVICE_REGISTRATION_TYPES,
         message_data={"device": account.address, "licensee": _address(licensee, "licensee"), "nonce": nonce},
     )
@@ -132,8 +144,9 @@ def registration_proof(account, chain_id: int, ledger: str, licensee: str, nonce
     return sig.r.to_bytes(32, "big") + sig.s.to_bytes(32, "big") + bytes([sig.v])
 
 
-def batch_payload(account, chain_id: int, ledger: str, nonce: int, from_time: int, to_time: int,
-                  counts: dict[int, int]) -> dict:
+def batch_payload(
+    account, chain_id: int, ledger: str, nonce: int, from_time: int, to_time: int, counts: dict[int, int]
+) -> dict:
     """The JSON body of POST /api/v1/batches (and of an MQTT message) for a batch."""
     entries = encode_entries(counts)
     signature = sign_batch(account, chain_id, ledger, nonce, from_time, to_time, entries)
@@ -184,8 +197,7 @@ def load_key(path: str):
     data = _read_json(path, "key file", "run `device.py keygen` first")
     mode = os.stat(path).st_mode & 0o777
     if mode & 0o077:
-        print(f"warning: key file {path} is readable by others (mode {mode:o}); chmod 600 it",
-              file=sys.stderr)
+        print(f"warning: key file {path} is readable by others (mode {mode:o}); chmod 600 it", file=sys.stderr)
     account = Account.from_key(data["privateKey"])
     if data.get("address") and data["address"].lower() != account.address.lower():
         raise DeviceError(f"key file {path} names {data['address']} but holds the key of {account.address}")
@@ -289,8 +301,10 @@ class Spool:
             raise DeviceError("count must be at least 1")
         with self._tx() as db:
             now = time.time()
-            db.execute("INSERT INTO plays (ts, work_id, count, added) VALUES (?, ?, ?, ?)",
-                       (int(ts if ts is not None else now), work_id, count, now))
+            db.execute(
+                "INSERT INTO plays (ts, work_id, count, added) VALUES (?, ?, ?, ?)",
+                (int(ts if ts is not None else now), work_id, count, now),
+            )
 
     def unbatched(self) -> tuple[int, float | None]:
         """(plays waiting, when the oldest was recorded, unix seconds)."""
@@ -313,10 +327,15 @@ class Spool:
         to_time = max(p[0] for p in plays)
         body = batch_payload(account, prov.chain_id, prov.ledger, nonce, from_time, to_time, counts)
         total = sum(counts.values())
-        db.execute("INSERT INTO batches (nonce, body, plays, created) VALUES (?, ?, ?, ?)",
-                   (nonce, json.dumps(body, separators=(",", ":")), total, time.time()))
-        db.execute("INSERT INTO meta (key, value) VALUES ('next_nonce', ?) "
-                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (str(nonce + 1),))
+        db.execute(
+            "INSERT INTO batches (nonce, body, plays, created) VALUES (?, ?, ?, ?)",
+            (nonce, json.dumps(body, separators=(",", ":")), total, time.time()),
+        )
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('next_nonce', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (str(nonce + 1),),
+        )
         return nonce
 
     def seal(self, account, prov: Provisioning, batch_size: int, only_full: bool = False) -> int:
@@ -324,8 +343,9 @@ class Spool:
         sealed = 0
         while True:
             with self._tx() as db:
-                rows = db.execute("SELECT id, ts, work_id, count FROM plays ORDER BY id LIMIT ?",
-                                  (batch_size,)).fetchall()
+                rows = db.execute(
+                    "SELECT id, ts, work_id, count FROM plays ORDER BY id LIMIT ?", (batch_size,)
+                ).fetchall()
                 if not rows:
                     return sealed
                 taken: list[int] = []
@@ -353,15 +373,23 @@ class Spool:
                 sealed += 1
 
     # -- batches -----------------------------------------------------------------------------
-    def put_batch(self, account, prov: Provisioning, plays: list[tuple[int, int, int]],
-                  progress_key: str | None = None, progress: str | None = None) -> int:
+    def put_batch(
+        self,
+        account,
+        prov: Provisioning,
+        plays: list[tuple[int, int, int]],
+        progress_key: str | None = None,
+        progress: str | None = None,
+    ) -> int:
         """Stores a signed batch of plays that were never in the plays table (replay), with the
         replay progress marker in the same transaction."""
         with self._tx() as db:
             nonce = self._put_batch(db, account, prov, plays)
             if progress_key:
-                db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (progress_key, progress))
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (progress_key, progress),
+                )
             return nonce
 
     def get_meta(self, key: str) -> str | None:
@@ -369,8 +397,9 @@ class Spool:
         return row[0] if row else None
 
     def pending_batches(self, limit: int = 1000, exclude: set[int] | None = None) -> list[tuple[int, str, int]]:
-        rows = self.db.execute("SELECT nonce, body, plays FROM batches ORDER BY nonce LIMIT ?",
-                               (limit + len(exclude or ()),)).fetchall()
+        rows = self.db.execute(
+            "SELECT nonce, body, plays FROM batches ORDER BY nonce LIMIT ?", (limit + len(exclude or ()),)
+        ).fetchall()
         return [r for r in rows if not exclude or r[0] not in exclude][:limit]
 
     def acknowledge(self, nonce: int) -> None:
@@ -379,8 +408,9 @@ class Spool:
 
     def failed_attempt(self, nonce: int, error: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE batches SET attempts = attempts + 1, last_error = ? WHERE nonce = ?",
-                       (error[:500], nonce))
+            db.execute(
+                "UPDATE batches SET attempts = attempts + 1, last_error = ? WHERE nonce = ?", (error[:500], nonce)
+            )
 
     def reject(self, nonce: int, status: int, code: str, message: str) -> None:
         """Moves a batch the server refused for good to the dead-letter table (kept for a human)."""
@@ -388,9 +418,11 @@ class Spool:
             row = db.execute("SELECT body, plays FROM batches WHERE nonce = ?", (nonce,)).fetchone()
             if row is None:
                 return
-            db.execute("INSERT OR REPLACE INTO rejected (nonce, body, plays, status, code, message, at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)", (nonce, row[0], row[1], status, code, message[:500],
-                                                         time.time()))
+            db.execute(
+                "INSERT OR REPLACE INTO rejected (nonce, body, plays, status, code, message, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (nonce, row[0], row[1], status, code, message[:500], time.time()),
+            )
             db.execute("DELETE FROM batches WHERE nonce = ?", (nonce,))
 
     def counts(self) -> dict:
@@ -398,8 +430,15 @@ class Spool:
         plays, oldest = self.unbatched()
         b = db.execute("SELECT COUNT(*), COALESCE(SUM(plays), 0) FROM batches").fetchone()
         r = db.execute("SELECT COUNT(*), COALESCE(SUM(plays), 0) FROM rejected").fetchone()
-        return {"unbatchedPlays": plays, "oldestPlay": oldest, "spooledBatches": b[0], "spooledPlays": b[1],
-                "rejectedBatches": r[0], "rejectedPlays": r[1], "nextNonce": self.next_nonce(db)}
+        return {
+            "unbatchedPlays": plays,
+            "oldestPlay": oldest,
+            "spooledBatches": b[0],
+            "spooledPlays": b[1],
+            "rejectedBatches": r[0],
+            "rejectedPlays": r[1],
+            "nextNonce": self.next_nonce(db),
+        }
 
 
 class _Transaction:
@@ -457,8 +496,9 @@ class HttpTransport:
 
     def send(self, body: str) -> Outcome:
         try:
-            resp = self._session().post(self.url, data=body, timeout=self.timeout,
-                                        headers={"Content-Type": "application/json"})
+            resp = self._session().post(
+                self.url, data=body, timeout=self.timeout, headers={"Content-Type": "application/json"}
+            )
         except self._requests.RequestException as exc:
             return Outcome("retry", 0, "unreachable", str(exc).splitlines()[0][:200])
         try:
@@ -494,9 +534,11 @@ class MqttTransport:
         self._cond = threading.Condition()
         self._connected = threading.Event()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"device-{prov.device.lower()}-{uuid.uuid4().hex[:8]}",
-                                  clean_session=True)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"device-{prov.device.lower()}-{uuid.uuid4().hex[:8]}",
+            clean_session=True,
+        )
         if url.username:
             self.client.username_pw_set(url.username, url.password)
         if url.scheme == "mqtts":
@@ -540,11 +582,12 @@ class MqttTransport:
 
     def send_many(self, items: list[tuple[int, str]]) -> list[tuple[int, Outcome]]:
         if not self._ensure():
-            return [(n, Outcome("retry", 0, "unreachable", f"broker {self.host}:{self.port} unreachable"))
-                    for n, _ in items]
+            return [
+                (n, Outcome("retry", 0, "unreachable", f"broker {self.host}:{self.port} unreachable")) for n, _ in items
+            ]
         results: list[tuple[int, Outcome]] = []
         for start in range(0, len(items), self.window):
-            chunk = items[start:start + self.window]
+            chunk = items[start : start + self.window]
             with self._cond:
                 for n, _ in chunk:
                     self._acks.pop(n, None)
@@ -563,9 +606,11 @@ class MqttTransport:
                         results.append((n, classify(status, data)))
                     else:
                         results.append((n, Outcome("retry", 0, "timeout", "no ack from the server")))
-            if any(o.kind == "retry" for _, o in results[-len(chunk):]):
-                results += [(n, Outcome("retry", 0, "skipped", "earlier batch unacknowledged"))
-                            for n, _ in items[start + self.window:]]
+            if any(o.kind == "retry" for _, o in results[-len(chunk) :]):
+                results += [
+                    (n, Outcome("retry", 0, "skipped", "earlier batch unacknowledged"))
+                    for n, _ in items[start + self.window :]
+                ]
                 break
         return results
 
@@ -589,8 +634,15 @@ def make_transport(prov: Provisioning, workers: int = 4, timeout: float = 15.0):
 # The device
 # ---------------------------------------------------------------------------------------------
 class Device:
-    def __init__(self, state_dir: str, provisioning: str | None = None, key: str | None = None,
-                 workers: int = 4, quiet: bool = False, timeout: float = 15.0):
+    def __init__(
+        self,
+        state_dir: str,
+        provisioning: str | None = None,
+        key: str | None = None,
+        workers: int = 4,
+        quiet: bool = False,
+        timeout: float = 15.0,
+    ):
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         self.state_dir = state_dir
         self.key_path = key or os.path.join(state_dir, "key.json")
@@ -645,8 +697,10 @@ class Device:
                 elif outcome.kind == "rejected":
                     self.spool.reject(nonce, outcome.status, outcome.code, outcome.message)
                     rejected += 1
-                    self.log(f"batch {nonce} rejected by the server: {outcome.status} {outcome.code} "
-                             f"{outcome.message} (kept in the spool's rejected table)")
+                    self.log(
+                        f"batch {nonce} rejected by the server: {outcome.status} {outcome.code} "
+                        f"{outcome.message} (kept in the spool's rejected table)"
+                    )
                 else:
                     self.spool.failed_attempt(nonce, f"{outcome.code}: {outcome.message}")
                     retry.add(nonce)
@@ -725,9 +779,18 @@ def cmd_register_proof(args) -> int:
     except ValueError as exc:
         raise DeviceError(f"cannot sign the registration: {exc}") from None
     if args.json:
-        print(json.dumps({"device": account.address, "licensee": _address(args.licensee, "licensee"),
-                          "ledger": _address(ledger, "ledger"), "chainId": chain_id, "nonce": args.nonce,
-                          "signature": "0x" + proof.hex()}))
+        print(
+            json.dumps(
+                {
+                    "device": account.address,
+                    "licensee": _address(args.licensee, "licensee"),
+                    "ledger": _address(ledger, "ledger"),
+                    "chainId": chain_id,
+                    "nonce": args.nonce,
+                    "signature": "0x" + proof.hex(),
+                }
+            )
+        )
     else:
         print("0x" + proof.hex())
     return EXIT_OK
@@ -746,15 +809,15 @@ def cmd_play(args) -> int:
 def cmd_replay(args) -> int:
     """Reads CSV plays (timestamp,work_id), signs batches of --batch-size and delivers them as
     fast as the server takes them. Resumable: the file offset is stored with each batch."""
-    dev = Device(args.state, args.provisioning, args.key, workers=args.workers, quiet=args.quiet,
-                 timeout=args.timeout)
+    dev = Device(args.state, args.provisioning, args.key, workers=args.workers, quiet=args.quiet, timeout=args.timeout)
     account, prov = dev.account, dev.prov
     path = os.path.abspath(args.file)
     progress_key = f"replay:{path}"
     offset = 0 if args.restart else int(dev.spool.get_meta(progress_key) or 0)
     if offset > os.path.getsize(path):
-        raise DeviceError(f"{path} is shorter than the {offset} bytes already replayed; use --restart "
-                          "if it is a new log")
+        raise DeviceError(
+            f"{path} is shorter than the {offset} bytes already replayed; use --restart if it is a new log"
+        )
     total_plays = _count_lines(path, offset)
     bar = Progress(total_plays, "replay", enabled="force" if args.progress else not args.quiet)
     delivered = {"plays": 0}
@@ -824,9 +887,11 @@ def cmd_replay(args) -> int:
         raise sender_error[0]
     elapsed = time.monotonic() - started
     c = dev.spool.counts()
-    dev.log(f"replayed {total_plays} plays, {delivered['plays']} acknowledged in {elapsed:.2f} s "
-            f"({delivered['plays'] / max(elapsed, 1e-9):,.0f} plays/s); "
-            f"{c['spooledBatches']} batches still spooled, {c['rejectedBatches']} rejected")
+    dev.log(
+        f"replayed {total_plays} plays, {delivered['plays']} acknowledged in {elapsed:.2f} s "
+        f"({delivered['plays'] / max(elapsed, 1e-9):,.0f} plays/s); "
+        f"{c['spooledBatches']} batches still spooled, {c['rejectedBatches']} rejected"
+    )
     return EXIT_OK if not c["spooledBatches"] else EXIT_UNSENT
 
 
@@ -842,8 +907,7 @@ def _count_lines(path: str, offset: int) -> int:
 
 
 def cmd_flush(args) -> int:
-    dev = Device(args.state, args.provisioning, args.key, workers=args.workers, quiet=args.quiet,
-                 timeout=args.timeout)
+    dev = Device(args.state, args.provisioning, args.key, workers=args.workers, quiet=args.quiet, timeout=args.timeout)
     try:
         dev.spool.seal(dev.account, dev.prov, args.batch_size)
         acked, rejected, left = dev.deliver()
@@ -864,11 +928,11 @@ def cmd_run(args) -> int:
     """The daemon: records plays from stdin (a work id, or timestamp,work_id per line) or from
     `play` invocations, seals a batch when --batch-size plays wait or the oldest waited
     --max-age seconds, and delivers with backoff while the server is unreachable."""
-    dev = Device(args.state, args.provisioning, args.key, workers=args.workers, quiet=args.quiet,
-                 timeout=args.timeout)
+    dev = Device(args.state, args.provisioning, args.key, workers=args.workers, quiet=args.quiet, timeout=args.timeout)
     account, prov = dev.account, dev.prov
     stop = threading.Event()
     if args.stdin:
+
         def reader() -> None:
             for line in sys.stdin:
                 text = line.strip()
@@ -912,13 +976,20 @@ def cmd_run(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="device.py", description="Report plays to the royalty ledger.")
-    p.add_argument("--state", default=os.environ.get("DEVICE_STATE_DIR", os.path.expanduser("~/.royalty-device")),
-                   help="state directory (key.json, provisioning.json, spool.sqlite3)")
+    p.add_argument(
+        "--state",
+        default=os.environ.get("DEVICE_STATE_DIR", os.path.expanduser("~/.royalty-device")),
+        help="state directory (key.json, provisioning.json, spool.sqlite3)",
+    )
     p.add_argument("--key", help="key file (default STATE/key.json)")
     p.add_argument("--provisioning", help="provisioning file (default STATE/provisioning.json)")
     p.add_argument("--quiet", "-q", action="store_true")
-    p.add_argument("--timeout", type=float, default=15.0,
-                   help="seconds to wait for the server's answer to a batch (HTTP response or MQTT ack)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=15.0,
+        help="seconds to wait for the server's answer to a batch (HTTP response or MQTT ack)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("keygen", help="create the device key (file mode 0600)")
@@ -929,8 +1000,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--licensee", required=True, help="address of the licensee who will register this device")
     s.add_argument("--ledger", help="RoyaltyLedger address (default: from the provisioning file)")
     s.add_argument("--chain-id", type=int, help="chain id (default: from the provisioning file)")
-    s.add_argument("--nonce", type=int, default=0,
-                   help="times this key was registered before (the contract's deviceRegistrationNonce)")
+    s.add_argument(
+        "--nonce",
+        type=int,
+        default=0,
+        help="times this key was registered before (the contract's deviceRegistrationNonce)",
+    )
     s.add_argument("--json", action="store_true", help="print device, licensee, ledger, chain and signature as JSON")
     s.set_defaults(func=cmd_register_proof)
 
@@ -947,11 +1022,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=1000)
     s.add_argument("--workers", type=int, default=4, help="concurrent HTTP requests")
     s.add_argument("--progress", action="store_true", help="show the progress bar even when not a tty")
-    s.add_argument("--no-wait", action="store_true",
-                   help="after one delivery attempt, exit even if batches are still spooled (else retry until "
-                        "the spool is empty)")
-    s.add_argument("--restart", action="store_true",
-                   help="replay from the start even if this path was (partly) replayed before")
+    s.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="after one delivery attempt, exit even if batches are still spooled (else retry until the spool is empty)",
+    )
+    s.add_argument(
+        "--restart", action="store_true", help="replay from the start even if this path was (partly) replayed before"
+    )
     s.set_defaults(func=cmd_replay)
 
     s = sub.add_parser("run", help="run as a daemon: batch by size or age and deliver")

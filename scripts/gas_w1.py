@@ -11,6 +11,7 @@ works. Each is sent twice (fresh nonces); round 2 is steady state. Calls are pac
 ledger.playbatch.plan_calls, the relayer's packer: at most 128 KiB of input per transaction.
 Figures are printed and written to reports/gas_w1.json.
 """
+
 import json
 import random
 import time
@@ -41,14 +42,32 @@ SPLIT_BPS = [5_000, 3_000, 2_000]
 MAX_TX_GAS = 15_000_000
 REPORT = Path(__file__).resolve().parent.parent / "reports" / "gas_w1.json"
 
-FULL = dict(works=200, licensees=20, w1_devices=10, w1_batches=5, w1_plays=1_000, w1_works=25,
-            small_devices=100, small_plays=20, small_works=15)
-SMOKE = dict(works=30, licensees=2, w1_devices=2, w1_batches=2, w1_plays=1_000, w1_works=25,
-             small_devices=5, small_plays=20, small_works=15)
+FULL = dict(
+    works=200,
+    licensees=20,
+    w1_devices=10,
+    w1_batches=5,
+    w1_plays=1_000,
+    w1_works=25,
+    small_devices=100,
+    small_plays=20,
+    small_works=15,
+)
+SMOKE = dict(
+    works=30,
+    licensees=2,
+    w1_devices=2,
+    w1_batches=2,
+    w1_plays=1_000,
+    w1_works=25,
+    small_devices=5,
+    small_plays=20,
+    small_works=15,
+)
 
 
 def zipf_weights(n):
-    return [1 / (k ** ZIPF_S) for k in range(1, n + 1)]
+    return [1 / (k**ZIPF_S) for k in range(1, n + 1)]
 
 
 def draw_batch(rng, weights, plays, distinct):
@@ -79,11 +98,14 @@ def _containers():
 def registration_signature(device, ledger_address, licensee, nonce=0):
     """The device key's proof of possession (see IDeviceRegistry), 65 bytes r|s|v."""
     signable = encode_typed_data(
-        domain_data={"name": "RoyaltyLedger", "version": "1", "chainId": chain.id,
-                     "verifyingContract": ledger_address},
-        message_types={"DeviceRegistration": [{"name": "device", "type": "address"},
-                                              {"name": "licensee", "type": "address"},
-                                              {"name": "nonce", "type": "uint256"}]},
+        domain_data={"name": "RoyaltyLedger", "version": "1", "chainId": chain.id, "verifyingContract": ledger_address},
+        message_types={
+            "DeviceRegistration": [
+                {"name": "device", "type": "address"},
+                {"name": "licensee", "type": "address"},
+                {"name": "nonce", "type": "uint256"},
+            ]
+        },
         message_data={"device": device.address, "licensee": licensee, "nonce": nonce},
     )
     sig = device.sign_message(signable)
@@ -152,21 +174,30 @@ def setup(p):
             gas["buy license (METERED, extend)"] = t["gas_used"]
         ids = list(range(1, p["works"] + 1))
         for i in range(0, len(ids), 100):
-            t = send(ledger.functions.buyLicenses(ids[i:i + 100], METERED, 0, RATE, 0), acct)
-            gas.setdefault(f"buy licenses (METERED, {len(ids[i:i + 100])} works)", t["gas_used"])
+            t = send(ledger.functions.buyLicenses(ids[i : i + 100], METERED, 0, RATE, 0), acct)
+            gas.setdefault(f"buy licenses (METERED, {len(ids[i : i + 100])} works)", t["gas_used"])
         devices = [Account.create() for _ in range(p["w1_devices"] + p["small_devices"])]
         if n == 0:
-            t = send(ledger.functions.registerDevice(
-                devices[0].address, b"GB", registration_signature(devices[0], ledger.address, acct)), acct)
+            t = send(
+                ledger.functions.registerDevice(
+                    devices[0].address, b"GB", registration_signature(devices[0], ledger.address, acct)
+                ),
+                acct,
+            )
             gas["register device"] = t["gas_used"]
             rest = devices[1:]
         else:
             rest = devices
         for i in range(0, len(rest), 50):
-            chunk = rest[i:i + 50]
-            send(ledger.functions.registerDevices([d.address for d in chunk], [b"GB"] * len(chunk),
-                                                  [registration_signature(d, ledger.address, acct) for d in chunk]),
-                 acct)
+            chunk = rest[i : i + 50]
+            send(
+                ledger.functions.registerDevices(
+                    [d.address for d in chunk],
+                    [b"GB"] * len(chunk),
+                    [registration_signature(d, ledger.address, acct) for d in chunk],
+                ),
+                acct,
+            )
         index = ledger.functions.licenseeIndexOf(acct).call()
         for d in devices:
             keys[d.address] = (index, ledger.functions.deviceIdOf(d.address).call() & 0xFFFFFFFF, d)
@@ -182,13 +213,17 @@ def make_round(p, rng, keys, ledger, round_no, small):
     for index, number, key in items:
         per_licensee.setdefault(index, []).append((number, key))
     for index, devs in per_licensee.items():
-        chosen = devs[p["w1_devices"]:] if small else devs[:p["w1_devices"]]
+        chosen = devs[p["w1_devices"] :] if small else devs[: p["w1_devices"]]
         batches = 1 if small else p["w1_batches"]
         for number, key in chosen:
             for b in range(batches):
                 nonce = round_no * batches + b + 1
-                counts = draw_batch(rng, weights, p["small_plays"] if small else p["w1_plays"],
-                                    p["small_works"] if small else p["w1_works"])
+                counts = draw_batch(
+                    rng,
+                    weights,
+                    p["small_plays"] if small else p["w1_plays"],
+                    p["small_works"] if small else p["w1_works"],
+                )
                 batch = sign_batch(key, chain.id, ledger.address, nonce, now - 3600, now - 60, encode_entries(counts))
                 queue.append(QueuedBatch(index, number, batch))
     return queue
@@ -206,17 +241,18 @@ def pack(ledger, queue, relayer):
         while True:
             try:
                 estimate = ledger.functions.submitBatches(encode_call(call)).estimate_gas(
-                    {"from": relayer.address, "gas": 29_000_000})
+                    {"from": relayer.address, "gas": 29_000_000}
+                )
             except ValueError as exc:  # needs more than the estimate's own cap: halve and retry
                 if "gas" not in str(exc) or len(call) == 1:
                     raise
-                call = call[:len(call) // 2]
+                call = call[: len(call) // 2]
                 continue
             if estimate <= MAX_TX_GAS or len(call) == 1:
                 break
-            call = call[:shrink_for_gas(len(call), estimate, MAX_TX_GAS)]
+            call = call[: shrink_for_gas(len(call), estimate, MAX_TX_GAS)]
         calls.append(call)
-        remaining = remaining[len(call):]
+        remaining = remaining[len(call) :]
     return calls
 
 
@@ -280,16 +316,19 @@ def main(mode="full"):
             queue = make_round(p, rng, keys, ledger, round_no, small)
             results[f"{name} round {round_no + 1}"] = send_round(ledger, queue, relayer)
     gas.update(payout_gas(token, ledger, payees))
-    report = {"mode": mode, "workloads": results, "functions": gas,
-              "seconds": round(time.time() - started, 1)}
+    report = {"mode": mode, "workloads": results, "functions": gas, "seconds": round(time.time() - started, 1)}
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(json.dumps(report, indent=2))
     print()
-    print(f"{'workload':<20}{'batches':>8}{'plays':>10}{'txs':>5}{'gas/play':>10}{'gas/batch':>10}"
-          f"{'largest tx gas':>16}{'largest tx bytes':>18}")
+    print(
+        f"{'workload':<20}{'batches':>8}{'plays':>10}{'txs':>5}{'gas/play':>10}{'gas/batch':>10}"
+        f"{'largest tx gas':>16}{'largest tx bytes':>18}"
+    )
     for k, r in results.items():
-        print(f"{k:<20}{r['batches']:>8}{r['plays']:>10}{r['transactions']:>5}{r['gas_per_play']:>10}"
-              f"{r['gas_per_batch']:>10}{r['largest_tx_gas']:>16}{r['largest_tx_bytes']:>18}")
+        print(
+            f"{k:<20}{r['batches']:>8}{r['plays']:>10}{r['transactions']:>5}{r['gas_per_play']:>10}"
+            f"{r['gas_per_batch']:>10}{r['largest_tx_gas']:>16}{r['largest_tx_bytes']:>18}"
+        )
     print()
     for k, v in gas.items():
         print(f"{k:<48}{v:>10}")

@@ -6,6 +6,7 @@
 Sends calls of 20 and 40 batches with 1 and 25 entries over warmed-up works and prints the
 differences: gas and EVM steps per batch and per entry, by opcode. See docs/gas.md.
 """
+
 import collections
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ def main():
     devs = sorted(keys.values(), key=lambda k: k[1])
     now = chain.time()
     nonce = [0]
+
     def call(k, nentries):
         q = []
         for i in range(k):
@@ -35,6 +37,7 @@ def main():
         return g.send(ledger.functions.submitBatches(encode_call(q)), accounts[9], gas=29_000_000)
 
     call(10, 50)  # warm the works, licenses and devices
+
     def stats(k, ne):
         t = call(k, ne)
         res = web3.provider.make_request("debug_traceTransaction", [t["transactionHash"].hex(), {}])["result"]
@@ -47,16 +50,17 @@ def main():
             byop[step["op"]] += step["gasCost"]
             cnt[step["op"]] += 1
         return t["gasUsed"], len(logs), byop, cnt
+
     r = {(k, ne): stats(k, ne) for ne in (1, 25) for k in (20, 40)}
-    d25 = [r[(40,25)][i] - r[(20,25)][i] for i in (0,1)]
-    d1 = [r[(40,1)][i] - r[(20,1)][i] for i in (0,1)]
-    print("per batch (1 entry): gas", d1[0]/20, "steps", d1[1]/20)
-    print("per hit entry: gas", (d25[0]-d1[0])/480, "steps", (d25[1]-d1[1])/480)
+    d25 = [r[(40, 25)][i] - r[(20, 25)][i] for i in (0, 1)]
+    d1 = [r[(40, 1)][i] - r[(20, 1)][i] for i in (0, 1)]
+    print("per batch (1 entry): gas", d1[0] / 20, "steps", d1[1] / 20)
+    print("per hit entry: gas", (d25[0] - d1[0]) / 480, "steps", (d25[1] - d1[1]) / 480)
     ops = collections.Counter()
-    for o in set(r[(40,25)][2]) | set(r[(20,25)][2]):
-        ops[o] = ((r[(40,25)][2][o]-r[(20,25)][2][o]) - (r[(40,1)][2][o]-r[(20,1)][2][o]))/480
-    print("per entry by op", [(o, round(v,1)) for o, v in ops.most_common(25)])
+    for o in set(r[(40, 25)][2]) | set(r[(20, 25)][2]):
+        ops[o] = ((r[(40, 25)][2][o] - r[(20, 25)][2][o]) - (r[(40, 1)][2][o] - r[(20, 1)][2][o])) / 480
+    print("per entry by op", [(o, round(v, 1)) for o, v in ops.most_common(25)])
     ops = collections.Counter()
-    for o in set(r[(40,1)][2]) | set(r[(20,1)][2]):
-        ops[o] = (r[(40,1)][2][o]-r[(20,1)][2][o])/20
-    print("per batch by op", [(o, round(v,1)) for o, v in ops.most_common(30)])
+    for o in set(r[(40, 1)][2]) | set(r[(20, 1)][2]):
+        ops[o] = (r[(40, 1)][2][o] - r[(20, 1)][2][o]) / 20
+    print("per batch by op", [(o, round(v, 1)) for o, v in ops.most_common(30)])

@@ -1,5 +1,6 @@
 """Test infrastructure shared by the pytest suites (not the brownie ones): free ports and a real
 Anvil process. Import as `from tests.support import ...` (the repository root is on sys.path)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,11 @@ def ensure_compiled() -> None:
     needed = ["TestStablecoin", "WorkRegistry", "RoyaltyLedger"]
     if all((BUILD_DIR / f"{n}.json").exists() for n in needed):
         return
-    env = dict(os.environ, SOLCX_BINARY_PATH=str(ROOT / ".solc"),
-               PATH=f"{ROOT / '.venv' / 'bin'}:{ROOT / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}")
+    env = dict(
+        os.environ,
+        SOLCX_BINARY_PATH=str(ROOT / ".solc"),
+        PATH=f"{ROOT / '.venv' / 'bin'}:{ROOT / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}",
+    )
     subprocess.run(["brownie", "compile"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
 
 
@@ -65,8 +69,11 @@ def anvil_binary() -> str:
 def running_anvil(*extra_args: str):
     """An Anvil on a free port (30M block gas limit), stopped on exit; yields its URL."""
     port = free_port()
-    proc = subprocess.Popen([anvil_binary(), "--port", str(port), "--gas-limit", "30000000", "--silent",
-                             *extra_args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [anvil_binary(), "--port", str(port), "--gas-limit", "30000000", "--silent", *extra_args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))

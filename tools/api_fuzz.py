@@ -82,32 +82,60 @@ def main() -> int:
         )
         log = (work / "services.log").open("wb")
         try:
-            processes.append(subprocess.Popen(
-                ["anvil", "--host", "127.0.0.1", "--port", str(anvil_port), "--gas-limit", "30000000",
-                 "--silent"], env=env, stdout=log, stderr=log, cwd=work))
+            processes.append(
+                subprocess.Popen(
+                    ["anvil", "--host", "127.0.0.1", "--port", str(anvil_port), "--gas-limit", "30000000", "--silent"],
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                    cwd=work,
+                )
+            )
             rpc = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
             wait_for(env["LEDGER_RPC_URL"], 30, rpc)
             for command in (["ledger", "deploy", "--force"], ["ledger", "db", "upgrade"]):
                 subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=log, stderr=log)
-            processes.append(subprocess.Popen(
-                [str(PROJECT_BIN / "python"), "-m", "webapp", "--host", "127.0.0.1", "--port", str(app_port)],
-                env=env, stdout=log, stderr=log, cwd=ROOT))
+            processes.append(
+                subprocess.Popen(
+                    [str(PROJECT_BIN / "python"), "-m", "webapp", "--host", "127.0.0.1", "--port", str(app_port)],
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                    cwd=ROOT,
+                )
+            )
             api = f"http://127.0.0.1:{app_port}/api/v1"
             wait_for(f"{api}/health", 60)
             schema = schema_url(api)
-            print(f"api_fuzz: schemathesis on {schema} (seed {args.seed}, "
-                  f"at most {args.max_examples} examples per operation)", flush=True)
-            result = subprocess.run([
-                str(TOOLS_BIN / "schemathesis"), "run", schema,
-                "--checks", CHECKS,
-                "--seed", str(args.seed),
-                "--max-examples", str(args.max_examples),
-                "--max-time", str(args.max_time),
-                "--workers", "1",
-                "--phases", "examples,coverage,fuzzing",
-                "--request-timeout", "20",
-                "--suppress-health-check", "too_slow",
-            ], cwd=work)
+            print(
+                f"api_fuzz: schemathesis on {schema} (seed {args.seed}, "
+                f"at most {args.max_examples} examples per operation)",
+                flush=True,
+            )
+            result = subprocess.run(
+                [
+                    str(TOOLS_BIN / "schemathesis"),
+                    "run",
+                    schema,
+                    "--checks",
+                    CHECKS,
+                    "--seed",
+                    str(args.seed),
+                    "--max-examples",
+                    str(args.max_examples),
+                    "--max-time",
+                    str(args.max_time),
+                    "--workers",
+                    "1",
+                    "--phases",
+                    "examples,coverage,fuzzing",
+                    "--request-timeout",
+                    "20",
+                    "--suppress-health-check",
+                    "too_slow",
+                ],
+                cwd=work,
+            )
             if result.returncode != 0:
                 log.flush()
                 tail = (work / "services.log").read_text(errors="replace")[-3000:]

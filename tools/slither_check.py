@@ -80,11 +80,16 @@ def run_slither(input_file: Path, version: str) -> dict:
     solc = ROOT / ".solc" / f"solc-v{version}"
     slither = Path(sys.executable).parent / "slither"
     command = [
-        str(slither), str(input_file.relative_to(ROOT)),
-        "--solc", str(solc.relative_to(ROOT)),
-        "--compile-force-framework", "solc-json",
-        "--filter-paths", FILTER_PATHS,
-        "--json", "-",
+        str(slither),
+        str(input_file.relative_to(ROOT)),
+        "--solc",
+        str(solc.relative_to(ROOT)),
+        "--compile-force-framework",
+        "solc-json",
+        "--filter-paths",
+        FILTER_PATHS,
+        "--json",
+        "-",
     ]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     try:

@@ -2,6 +2,7 @@
 
 Views call `ledger`; nothing here writes web3 calls or SQL by hand. See docs/portal.md.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,10 @@ VENDOR = {
     "pico.min.css": ("@picocss/pico/css/pico.min.css", "text/css"),
     "chart.umd.js": ("chart.js/dist/chart.umd.js", "text/javascript"),
 }
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -43,35 +46,50 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config.update(config)
     portal = app.config.get("PORTAL_SETTINGS") or PortalSettings.from_env()
     app.config["PORTAL_SETTINGS"] = portal
-    app.config.update(SECRET_KEY=portal.secret_key, SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True,
-                      SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_NAME="ledger_session",
-                      PERMANENT_SESSION_LIFETIME=12 * 3600, WTF_CSRF_TIME_LIMIT=12 * 3600,
-                      MAX_CONTENT_LENGTH=4 * 1024 * 1024)
+    app.config.update(
+        SECRET_KEY=portal.secret_key,
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="ledger_session",
+        PERMANENT_SESSION_LIFETIME=12 * 3600,
+        WTF_CSRF_TIME_LIMIT=12 * 3600,
+        MAX_CONTENT_LENGTH=4 * 1024 * 1024,
+    )
 
     csrf = CSRFProtect(app)
-    limiter = Limiter(get_remote_address, app=app, storage_uri=portal.ratelimit_storage, default_limits=[],
-                      headers_enabled=True)
+    limiter = Limiter(
+        get_remote_address, app=app, storage_uri=portal.ratelimit_storage, default_limits=[], headers_enabled=True
+    )
     app.extensions["portal_limiter"] = limiter
 
     from . import api, artist, auth, label
 
     csrf.exempt(api.bp)  # token or session auth, read-only except the device ingest (signed batches)
-    limiter.limit(portal.rate_token, key_func=api.token_rate_key, exempt_when=api.no_token,
-                  error_message="too many requests with this token")(api.bp)
+    limiter.limit(
+        portal.rate_token,
+        key_func=api.token_rate_key,
+        exempt_when=api.no_token,
+        error_message="too many requests with this token",
+    )(api.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
     app.register_blueprint(auth.bp)
     app.register_blueprint(artist.bp, url_prefix="/artist")
     app.register_blueprint(label.bp, url_prefix="/label")
-    for endpoint, rate, message in (("auth.login", portal.rate_login, "too many log-in attempts"),
-                                    ("auth.siwe_verify", portal.rate_login, "too many log-in attempts"),
-                                    ("auth.signup", portal.rate_signup, "too many sign-ups")):
+    for endpoint, rate, message in (
+        ("auth.login", portal.rate_login, "too many log-in attempts"),
+        ("auth.siwe_verify", portal.rate_login, "too many log-in attempts"),
+        ("auth.signup", portal.rate_signup, "too many sign-ups"),
+    ):
         app.view_functions[endpoint] = limiter.limit(  # type: ignore[assignment]  # a sync view stays sync
-            rate, methods=["POST"], error_message=message)(app.view_functions[endpoint])
+            rate, methods=["POST"], error_message=message
+        )(app.view_functions[endpoint])
 
     app.jinja_env.filters["usd"] = usd
     app.jinja_env.filters["isrc"] = lambda v: format_isrc(v) if v else "—"
-    app.jinja_env.filters["datetime"] = lambda ts: datetime.fromtimestamp(int(ts), tz=UTC).strftime(
-        "%Y-%m-%d %H:%M UTC") if ts else "—"
+    app.jinja_env.filters["datetime"] = lambda ts: (
+        datetime.fromtimestamp(int(ts), tz=UTC).strftime("%Y-%m-%d %H:%M UTC") if ts else "—"
+    )
     app.before_request(auth.load_user)
 
     @app.context_processor
@@ -114,9 +132,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def csrf_error(exc: CSRFError):
         if wants_json():
             return jsonify(error={"code": "csrf_failed", "message": exc.description}), 400
-        return render_template("error.html", code=400, title="Form not accepted",
-                               message="This form was not sent by this site or has expired: "
-                                       "reload the page and send it again."), 400
+        return render_template(
+            "error.html",
+            code=400,
+            title="Form not accepted",
+            message="This form was not sent by this site or has expired: reload the page and send it again.",
+        ), 400
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -126,8 +147,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if wants_json() or request.accept_mimetypes.best == "application/json":
             response = jsonify(error={"code": code, "message": exc.description})
         else:
-            response = app.make_response(render_template("error.html", code=exc.code, title=exc.name,
-                                                         message=exc.description))
+            response = app.make_response(
+                render_template("error.html", code=exc.code, title=exc.name, message=exc.description)
+            )
         response.status_code = exc.code or 500
         for name, value in exc.get_headers():  # e.g. Allow on a 405, Retry-After on a 429
             if name.lower() != "content-type":
@@ -139,7 +161,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if wants_json():
             return jsonify(error={"code": "internal_error", "message": "internal error"}), 500
-        return render_template("error.html", code=500, title="Something went wrong",
-                               message="The error was logged; please try again."), 500
+        return render_template(
+            "error.html", code=500, title="Something went wrong", message="The error was logged; please try again."
+        ), 500
 
     return app

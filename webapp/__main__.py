@@ -1,4 +1,5 @@
 """`python -m webapp [--host H] [--port P]`: serves the app (make run uses it)."""
+
 import argparse
 import logging
 

@@ -1,4 +1,5 @@
 """Artist pages: works (register, list, page), distribute, balance and withdraw, statements."""
+
 from __future__ import annotations
 
 from eth_utils import is_address, to_checksum_address
@@ -32,8 +33,11 @@ def _owned_work(work_id: int):
 def works():
     owned = analytics.works_owned(engine(), g.user.address)
     indexed = {w.work_id for w in owned}
-    pending = [a for a in gasless.actions_of(engine(), g.user.id)
-               if a.kind == "register_work" and (a.status != "confirmed" or a.work_id not in indexed)]
+    pending = [
+        a
+        for a in gasless.actions_of(engine(), g.user.id)
+        if a.kind == "register_work" and (a.status != "confirmed" or a.work_id not in indexed)
+    ]
     return render_template("artist/works.html", works=owned, pending=pending)
 
 
@@ -104,8 +108,9 @@ def _check_work_form(form: WorkForm) -> dict | None:
         ok = False
     terms = []
     for enabled, kind, fee_field, rate_field, days_field in (
-            (form.metered.data, 1, form.metered_fee, form.metered_rate, form.metered_days),
-            (form.flat.data, 0, form.flat_fee, None, form.flat_days)):
+        (form.metered.data, 1, form.metered_fee, form.metered_rate, form.metered_days),
+        (form.flat.data, 0, form.flat_fee, None, form.flat_days),
+    ):
         if not enabled:
             continue
         try:
@@ -133,8 +138,7 @@ def _check_work_form(form: WorkForm) -> dict | None:
         terms.append({"kind": kind, "fee": fee, "rate": rate, "duration": days_field.data * DAY})
     if not ok:
         return None
-    return {"title": form.title.data.strip(), "isrc": isrc, "iswc": iswc, "payees": payees, "bps": bps,
-            "terms": terms}
+    return {"title": form.title.data.strip(), "isrc": isrc, "iswc": iswc, "payees": payees, "bps": bps, "terms": terms}
 
 
 @bp.route("/works/new", methods=["GET", "POST"])
@@ -150,13 +154,17 @@ def new_work():
             then = [{"kind": "set_split", "params": {"payees": params["payees"], "bps": params["bps"]}}]
             then += [{"kind": "set_terms", "params": t} for t in params["terms"]]
             uri = make_data_uri(params["title"], params["iswc"])
-            action = gasless.queue_action(engine(), g.user.id, "register_work",
-                                          {"uri": uri, "isrc": params["isrc"], "title": params["title"],
-                                           "iswc": params["iswc"], "then": then})
+            action = gasless.queue_action(
+                engine(),
+                g.user.id,
+                "register_work",
+                {"uri": uri, "isrc": params["isrc"], "title": params["title"], "iswc": params["iswc"], "then": then},
+            )
             views.run_action(action)
             return redirect(url_for("artist.works"))
-    return render_template("artist/new_work.html", form=form, max_payees=MAX_PAYEES), \
-        400 if request.method == "POST" else 200
+    return render_template(
+        "artist/new_work.html", form=form, max_payees=MAX_PAYEES
+    ), 400 if request.method == "POST" else 200
 
 
 @bp.get("/works/<int:work_id>")
@@ -186,15 +194,20 @@ def balance():
         elif analytics.balance(engine(), g.user.address).available == 0:
             form.to.errors.append("your balance is $0.00: nothing to withdraw yet")
         else:
-            views.run_action(gasless.queue_action(engine(), g.user.id, "withdraw",
-                                                  {"to": to_checksum_address(form.to.data)}))
+            views.run_action(
+                gasless.queue_action(engine(), g.user.id, "withdraw", {"to": to_checksum_address(form.to.data)})
+            )
             return redirect(url_for("artist.balance"))
-    return render_template("balance.html", form=form, balance=analytics.balance(engine(), g.user.address),
-                           withdrawals=analytics.withdrawals(engine(), g.user.address),
-                           pending=gasless.actions_of(engine(), g.user.id, statuses=views.PENDING),
-                           statement_endpoint="artist.statement",
-                           spent=gasless.gas_spent(engine(), g.user.id),
-                           budget=portal_settings().gas_budget), 400 if form.errors else 200
+    return render_template(
+        "balance.html",
+        form=form,
+        balance=analytics.balance(engine(), g.user.address),
+        withdrawals=analytics.withdrawals(engine(), g.user.address),
+        pending=gasless.actions_of(engine(), g.user.id, statuses=views.PENDING),
+        statement_endpoint="artist.statement",
+        spent=gasless.gas_spent(engine(), g.user.id),
+        budget=portal_settings().gas_budget,
+    ), 400 if form.errors else 200
 
 
 @bp.get("/statement")

@@ -1,4 +1,5 @@
 """Accounts: sign up, log in (password or Sign-In with Ethereum), log out, profile, password."""
+
 from __future__ import annotations
 
 import functools
@@ -33,6 +34,7 @@ def login_required(view):
         if g.user is None:
             return redirect(url_for("auth.login", next=request.path))
         return view(*args, **kwargs)
+
     return wrapped
 
 
@@ -43,10 +45,11 @@ def role_required(role: str):
             if g.user is None:
                 return redirect(url_for("auth.login", next=request.path))
             if not g.user.has_role(role):
-                abort(403, description=f"this page is for accounts with the {role} role "
-                                       "(add it on your account page)")
+                abort(403, description=f"this page is for accounts with the {role} role (add it on your account page)")
             return view(*args, **kwargs)
+
         return wrapped
+
     return decorator
 
 
@@ -77,14 +80,23 @@ def signup():
     form = SignupForm()
     if form.validate_on_submit():
         try:
-            user = accounts.create_user(engine(), form.username.data, form.password.data, form.roles.data,
-                                        portal_settings().secret_key, form.payout_address.data)
+            user = accounts.create_user(
+                engine(),
+                form.username.data,
+                form.password.data,
+                form.roles.data,
+                portal_settings().secret_key,
+                form.payout_address.data,
+            )
         except accounts.UserError as exc:
             form.username.errors.append(str(exc))
         else:
             _start_session(user)
-            flash(f"Welcome, {user.username}. Your account address is {user.address}; "
-                  "the portal pays the gas of your on-chain actions.", "success")
+            flash(
+                f"Welcome, {user.username}. Your account address is {user.address}; "
+                "the portal pays the gas of your on-chain actions.",
+                "success",
+            )
             return redirect(_home(user))
     return render_template("auth/signup.html", form=form), 400 if form.errors else 200
 
@@ -127,8 +139,9 @@ def account():
         else:
             flash("Your account is saved.", "success")
             return redirect(url_for("auth.account"))
-    return render_template("auth/account.html", form=form, password_form=PasswordForm(prefix="pw")), \
-        400 if form.errors else 200
+    return render_template(
+        "auth/account.html", form=form, password_form=PasswordForm(prefix="pw")
+    ), 400 if form.errors else 200
 
 
 @bp.post("/account/password")
@@ -151,6 +164,7 @@ def change_password():
 
 # ----------------------------------------------------------------------------- Sign-In with Ethereum
 
+
 @bp.get("/auth/siwe/nonce")
 def siwe_nonce():
     """A fresh nonce for this session and, given ?address=&chainId=, the EIP-4361 message to sign
@@ -166,10 +180,16 @@ def siwe_nonce():
             return _siwe_error("address must be an Ethereum address and chainId a number")
         issued = datetime.now(UTC).replace(microsecond=0)
         body["message"] = SiweMessage(
-            domain=request.host, address=to_checksum_address(address), uri=body["uri"], version="1",
-            chain_id=int(chain_id), nonce=nonce, statement=SIWE_STATEMENT,
+            domain=request.host,
+            address=to_checksum_address(address),
+            uri=body["uri"],
+            version="1",
+            chain_id=int(chain_id),
+            nonce=nonce,
+            statement=SIWE_STATEMENT,
             issued_at=issued.isoformat().replace("+00:00", "Z"),
-            expiration_time=(issued + timedelta(minutes=10)).isoformat().replace("+00:00", "Z")).prepare_message()
+            expiration_time=(issued + timedelta(minutes=10)).isoformat().replace("+00:00", "Z"),
+        ).prepare_message()
     return jsonify(body)
 
 
@@ -184,8 +204,12 @@ def siwe_verify():
     from siwe import SiweMessage, VerificationError
 
     body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("message"), str) \
-            or not isinstance(body.get("signature"), str) or len(body["message"]) > 4000:
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("message"), str)
+        or not isinstance(body.get("signature"), str)
+        or len(body["message"]) > 4000
+    ):
         return _siwe_error("send JSON {message, signature}")
     nonce = session.pop("siwe_nonce", None)
     if nonce is None:

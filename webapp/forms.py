@@ -1,4 +1,5 @@
 """Flask-WTF forms (every one carries a CSRF token)."""
+
 from __future__ import annotations
 
 from flask_wtf import FlaskForm

@@ -1,5 +1,6 @@
 """Label pages: every work where the label is a payee, totals per work, period and territory;
 API tokens (create shown once, list, revoke)."""
+
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
@@ -28,9 +29,14 @@ def dashboard():
     st = statement(engine(), g.user.address, period)
     report = analytics.plays_by_territory(engine(), ids, portal_settings().k_anonymity, period.first, period.last)
     monthly = analytics.plays_over_time(engine(), ids, "month", period.first, period.last)
-    return render_template("label/dashboard.html", statement=st, territories=report, monthly=monthly,
-                           chart_json=views.script_json(views.chart_payload(ids, period.first, period.last)),
-                           period=period)
+    return render_template(
+        "label/dashboard.html",
+        statement=st,
+        territories=report,
+        monthly=monthly,
+        chart_json=views.script_json(views.chart_payload(ids, period.first, period.last)),
+        period=period,
+    )
 
 
 @bp.get("/works/<int:work_id>")
@@ -49,9 +55,16 @@ def statement_download():
 @bp.get("/balance")
 @role_required("label")
 def balance():
-    return render_template("balance.html", form=None, balance=analytics.balance(engine(), g.user.address),
-                           withdrawals=analytics.withdrawals(engine(), g.user.address), pending=[],
-                           statement_endpoint="label.statement_download", spent=None, budget=None)
+    return render_template(
+        "balance.html",
+        form=None,
+        balance=analytics.balance(engine(), g.user.address),
+        withdrawals=analytics.withdrawals(engine(), g.user.address),
+        pending=[],
+        statement_endpoint="label.statement_download",
+        spent=None,
+        budget=None,
+    )
 
 
 @bp.route("/tokens", methods=["GET", "POST"])
@@ -67,8 +80,13 @@ def tokens():
         else:
             flash("Token created. Copy it now: it is shown only once.", "success")
     status = 400 if form.errors else 201 if created else 200
-    return render_template("label/tokens.html", form=form, created=created, revoke_form=ActionForm(),
-                           tokens=accounts.list_tokens(engine(), g.user.id)), status
+    return render_template(
+        "label/tokens.html",
+        form=form,
+        created=created,
+        revoke_form=ActionForm(),
+        tokens=accounts.list_tokens(engine(), g.user.id),
+    ), status
 
 
 @bp.post("/tokens/<int:token_id>/revoke")

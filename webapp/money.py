@@ -1,4 +1,5 @@
 """Readable money: the settlement token has 6 decimals; amounts are exact integers of units."""
+
 from __future__ import annotations
 
 import re
@@ -13,8 +14,8 @@ def usd(units: int) -> str:
     units = int(units)
     sign = "-" if units < 0 else ""
     dollars, rest = divmod(abs(units), UNIT)
-    if rest % 10**(DECIMALS - 2) == 0:
-        return f"{sign}${dollars:,}.{rest // 10**(DECIMALS - 2):02d}"
+    if rest % 10 ** (DECIMALS - 2) == 0:
+        return f"{sign}${dollars:,}.{rest // 10 ** (DECIMALS - 2):02d}"
     return f"{sign}${dollars:,}.{rest:06d}".rstrip("0")
 
 

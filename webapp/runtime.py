@@ -2,6 +2,7 @@
 
 Tests hand an engine over as ``LEDGER_ENGINE``; otherwise it comes from LEDGER_DATABASE_URL.
 """
+
 from __future__ import annotations
 
 import threading
@@ -65,8 +66,9 @@ def relayer():
             if len(unlocked) < 2:
                 raise RelayerUnavailable("set LEDGER_GASLESS_KEY: the node has no second unlocked account")
             account = unlocked[1]
-        built = GaslessRelayer(w3, deployment, account, engine(), portal.gas_budget,
-                               forwarder_address=portal.forwarder_address)
+        built = GaslessRelayer(
+            w3, deployment, account, engine(), portal.gas_budget, forwarder_address=portal.forwarder_address
+        )
     except LedgerError as exc:
         raise RelayerUnavailable(str(exc)) from None
     current_app.config["GASLESS_RELAYER"] = built

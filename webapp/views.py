@@ -1,4 +1,5 @@
 """Helpers the artist and label pages share: a work's page, statements, on-chain actions."""
+
 from __future__ import annotations
 
 import json
@@ -46,13 +47,22 @@ def chart_payload(work_ids: list[int], first=None, last=None) -> dict:
     totals = territories.totals_by_territory()
 
     def series(points):
-        return {"labels": [p.bucket for p in points], "plays": [p.plays for p in points],
-                "earnings": [_dollars(p.earnings) for p in points]}
+        return {
+            "labels": [p.bucket for p in points],
+            "plays": [p.plays for p in points],
+            "earnings": [_dollars(p.earnings) for p in points],
+        }
 
-    return {"day": series(daily), "month": series(monthly),
-            "territory": {"labels": list(totals), "plays": [c.plays for c in totals.values()],
-                          "earnings": [_dollars(c.earnings) for c in totals.values()]},
-            "k": k}
+    return {
+        "day": series(daily),
+        "month": series(monthly),
+        "territory": {
+            "labels": list(totals),
+            "plays": [c.plays for c in totals.values()],
+            "earnings": [_dollars(c.earnings) for c in totals.values()],
+        },
+        "k": k,
+    }
 
 
 def script_json(value) -> str:

@@ -24,6 +24,7 @@ The package, one module per job; :class:`Indexer` here composes them:
 - ``writer``: a range's rows into SQL in bulk, and the projection state read back;
 - ``checkpoint``: the last indexed block and its hash.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,8 +71,17 @@ class IndexStats:
 class Indexer:
     """Follows the deployment's events into the database at ``engine`` (migrated to head)."""
 
-    def __init__(self, engine: Engine, w3: Web3, deployment: Deployment, *, confirmations: int = 0,
-                 block_range: int = 2000, progress: bool | None = None, rebuild_on_reorg: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        w3: Web3,
+        deployment: Deployment,
+        *,
+        confirmations: int = 0,
+        block_range: int = 2000,
+        progress: bool | None = None,
+        rebuild_on_reorg: bool = True,
+    ) -> None:
         self.engine = engine
         self.w3 = w3
         self.deployment = deployment
@@ -138,8 +148,12 @@ class Indexer:
         stats.seconds = time.monotonic() - started
         return stats
 
-    def follow(self, poll_interval: float = 2.0, should_stop: Callable[[], bool] = lambda: False,
-               on_stats: Callable[[IndexStats], None] | None = None) -> None:
+    def follow(
+        self,
+        poll_interval: float = 2.0,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_stats: Callable[[IndexStats], None] | None = None,
+    ) -> None:
         """Indexes new blocks as they come, until should_stop() (or KeyboardInterrupt). A node or a
         database that stops answering is waited for (1 s doubling to 30 s, each wait logged); the
         range in progress is either committed or not at all, so nothing is lost or doubled."""
@@ -147,11 +161,13 @@ class Indexer:
         while not should_stop():
             try:
                 stats = self.run()
-            except (OperationalError, InterfaceError, ConnectionError, TimeoutError,
-                    requests.RequestException) as exc:
-                log.warning("indexer: %s unreachable (%s); retrying in %.0f s",
-                            "database" if isinstance(exc, (OperationalError, InterfaceError)) else "node",
-                            type(exc).__name__, delay)
+            except (OperationalError, InterfaceError, ConnectionError, TimeoutError, requests.RequestException) as exc:
+                log.warning(
+                    "indexer: %s unreachable (%s); retrying in %.0f s",
+                    "database" if isinstance(exc, (OperationalError, InterfaceError)) else "node",
+                    type(exc).__name__,
+                    delay,
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue

@@ -5,6 +5,7 @@ an index of another chain or ledger, detecting a checkpoint block that left the 
 range inside the range's transaction and advancing past it, and emptying the whole index.
 The node is reached only through the ``block_hash`` callable it is given.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,24 +41,34 @@ def ensure(engine: Engine, deployment: Deployment, block_hash: Callable[[int], s
     with engine.begin() as conn:
         row = conn.execute(select(t).where(t.c.id == CHECKPOINT_ID)).first()
         if row is None:
-            conn.execute(insert(t).values(id=CHECKPOINT_ID, chain_id=deployment.chain_id,
-                                          ledger_address=ledger_address,
-                                          deploy_block=deployment.deploy_block,
-                                          block_number=deployment.deploy_block - 1, block_hash=None,
-                                          updated_at=int(time.time())))
+            conn.execute(
+                insert(t).values(
+                    id=CHECKPOINT_ID,
+                    chain_id=deployment.chain_id,
+                    ledger_address=ledger_address,
+                    deploy_block=deployment.deploy_block,
+                    block_number=deployment.deploy_block - 1,
+                    block_hash=None,
+                    updated_at=int(time.time()),
+                )
+            )
             return deployment.deploy_block - 1
     if row.ledger_address != ledger_address or row.chain_id != deployment.chain_id:
-        raise IndexerError(f"the index holds chain {row.chain_id} ledger {row.ledger_address}, not chain "
-                           f"{deployment.chain_id} ledger {ledger_address}: use `ledger index --rebuild`")
+        raise IndexerError(
+            f"the index holds chain {row.chain_id} ledger {row.ledger_address}, not chain "
+            f"{deployment.chain_id} ledger {ledger_address}: use `ledger index --rebuild`"
+        )
     if row.block_hash is not None:
         try:
             current = block_hash(row.block_number)
         except BlockNotFound:  # the chain went backwards past the checkpoint (a devnet restarted)
             current = None
         if current != row.block_hash:
-            raise ReorgDetectedError(f"block {row.block_number} at the checkpoint is no longer on the chain "
-                                     "(reorg deeper than the confirmations, or a reset devnet): "
-                                     "use `ledger index --rebuild`")
+            raise ReorgDetectedError(
+                f"block {row.block_number} at the checkpoint is no longer on the chain "
+                "(reorg deeper than the confirmations, or a reset devnet): "
+                "use `ledger index --rebuild`"
+            )
     number: int = row.block_number
     return number
 
@@ -70,15 +81,20 @@ def claim(conn: Connection, start: int) -> None:
         query = query.with_for_update()
     current: int = conn.execute(query).scalar_one()
     if current != start - 1:
-        raise IndexerError(f"the checkpoint moved to {current} while indexing from {start}: "
-                           "is another indexer running on this database?")
+        raise IndexerError(
+            f"the checkpoint moved to {current} while indexing from {start}: "
+            "is another indexer running on this database?"
+        )
 
 
 def advance(conn: Connection, end: int, end_hash: str) -> None:
     """Inside a range's transaction: moves the checkpoint to block ``end`` with hash ``end_hash``."""
     cp = _CHECKPOINTS
-    conn.execute(update(cp).where(cp.c.id == CHECKPOINT_ID)
-                 .values(block_number=end, block_hash=end_hash, updated_at=int(time.time())))
+    conn.execute(
+        update(cp)
+        .where(cp.c.id == CHECKPOINT_ID)
+        .values(block_number=end, block_hash=end_hash, updated_at=int(time.time()))
+    )
 
 
 def reset(engine: Engine) -> None:

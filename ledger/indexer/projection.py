@@ -5,6 +5,7 @@ unlicensed plays, the charged-total check) and the in-memory :class:`State` that
 from earlier events. Pure Python: no database connection and no web3 here, so every handler can be
 tested alone; the writer turns a :class:`RangeRows` into SQL and the facade loads the state.
 """
+
 from __future__ import annotations
 
 import logging
@@ -142,8 +143,9 @@ class RangeRows:
         self.rows: dict[Table, list[Row]] = {}
         self.plays: list[PlayRow] = []
         self.works = KeyedRows(WORKS, "work_id", ("plays", "licensed_plays", "accrued", "distributed"))
-        self.licensees = KeyedRows(LICENSEES, "licensee_index",
-                                   ("escrow_deposited", "escrow_withdrawn", "escrow_charged"))
+        self.licensees = KeyedRows(
+            LICENSEES, "licensee_index", ("escrow_deposited", "escrow_withdrawn", "escrow_charged")
+        )
         self.devices = KeyedRows(DEVICES, "device_id", ())
         self.licenses: dict[tuple[str, int, int], Row] = {}
         self.stats: dict[tuple[int, int, str], list[int]] = {}  # plays, licensed, play_gross, fee_gross
@@ -153,8 +155,16 @@ class RangeRows:
     def add(self, table: Table, row: Row) -> None:
         self.rows.setdefault(table, []).append(row)
 
-    def stat(self, work_id: int, period: int, territory: str, plays: int = 0, licensed: int = 0, play_gross: int = 0,
-             fee_gross: int = 0) -> None:
+    def stat(
+        self,
+        work_id: int,
+        period: int,
+        territory: str,
+        plays: int = 0,
+        licensed: int = 0,
+        play_gross: int = 0,
+        fee_gross: int = 0,
+    ) -> None:
         s = self.stats.get((work_id, period, territory))
         if s is None:
             s = self.stats[(work_id, period, territory)] = [0, 0, 0, 0]
@@ -173,8 +183,7 @@ Handler = Callable[[DecodedEvent, RangeRows, int, int], None]
 
 
 def _base(event: DecodedEvent, ts: int) -> Row:
-    return {"block_number": event.block_number, "log_index": event.log_index, "tx_hash": event.tx_hash,
-            "timestamp": ts}
+    return {"block_number": event.block_number, "log_index": event.log_index, "tx_hash": event.tx_hash, "timestamp": ts}
 
 
 class Projection:
@@ -212,24 +221,36 @@ class Projection:
     # ------------------------------------------------------------------ checks shared by handlers
     def _require_work(self, work_id: int, e: DecodedEvent) -> None:
         if work_id not in self.state.works:
-            raise InconsistentEventError(f"{e.name} at block {e.block_number} log {e.log_index} names work "
-                                         f"{work_id}, which was never registered")
+            raise InconsistentEventError(
+                f"{e.name} at block {e.block_number} log {e.log_index} names work {work_id}, which was never registered"
+            )
 
     def _licensee_index(self, address: str, e: DecodedEvent) -> int:
         index = self.state.index_by_licensee.get(address)
         if index is None:
-            raise InconsistentEventError(f"{e.name} at block {e.block_number} names {address}, "
-                                         "which has no LicenseeRegistered before it")
+            raise InconsistentEventError(
+                f"{e.name} at block {e.block_number} names {address}, which has no LicenseeRegistered before it"
+            )
         return index
 
     # ------------------------------------------------------------------ works and splits
     def _work_registered(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
         work_id, uri = e.args["workId"], e.args["uri"]
         meta = parse_metadata_uri(uri)
-        r.works.insert(work_id, {"owner": e.args["owner"], "registrant": e.args["owner"],
-                                 "isrc": isrc_from_bytes12(e.args["isrc"]), "iswc": meta.iswc, "title": meta.title,
-                                 "uri": uri, "registered_block": e.block_number, "registered_at": ts,
-                                 "split_locked": False})
+        r.works.insert(
+            work_id,
+            {
+                "owner": e.args["owner"],
+                "registrant": e.args["owner"],
+                "isrc": isrc_from_bytes12(e.args["isrc"]),
+                "iswc": meta.iswc,
+                "title": meta.title,
+                "uri": uri,
+                "registered_block": e.block_number,
+                "registered_at": ts,
+                "split_locked": False,
+            },
+        )
         self.state.works.add(work_id)
 
     def _work_uri_updated(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
@@ -241,8 +262,10 @@ class Projection:
 
     def _work_transfer(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
         work_id = e.args["tokenId"]
-        r.add(WORK_TRANSFERS, {**_base(e, ts), "work_id": work_id, "from_address": e.args["from"],
-                                       "to_address": e.args["to"]})
+        r.add(
+            WORK_TRANSFERS,
+            {**_base(e, ts), "work_id": work_id, "from_address": e.args["from"], "to_address": e.args["to"]},
+        )
         if e.args["from"] != ZERO_ADDRESS and work_id in self.state.works:  # the mint is WorkRegistered's
             r.works.set(work_id, owner=e.args["to"])
 
@@ -253,8 +276,7 @@ class Projection:
             raise InconsistentEventError(f"SplitSet at block {e.block_number} is not a valid split")
         base = _base(e, ts)
         for position, (payee, share) in enumerate(zip(payees, bps, strict=True)):
-            r.add(SPLIT_SHARES, {**base, "work_id": work_id, "position": position, "payee": payee,
-                                         "bps": share})
+            r.add(SPLIT_SHARES, {**base, "work_id": work_id, "position": position, "payee": payee, "bps": share})
         self.state.splits[work_id] = (payees, bps)
 
     def _split_locked(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
@@ -265,27 +287,49 @@ class Projection:
         work_id, amount = e.args["workId"], e.args["amount"]
         split = self.state.splits.get(work_id)
         if split is None:
-            raise InconsistentEventError(f"Distributed for work {work_id} at block {e.block_number} "
-                                         "before any SplitSet")
+            raise InconsistentEventError(
+                f"Distributed for work {work_id} at block {e.block_number} before any SplitSet"
+            )
         payees, bps = split
         base = _base(e, ts)
         r.add(DISTRIBUTIONS, {**base, "work_id": work_id, "amount": amount, "period": period})
         for position, (payee, share, part) in enumerate(zip(payees, bps, split_shares(amount, bps), strict=True)):
-            r.add(PAYEE_CREDITS, {**base, "work_id": work_id, "position": position, "payee": payee,
-                                          "bps": share, "amount": part, "period": period})
+            r.add(
+                PAYEE_CREDITS,
+                {
+                    **base,
+                    "work_id": work_id,
+                    "position": position,
+                    "payee": payee,
+                    "bps": share,
+                    "amount": part,
+                    "period": period,
+                },
+            )
             r.payee(payee, credited=part)
         r.works.add(work_id, distributed=amount)
 
     def _withdrawn(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
-        r.add(WITHDRAWALS, {**_base(e, ts), "payee": e.args["payee"], "to_address": e.args["to"],
-                                     "amount": e.args["amount"]})
+        r.add(
+            WITHDRAWALS,
+            {**_base(e, ts), "payee": e.args["payee"], "to_address": e.args["to"], "amount": e.args["amount"]},
+        )
         r.payee(e.args["payee"], withdrawn=e.args["amount"])
 
     # ------------------------------------------------------------------ terms, licensees, licenses, escrow
     def _terms_set(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
-        r.add(TERMS, {**_base(e, ts), "work_id": e.args["workId"], "kind": e.args["kind"],
-                                "fee": e.args["fee"], "rate_per_play": e.args["ratePerPlay"],
-                                "duration": e.args["duration"], "offered": e.args["offered"]})
+        r.add(
+            TERMS,
+            {
+                **_base(e, ts),
+                "work_id": e.args["workId"],
+                "kind": e.args["kind"],
+                "fee": e.args["fee"],
+                "rate_per_play": e.args["ratePerPlay"],
+                "duration": e.args["duration"],
+                "offered": e.args["offered"],
+            },
+        )
 
     def _licensee_registered(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
         index, address = e.args["licenseeIndex"], e.args["licensee"]
@@ -297,15 +341,32 @@ class Projection:
         a = e.args
         licensee, work_id, kind, fee = a["licensee"], a["workId"], a["kind"], a["fee"]
         self._require_work(work_id, e)
-        r.add(LICENSE_PURCHASES, {**_base(e, ts), "licensee": licensee, "work_id": work_id,
-                                          "kind": kind, "fee": fee, "rate_per_play": a["ratePerPlay"],
-                                          "expiry": a["expiry"], "period": period})
+        r.add(
+            LICENSE_PURCHASES,
+            {
+                **_base(e, ts),
+                "licensee": licensee,
+                "work_id": work_id,
+                "kind": kind,
+                "fee": fee,
+                "rate_per_play": a["ratePerPlay"],
+                "expiry": a["expiry"],
+                "period": period,
+            },
+        )
         key = (licensee, work_id, kind)
         current = r.licenses.get(key)
-        r.licenses[key] = {"licensee": licensee, "work_id": work_id, "kind": kind, "rate_per_play": a["ratePerPlay"],
-                           "expiry": a["expiry"], "prev_rate_per_play": a["prevRate"],
-                           "prev_expiry": a["prevExpiry"], "updated_block": e.block_number,
-                           "fees_paid": fee + (current["fees_paid"] if current else 0)}
+        r.licenses[key] = {
+            "licensee": licensee,
+            "work_id": work_id,
+            "kind": kind,
+            "rate_per_play": a["ratePerPlay"],
+            "expiry": a["expiry"],
+            "prev_rate_per_play": a["prevRate"],
+            "prev_expiry": a["prevExpiry"],
+            "updated_block": e.block_number,
+            "fees_paid": fee + (current["fees_paid"] if current else 0),
+        }
         if kind == int(LicenseKind.METERED):
             self.state.metered[(licensee, work_id)] = (a["ratePerPlay"], a["expiry"], a["prevRate"], a["prevExpiry"])
         if fee:
@@ -314,23 +375,49 @@ class Projection:
 
     def _escrow_deposited(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
         a = e.args
-        r.add(ESCROW_MOVEMENTS, {**_base(e, ts), "licensee": a["licensee"], "counterparty": a["from"],
-                                         "direction": "deposit", "amount": a["amount"]})
+        r.add(
+            ESCROW_MOVEMENTS,
+            {
+                **_base(e, ts),
+                "licensee": a["licensee"],
+                "counterparty": a["from"],
+                "direction": "deposit",
+                "amount": a["amount"],
+            },
+        )
         r.licensees.add(self._licensee_index(a["licensee"], e), escrow_deposited=a["amount"])
 
     def _escrow_withdrawn(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
         a = e.args
-        r.add(ESCROW_MOVEMENTS, {**_base(e, ts), "licensee": a["licensee"], "counterparty": a["to"],
-                                         "direction": "withdraw", "amount": a["amount"]})
+        r.add(
+            ESCROW_MOVEMENTS,
+            {
+                **_base(e, ts),
+                "licensee": a["licensee"],
+                "counterparty": a["to"],
+                "direction": "withdraw",
+                "amount": a["amount"],
+            },
+        )
         r.licensees.add(self._licensee_index(a["licensee"], e), escrow_withdrawn=a["amount"])
 
     # ------------------------------------------------------------------ devices and plays
     def _device_registered(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
         a = e.args
         territory = bytes(a["territory"]).decode("ascii", "replace")
-        r.devices.insert(a["deviceId"], {"address": a["device"], "licensee": a["licensee"], "territory": territory,
-                                         "registered_block": e.block_number, "registered_at": ts, "revoked": False,
-                                         "revoked_block": None, "revoked_at": None})
+        r.devices.insert(
+            a["deviceId"],
+            {
+                "address": a["device"],
+                "licensee": a["licensee"],
+                "territory": territory,
+                "registered_block": e.block_number,
+                "registered_at": ts,
+                "revoked": False,
+                "revoked_block": None,
+                "revoked_at": None,
+            },
+        )
         self.state.territory[a["deviceId"]] = territory
 
     def _device_revoked(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
@@ -338,12 +425,21 @@ class Projection:
 
     def _batch_skipped(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
         reason = e.args["reason"]
-        r.add(BATCH_SKIPS, {**_base(e, ts), "device_id": e.args["deviceId"], "nonce": e.args["nonce"],
-                                    "reason": SKIP_REASONS[reason] if reason < len(SKIP_REASONS) else str(reason)})
+        r.add(
+            BATCH_SKIPS,
+            {
+                **_base(e, ts),
+                "device_id": e.args["deviceId"],
+                "nonce": e.args["nonce"],
+                "reason": SKIP_REASONS[reason] if reason < len(SKIP_REASONS) else str(reason),
+            },
+        )
 
     def _token_transfer(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
-        r.add(TOKEN_TRANSFERS, {**_base(e, ts), "from_address": e.args["from"],
-                                        "to_address": e.args["to"], "amount": e.args["value"]})
+        r.add(
+            TOKEN_TRANSFERS,
+            {**_base(e, ts), "from_address": e.args["from"], "to_address": e.args["to"], "amount": e.args["value"]},
+        )
 
     def _plays_recorded(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
         state = self.state
@@ -356,42 +452,85 @@ class Projection:
             licensee = state.licensee_by_index.get(licensee_index)
             territory = state.territory.get(device_id)
             if licensee is None or territory is None:
-                raise InconsistentEventError(f"PlaysRecorded at block {block} log {log_index} names device "
-                                             f"{device_id}, which has no DeviceRegistered before it")
+                raise InconsistentEventError(
+                    f"PlaysRecorded at block {block} log {log_index} names device "
+                    f"{device_id}, which has no DeviceRegistered before it"
+                )
             to_time = record.to_time
             charged = total_plays = 0
             for work_id, count in record.entries:
                 if work_id not in state.works:
                     # The contract applies a batch naming a work id nobody registered (it can earn
                     # nothing: no license exists for it). Record it, and go on.
-                    r.add(ANOMALIES, {"block_number": block, "log_index": log_index, "tx_hash": e.tx_hash,
-                                      "kind": "PlaysOfUnknownWork",
-                                      "detail": f"batch {batch_index} (device {device_id}, nonce {record.nonce}): "
-                                                f"{count} plays of work {work_id}, which is not registered"})
-                    log.warning("indexer: block %d log %d: %d plays of unregistered work %d (recorded as an anomaly)",
-                                block, log_index, count, work_id)
+                    r.add(
+                        ANOMALIES,
+                        {
+                            "block_number": block,
+                            "log_index": log_index,
+                            "tx_hash": e.tx_hash,
+                            "kind": "PlaysOfUnknownWork",
+                            "detail": f"batch {batch_index} (device {device_id}, nonce {record.nonce}): "
+                            f"{count} plays of work {work_id}, which is not registered",
+                        },
+                    )
+                    log.warning(
+                        "indexer: block %d log %d: %d plays of unregistered work %d (recorded as an anomaly)",
+                        block,
+                        log_index,
+                        count,
+                        work_id,
+                    )
                     continue
                 rate = metered_rate(state.metered.get((licensee, work_id)), to_time)
                 if rate is not None:
                     amount = count * rate
                     charged += amount
-                    plays.append((block, log_index, batch_index, work_id, device_id, count, True, rate, amount,
-                                  territory, period))
+                    plays.append(
+                        (
+                            block,
+                            log_index,
+                            batch_index,
+                            work_id,
+                            device_id,
+                            count,
+                            True,
+                            rate,
+                            amount,
+                            territory,
+                            period,
+                        )
+                    )
                     stat(work_id, period, territory, plays=count, licensed=count, play_gross=amount)
                     r.works.add(work_id, plays=count, licensed_plays=count, accrued=amount)
                 else:
-                    plays.append((block, log_index, batch_index, work_id, device_id, count, False, 0, 0, territory,
-                                  period))
+                    plays.append(
+                        (block, log_index, batch_index, work_id, device_id, count, False, 0, 0, territory, period)
+                    )
                     stat(work_id, period, territory, plays=count)
                     r.works.add(work_id, plays=count)
                 total_plays += count
             if charged != record.charged:
                 raise InconsistentEventError(
                     f"PlaysRecorded at block {block} log {log_index} batch {batch_index} (device {device_id}, nonce "
-                    f"{record.nonce}) says it charged {record.charged}, the licenses the index knows give {charged}")
-            r.add(PLAY_BATCHES, {"block_number": block, "log_index": log_index, "tx_hash": e.tx_hash,
-                                        "timestamp": ts, "batch_index": batch_index, "device_id": device_id,
-                                        "licensee_index": licensee_index, "nonce": record.nonce,
-                                        "from_time": record.from_time, "to_time": to_time, "charged": charged,
-                                        "entries": len(record.entries), "plays": total_plays, "period": period})
+                    f"{record.nonce}) says it charged {record.charged}, the licenses the index knows give {charged}"
+                )
+            r.add(
+                PLAY_BATCHES,
+                {
+                    "block_number": block,
+                    "log_index": log_index,
+                    "tx_hash": e.tx_hash,
+                    "timestamp": ts,
+                    "batch_index": batch_index,
+                    "device_id": device_id,
+                    "licensee_index": licensee_index,
+                    "nonce": record.nonce,
+                    "from_time": record.from_time,
+                    "to_time": to_time,
+                    "charged": charged,
+                    "entries": len(record.entries),
+                    "plays": total_plays,
+                    "period": period,
+                },
+            )
             r.licensees.add(licensee_index, escrow_charged=charged)

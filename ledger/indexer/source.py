@@ -4,6 +4,7 @@ It owns the ``eth_getLogs`` filters (the three contracts; the token only for tra
 of the RoyaltyLedger), the adaptive shrinking of a range the node refuses as too large, and the
 cache of block timestamps. Everything here talks to web3; nothing here touches the database.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,13 +54,19 @@ class LogSource:
 
     def fetch_logs(self, start: int, end: int) -> list[LogEntry]:
         """The logs of [start, end] in one try."""
-        contract_logs = self.w3.eth.get_logs({"fromBlock": start, "toBlock": end,
-                                              "address": self._contracts})
+        contract_logs = self.w3.eth.get_logs({"fromBlock": start, "toBlock": end, "address": self._contracts})
         token = self._token
-        token_in = self.w3.eth.get_logs({"fromBlock": start, "toBlock": end, "address": token,
-                                         "topics": [self._transfer_topic, None, self._ledger_topic]})
-        token_out = self.w3.eth.get_logs({"fromBlock": start, "toBlock": end, "address": token,
-                                          "topics": [self._transfer_topic, self._ledger_topic]})
+        token_in = self.w3.eth.get_logs(
+            {
+                "fromBlock": start,
+                "toBlock": end,
+                "address": token,
+                "topics": [self._transfer_topic, None, self._ledger_topic],
+            }
+        )
+        token_out = self.w3.eth.get_logs(
+            {"fromBlock": start, "toBlock": end, "address": token, "topics": [self._transfer_topic, self._ledger_topic]}
+        )
         seen = set()
         logs = []
         for entry in list(contract_logs) + list(token_in) + list(token_out):
@@ -89,7 +96,7 @@ class LogSource:
             self.timestamps.clear()
         missing = sorted(n for n in wanted if n not in self.timestamps)
         for i in range(0, len(missing), TIMESTAMP_CHUNK):
-            chunk = missing[i:i + TIMESTAMP_CHUNK]
+            chunk = missing[i : i + TIMESTAMP_CHUNK]
             blocks: list[Any]
             try:
                 with self.w3.batch_requests() as batch:

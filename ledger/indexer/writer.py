@@ -6,6 +6,7 @@ updates, and upserts of licenses, payees and the per (work, month, territory) su
 round trips. It also reads back the projection's :class:`State` from the tables it wrote, so an
 indexer resumes where the index stands. The caller owns the transaction; nothing here talks to the node.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,8 +22,19 @@ from .projection import KeyedRows, PlayRow, RangeRows, Row, State, table_of
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite
 
-PLAY_COLUMNS = ("block_number", "log_index", "batch_index", "work_id", "device_id", "count", "licensed", "rate",
-                "amount", "territory", "period")
+PLAY_COLUMNS = (
+    "block_number",
+    "log_index",
+    "batch_index",
+    "work_id",
+    "device_id",
+    "count",
+    "licensed",
+    "rate",
+    "amount",
+    "territory",
+    "period",
+)
 
 WriteRows = Callable[[Connection, Table, list[Row]], None]
 WritePlays = Callable[[Connection, list[PlayRow]], None]
@@ -34,8 +46,11 @@ def load_state(conn: Connection) -> State:
     state = State()
     s = table_of(SplitShare)
     current: dict[int, tuple[tuple[int, int], list[str], list[int]]] = {}
-    for row in conn.execute(select(s.c.work_id, s.c.block_number, s.c.log_index, s.c.payee, s.c.bps)
-                            .order_by(s.c.work_id, s.c.block_number, s.c.log_index, s.c.position)):
+    for row in conn.execute(
+        select(s.c.work_id, s.c.block_number, s.c.log_index, s.c.payee, s.c.bps).order_by(
+            s.c.work_id, s.c.block_number, s.c.log_index, s.c.position
+        )
+    ):
         key = (row.block_number, row.log_index)
         entry = current.get(row.work_id)
         if entry is None or entry[0] != key:
@@ -46,11 +61,22 @@ def load_state(conn: Connection) -> State:
     state.licensee_by_index = {i: a for i, a in conn.execute(select(Licensee.licensee_index, Licensee.address))}
     state.index_by_licensee = {a: i for i, a in state.licensee_by_index.items()}
     lic = table_of(License)
-    for row in conn.execute(select(lic.c.licensee, lic.c.work_id, lic.c.rate_per_play, lic.c.expiry,
-                                   lic.c.prev_rate_per_play, lic.c.prev_expiry)
-                            .where(lic.c.kind == int(LicenseKind.METERED))):
-        state.metered[(row.licensee, row.work_id)] = (row.rate_per_play, row.expiry, row.prev_rate_per_play,
-                                                      row.prev_expiry)
+    for row in conn.execute(
+        select(
+            lic.c.licensee,
+            lic.c.work_id,
+            lic.c.rate_per_play,
+            lic.c.expiry,
+            lic.c.prev_rate_per_play,
+            lic.c.prev_expiry,
+        ).where(lic.c.kind == int(LicenseKind.METERED))
+    ):
+        state.metered[(row.licensee, row.work_id)] = (
+            row.rate_per_play,
+            row.expiry,
+            row.prev_rate_per_play,
+            row.prev_expiry,
+        )
     state.territory = {d: t for d, t in conn.execute(select(Device.device_id, Device.territory))}
     state.works = set(conn.execute(select(Work.work_id)).scalars())
     return state
@@ -66,12 +92,31 @@ def write_range(conn: Connection, batch: RangeRows, write_rows: WriteRows, write
     if batch.plays:
         write_plays(conn, batch.plays)
     upsert_licenses(conn, batch.licenses)
-    upsert_counters(conn, table_of(WorkPeriodStats), ["work_id", "period", "territory"],
-                    ["plays", "licensed_plays", "play_gross", "fee_gross"],
-                    [{"work_id": w, "period": p, "territory": t, "plays": s[0], "licensed_plays": s[1],
-                      "play_gross": s[2], "fee_gross": s[3]} for (w, p, t), s in batch.stats.items()])
-    upsert_counters(conn, table_of(Payee), ["address"], ["credited", "withdrawn"],
-                    [{"address": a, "credited": c, "withdrawn": w} for a, (c, w) in batch.payees.items()])
+    upsert_counters(
+        conn,
+        table_of(WorkPeriodStats),
+        ["work_id", "period", "territory"],
+        ["plays", "licensed_plays", "play_gross", "fee_gross"],
+        [
+            {
+                "work_id": w,
+                "period": p,
+                "territory": t,
+                "plays": s[0],
+                "licensed_plays": s[1],
+                "play_gross": s[2],
+                "fee_gross": s[3],
+            }
+            for (w, p, t), s in batch.stats.items()
+        ],
+    )
+    upsert_counters(
+        conn,
+        table_of(Payee),
+        ["address"],
+        ["credited", "withdrawn"],
+        [{"address": a, "credited": c, "withdrawn": w} for a, (c, w) in batch.payees.items()],
+    )
 
 
 def flush_keyed(conn: Connection, keyed: KeyedRows, write_rows: WriteRows) -> None:
@@ -80,14 +125,15 @@ def flush_keyed(conn: Connection, keyed: KeyedRows, write_rows: WriteRows) -> No
     if keyed.new:
         write_rows(conn, t, list(keyed.new.values()))
     if keyed.deltas:
-        stmt = (update(t).where(t.c[k] == bindparam("_key"))
-                .values({c: t.c[c] + bindparam("_d_" + c) for c in keyed.counters}))
-        conn.execute(stmt, [{"_key": key, **{"_d_" + c: v for c, v in d.items()}}
-                            for key, d in keyed.deltas.items()])
+        stmt = (
+            update(t)
+            .where(t.c[k] == bindparam("_key"))
+            .values({c: t.c[c] + bindparam("_d_" + c) for c in keyed.counters})
+        )
+        conn.execute(stmt, [{"_key": key, **{"_d_" + c: v for c, v in d.items()}} for key, d in keyed.deltas.items()])
     groups: dict[tuple[str, ...], list[Row]] = {}
     for key, values in keyed.sets.items():
-        groups.setdefault(tuple(sorted(values)), []).append(
-            {"_key": key, **{"_s_" + c: v for c, v in values.items()}})
+        groups.setdefault(tuple(sorted(values)), []).append({"_key": key, **{"_s_" + c: v for c, v in values.items()}})
     for cols, rows in groups.items():
         stmt = update(t).where(t.c[k] == bindparam("_key")).values({c: bindparam("_s_" + c) for c in cols})
         conn.execute(stmt, rows)
@@ -129,8 +175,7 @@ def upsert_counters(conn: Connection, table: Table, keys: list[str], counters: l
     if not rows:
         return
     stmt = _insert_for(conn, table)
-    stmt = stmt.on_conflict_do_update(index_elements=keys,
-                                      set_={c: table.c[c] + stmt.excluded[c] for c in counters})
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: table.c[c] + stmt.excluded[c] for c in counters})
     conn.execute(stmt, rows)
 
 
@@ -142,7 +187,13 @@ def upsert_licenses(conn: Connection, licenses: dict[tuple[str, int, int], Row])
     stmt = _insert_for(conn, t)
     stmt = stmt.on_conflict_do_update(
         index_elements=["licensee", "work_id", "kind"],
-        set_={"rate_per_play": stmt.excluded.rate_per_play, "expiry": stmt.excluded.expiry,
-              "prev_rate_per_play": stmt.excluded.prev_rate_per_play, "prev_expiry": stmt.excluded.prev_expiry,
-              "updated_block": stmt.excluded.updated_block, "fees_paid": t.c.fees_paid + stmt.excluded.fees_paid})
+        set_={
+            "rate_per_play": stmt.excluded.rate_per_play,
+            "expiry": stmt.excluded.expiry,
+            "prev_rate_per_play": stmt.excluded.prev_rate_per_play,
+            "prev_expiry": stmt.excluded.prev_expiry,
+            "updated_block": stmt.excluded.updated_block,
+            "fees_paid": t.c.fees_paid + stmt.excluded.fees_paid,
+        },
+    )
     conn.execute(stmt, list(licenses.values()))

@@ -5,6 +5,7 @@ The database comes from, in order: an engine handed over by ``ledger.db`` (``con
 same default as the ledger: a SQLite file under var/). ``alembic.ini`` at the repository root
 only points here.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -32,8 +33,13 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
-                      dialect_opts={"paramstyle": "named"}, render_as_batch=True)
+    context.configure(
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        render_as_batch=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -44,8 +50,11 @@ def run_migrations_online() -> None:
     engine = make_engine(_url()) if given is None else given
     try:
         with engine.connect() as connection:
-            context.configure(connection=connection, target_metadata=target_metadata,
-                              render_as_batch=connection.dialect.name == "sqlite")
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=connection.dialect.name == "sqlite",
+            )
             with context.begin_transaction():
                 context.run_migrations()
             connection.commit()

@@ -31,6 +31,7 @@ The package: :mod:`ledger.relayer.packer` does step 1, :mod:`ledger.relayer.send
 and 3 (the signing, broadcasting and waiting), :mod:`ledger.relayer.settlement` step 4 and the
 settling from chain state; :class:`Relayer` here composes them (recording, reconciling, the loop).
 """
+
 from __future__ import annotations
 
 import logging
@@ -96,20 +97,28 @@ class Relayer:
     :class:`~ledger.relayer.packer.Packer` and a :class:`~ledger.relayer.sender.Sender` on one
     account, with :mod:`ledger.relayer.settlement` deciding what each receipt did."""
 
-    def __init__(self, w3: Web3, deployment: Deployment, account: LocalAccount,
-                 sessions: Engine | sessionmaker[Session], config: RelayerConfig | None = None):
+    def __init__(
+        self,
+        w3: Web3,
+        deployment: Deployment,
+        account: LocalAccount,
+        sessions: Engine | sessionmaker[Session],
+        config: RelayerConfig | None = None,
+    ):
         self.w3 = w3
         self.deployment = deployment
         self.ledger_address = deployment.ledger.address
         self.events = deployment.event_decoder()
         self.account = account
-        self.sessions = sessions if isinstance(sessions, sessionmaker) else sessionmaker(sessions,
-                                                                                         expire_on_commit=False)
+        self.sessions = (
+            sessions if isinstance(sessions, sessionmaker) else sessionmaker(sessions, expire_on_commit=False)
+        )
         self.config = config or RelayerConfig()
         self.contract = w3.eth.contract(address=self.ledger_address, abi=deployment.ledger.abi)
         self.chain_id = int(w3.eth.chain_id)
-        self.sender = Sender(w3, self.contract, self.ledger_address, account, self.chain_id, self.config,
-                             SqlTxVersions(self.sessions))
+        self.sender = Sender(
+            w3, self.contract, self.ledger_address, account, self.chain_id, self.config, SqlTxVersions(self.sessions)
+        )
         self.packer = Packer(self.config, self.sender.estimate_gas)
 
     encode = staticmethod(packer.encode)
@@ -134,8 +143,15 @@ class Relayer:
             tx_hash = "0x" + bytes(signed.hash).hex()
             rtx = self._record(session, ids, signed, tx, nonce, gas)
             rtx_id = rtx.id
-        log.info("relayer: sending %s: %d batches, %d plays, %d bytes, gas limit %d (estimate %d)",
-                 tx_hash, len(ids), plays, rtx.calldata_size, gas, estimate)
+        log.info(
+            "relayer: sending %s: %d batches, %d plays, %d bytes, gas limit %d (estimate %d)",
+            tx_hash,
+            len(ids),
+            plays,
+            rtx.calldata_size,
+            gas,
+            estimate,
+        )
         if not self._broadcast(bytes(signed.raw_transaction)):
             self._abandon(rtx_id)
             return RelayReport(tx_hash, len(ids), plays, rtx.calldata_size, reverted=True, repending=len(ids))
@@ -144,25 +160,39 @@ class Relayer:
         report.plays = plays
         return report
 
-    def _record(self, session: Session, ids: list[int], signed: SignedTransaction, tx: TxParams, nonce: int,
-                gas: int) -> RelayTransaction:
+    def _record(
+        self, session: Session, ids: list[int], signed: SignedTransaction, tx: TxParams, nonce: int, gas: int
+    ) -> RelayTransaction:
         """Writes the signed transaction and marks its batches inflight, in ONE database
         transaction, before anything is broadcast."""
-        rtx = RelayTransaction(sender=self.account.address, tx_nonce=nonce, tx_hashes="0x" + bytes(signed.hash).hex(),
-                               raw_tx=bytes(signed.raw_transaction), gas_limit=gas,
-                               calldata_size=len(tx["data"]) // 2 - 1, batch_count=len(ids),
-                               sent_block=self.w3.eth.block_number, status=TX_SENT)
+        rtx = RelayTransaction(
+            sender=self.account.address,
+            tx_nonce=nonce,
+            tx_hashes="0x" + bytes(signed.hash).hex(),
+            raw_tx=bytes(signed.raw_transaction),
+            gas_limit=gas,
+            calldata_size=len(tx["data"]) // 2 - 1,
+            batch_count=len(ids),
+            sent_block=self.w3.eth.block_number,
+            status=TX_SENT,
+        )
         session.add(rtx)
         session.flush()
-        moved = cast("CursorResult[Any]", session.execute(
-            update(PendingBatch)
-            .where(PendingBatch.id.in_(ids), PendingBatch.status == PENDING)
-            .values(status=INFLIGHT, relay_tx_id=rtx.id, attempts=PendingBatch.attempts + 1, updated_at=utcnow())
-            .execution_options(synchronize_session=False))).rowcount
+        moved = cast(
+            "CursorResult[Any]",
+            session.execute(
+                update(PendingBatch)
+                .where(PendingBatch.id.in_(ids), PendingBatch.status == PENDING)
+                .values(status=INFLIGHT, relay_tx_id=rtx.id, attempts=PendingBatch.attempts + 1, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            ),
+        ).rowcount
         if moved != len(ids):
             session.rollback()
-            raise RelayerError(f"{len(ids) - moved} batches changed state while packing; is a second "
-                               "relayer running with this database?")
+            raise RelayerError(
+                f"{len(ids) - moved} batches changed state while packing; is a second "
+                "relayer running with this database?"
+            )
         session.commit()  # recorded: from here a crash is reconciled from this row
         return rtx
 
@@ -186,8 +216,13 @@ class Relayer:
     def reconcile(self) -> list[RelayReport]:
         """Settles every transaction left `sent` (after a crash, or a timeout)."""
         with self.sessions() as session:
-            open_ids = list(session.scalars(select(RelayTransaction.id).where(RelayTransaction.status == TX_SENT)
-                                            .order_by(RelayTransaction.tx_nonce)))
+            open_ids = list(
+                session.scalars(
+                    select(RelayTransaction.id)
+                    .where(RelayTransaction.status == TX_SENT)
+                    .order_by(RelayTransaction.tx_nonce)
+                )
+            )
         reports = []
         for rtx_id in open_ids:
             with self.sessions() as session:
@@ -198,8 +233,11 @@ class Relayer:
                 # A nonce gap: the chain lost earlier transactions of ours (reorg, devnet restarted
                 # older). This one cannot be mined before them; its batches go back to pending and
                 # are packed again under fresh nonces (the contract applies a batch at most once).
-                log.warning("relayer: reconciling %s: the chain is behind its account nonce %d; sending its "
-                            "batches again", hashes[-1], tx_nonce)
+                log.warning(
+                    "relayer: reconciling %s: the chain is behind its account nonce %d; sending its batches again",
+                    hashes[-1],
+                    tx_nonce,
+                )
                 self._abandon(rtx_id)
                 continue
             if receipt is None:
@@ -225,9 +263,14 @@ class Relayer:
         head = int(self.w3.eth.block_number)
         moved = 0
         with self.sessions.begin() as session:
-            rows = list(session.scalars(select(PendingBatch).where(
-                PendingBatch.status == CONFIRMED,
-                PendingBatch.confirmed_block >= head - self.config.finality_blocks)))
+            rows = list(
+                session.scalars(
+                    select(PendingBatch).where(
+                        PendingBatch.status == CONFIRMED,
+                        PendingBatch.confirmed_block >= head - self.config.finality_blocks,
+                    )
+                )
+            )
             by_tx: dict[str, list[PendingBatch]] = {}
             for row in rows:
                 by_tx.setdefault(row.confirmed_tx_hash or "", []).append(row)
@@ -257,8 +300,7 @@ class Relayer:
         transaction): settle each batch from the device nonce state and the ledger's events."""
         with self.sessions() as session:
             from_block = session.get_one(RelayTransaction, rtx_id).sent_block
-        return settlement.settle_chain_state(self.sessions, rtx_id, self._applied_since(from_block),
-                                             self._nonce_used)
+        return settlement.settle_chain_state(self.sessions, rtx_id, self._applied_since(from_block), self._nonce_used)
 
     def _applied_since(self, from_block: int) -> dict[BatchKey, tuple[str, int]]:
         """(tx hash, block) of every batch in a ``PlaysRecorded`` event from ``from_block`` on."""
@@ -267,8 +309,14 @@ class Relayer:
         step = self.config.log_scan_blocks
         topic = self.events.topic("RoyaltyLedger", "PlaysRecorded")
         for start in range(from_block, head + 1, step):
-            logs = self.w3.eth.get_logs({"address": self.ledger_address, "fromBlock": start,
-                                         "toBlock": min(start + step - 1, head), "topics": [[topic]]})
+            logs = self.w3.eth.get_logs(
+                {
+                    "address": self.ledger_address,
+                    "fromBlock": start,
+                    "toBlock": min(start + step - 1, head),
+                    "topics": [[topic]],
+                }
+            )
             found = playbatch.batch_outcome(e for e in map(self.events.decode, logs) if e is not None)
             outcome.applied.update(found.applied)
         return {key: (a.tx_hash, a.block_number) for key, a in outcome.applied.items()}

@@ -7,6 +7,7 @@ the pack (:func:`ledger.playbatch.shrink_for_gas`), a failing estimate halves it
 that reverts the call on its own is rejected (``Reverted``). Gas estimation is injected as a
 callable (``data -> gas``, raising when the call would revert), so the packer needs no node.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,12 @@ class PackLimits(Protocol):
 
 def queued(row: PendingBatch) -> playbatch.QueuedBatch:
     """A stored batch as the calldata planner sees it (the row is its ref)."""
-    return playbatch.QueuedBatch(row.licensee_index, row.device_number, playbatch.SignedBatch(
-        row.device, row.nonce, row.from_time, row.to_time, row.entries, row.signature), ref=row)
+    return playbatch.QueuedBatch(
+        row.licensee_index,
+        row.device_number,
+        playbatch.SignedBatch(row.device, row.nonce, row.from_time, row.to_time, row.entries, row.signature),
+        ref=row,
+    )
 
 
 def encode(rows: Sequence[PendingBatch]) -> bytes:
@@ -67,12 +72,19 @@ class Packer:
         """Up to ``limit`` pending batches in (licensee index, device number, nonce) order; a
         batch skipped for InsufficientEscrow only ``escrow_retry_after`` seconds after it was."""
         retry_before = utcnow() - timedelta(seconds=self.limits.escrow_retry_after)
-        stmt = (select(PendingBatch)
-                .where(PendingBatch.status == PENDING,
-                       or_(PendingBatch.reason.is_(None), PendingBatch.reason != INSUFFICIENT_ESCROW,
-                           PendingBatch.updated_at < retry_before))
-                .order_by(PendingBatch.licensee_index, PendingBatch.device_number, PendingBatch.nonce)
-                .limit(limit))
+        stmt = (
+            select(PendingBatch)
+            .where(
+                PendingBatch.status == PENDING,
+                or_(
+                    PendingBatch.reason.is_(None),
+                    PendingBatch.reason != INSUFFICIENT_ESCROW,
+                    PendingBatch.updated_at < retry_before,
+                ),
+            )
+            .order_by(PendingBatch.licensee_index, PendingBatch.device_number, PendingBatch.nonce)
+            .limit(limit)
+        )
         return list(session.scalars(stmt))
 
     def fit_bytes(self, rows: Sequence[PendingBatch]) -> list[PendingBatch]:
@@ -97,13 +109,12 @@ class Packer:
                     rows = self.fit_bytes(self.candidates(session, cap_rows))
                     continue
                 log.warning("relayer: estimate failed for %d batches (%s); halving", len(rows), exc)
-                rows = rows[:len(rows) // 2]
+                rows = rows[: len(rows) // 2]
                 continue
             if gas <= self.limits.gas_cap:
                 return rows, data, gas
             shrink = playbatch.shrink_for_gas(len(rows), gas, self.limits.gas_cap)
-            log.info("relayer: %d batches need %d gas > cap %d; trying %d", len(rows), gas, self.limits.gas_cap,
-                     shrink)
+            log.info("relayer: %d batches need %d gas > cap %d; trying %d", len(rows), gas, self.limits.gas_cap, shrink)
             rows = rows[:shrink]
         return [], b"", 0
 

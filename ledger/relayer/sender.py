@@ -6,6 +6,7 @@ a receipt while re-signing a stuck transaction under the same account nonce. Eac
 version is recorded through a :class:`TxVersions` store before it is broadcast, so that after a
 crash every hash that could be mined is known.
 """
+
 from __future__ import annotations
 
 import logging
@@ -87,8 +88,16 @@ class SqlTxVersions:
 class Sender:
     """Signs and sends ``submitBatches`` calls to ``contract`` (at ``to``) as ``account``."""
 
-    def __init__(self, w3: Web3, contract: Contract, to: str, account: LocalAccount, chain_id: int,
-                 limits: WaitLimits, versions: TxVersions):
+    def __init__(
+        self,
+        w3: Web3,
+        contract: Contract,
+        to: str,
+        account: LocalAccount,
+        chain_id: int,
+        limits: WaitLimits,
+        versions: TxVersions,
+    ):
         self.w3 = w3
         self.contract = contract
         self.to = to
@@ -99,8 +108,14 @@ class Sender:
 
     def estimate_gas(self, data: bytes) -> int:
         """Gas of ``submitBatches(data)``; raises when the call reverts."""
-        params: Any = {"from": self.account.address, "gas": 0, "maxFeePerGas": 0, "maxPriorityFeePerGas": 0,
-                       "nonce": 0, "chainId": self.chain_id}
+        params: Any = {
+            "from": self.account.address,
+            "gas": 0,
+            "maxFeePerGas": 0,
+            "maxPriorityFeePerGas": 0,
+            "nonce": 0,
+            "chainId": self.chain_id,
+        }
         tx = self.contract.functions.submitBatches(data).build_transaction(params)
         return int(self.w3.eth.estimate_gas({"from": self.account.address, "to": self.to, "data": tx["data"]}))
 
@@ -174,8 +189,10 @@ class Sender:
                 if self.account_nonce() < tx_nonce:
                     # The chain lost earlier transactions of ours (a reorg, a devnet restarted from an
                     # older state): this one cannot be mined until they are. Reconcile sends it again.
-                    raise RelayerError(f"{hashes[-1]} waits behind a nonce gap: the chain is at account nonce "
-                                       f"{self.account_nonce()}, it has {tx_nonce}")
+                    raise RelayerError(
+                        f"{hashes[-1]} waits behind a nonce gap: the chain is at account nonce "
+                        f"{self.account_nonce()}, it has {tx_nonce}"
+                    )
             if now - last_sign > self.limits.bump_after:
                 hashes, raw = self.bump(rtx_id, raw, tx_nonce, gas)
                 last_sign = time.monotonic()

@@ -13,6 +13,7 @@ The thin database part next to them (:func:`settle_receipt`, :func:`settle_chain
 :func:`abandon`) loads a transaction's inflight rows, applies the verdicts and marks the
 transaction ``done``, each in one database transaction.
 """
+
 from __future__ import annotations
 
 import logging
@@ -93,8 +94,9 @@ def _report(tx_hash: str, rows: Sequence[BatchRow], calldata: int, gas_used: int
     return RelayReport(tx_hash, len(rows), sum(r.plays for r in rows), calldata, gas_used=gas_used)
 
 
-def settle_outcome(rows: Sequence[BatchRow], outcome: playbatch.BatchOutcome, tx_hash: str, block: int,
-                   calldata: int, gas_used: int) -> tuple[list[Verdict], RelayReport]:
+def settle_outcome(
+    rows: Sequence[BatchRow], outcome: playbatch.BatchOutcome, tx_hash: str, block: int, calldata: int, gas_used: int
+) -> tuple[list[Verdict], RelayReport]:
     """A mined transaction: in ``PlaysRecorded`` -> confirmed; skipped for ``InsufficientEscrow``
     -> pending; skipped for another reason -> rejected with it; in neither event -> rejected as
     ``UNATTRIBUTABLE`` (the contract skips a batch of an unknown device or with a bad signature
@@ -116,16 +118,23 @@ def settle_outcome(rows: Sequence[BatchRow], outcome: playbatch.BatchOutcome, tx
                 verdicts.append(Verdict(REJECTED, reason))
                 report.rejected += 1
         else:
-            log.error("relayer: batch %s (device %s nonce %s) is in neither event of %s: unknown device or bad "
-                      "signature on chain", row.id, row.device_id, row.nonce, tx_hash)
+            log.error(
+                "relayer: batch %s (device %s nonce %s) is in neither event of %s: unknown device or bad "
+                "signature on chain",
+                row.id,
+                row.device_id,
+                row.nonce,
+                tx_hash,
+            )
             verdicts.append(Verdict(REJECTED, UNATTRIBUTABLE))
             report.rejected += 1
             report.reasons[UNATTRIBUTABLE] = report.reasons.get(UNATTRIBUTABLE, 0) + 1
     return verdicts, report
 
 
-def settle_revert(rows: Sequence[BatchRow], tx_hash: str, calldata: int,
-                  gas_used: int) -> tuple[list[Verdict], RelayReport]:
+def settle_revert(
+    rows: Sequence[BatchRow], tx_hash: str, calldata: int, gas_used: int
+) -> tuple[list[Verdict], RelayReport]:
     """A reverted transaction: every batch goes back to pending."""
     report = _report(tx_hash, rows, calldata, gas_used)
     report.reverted = True
@@ -134,9 +143,13 @@ def settle_revert(rows: Sequence[BatchRow], tx_hash: str, calldata: int,
     return [REPEND for _ in rows], report
 
 
-def settle_from_chain(rows: Sequence[BatchRow], applied: Mapping[BatchKey, tuple[str, int]],
-                      nonce_used: Callable[[int, int], bool], tx_hash: str,
-                      calldata: int) -> tuple[list[Verdict], RelayReport]:
+def settle_from_chain(
+    rows: Sequence[BatchRow],
+    applied: Mapping[BatchKey, tuple[str, int]],
+    nonce_used: Callable[[int, int], bool],
+    tx_hash: str,
+    calldata: int,
+) -> tuple[list[Verdict], RelayReport]:
     """No version of the transaction can be mined: applied (``applied`` maps (device id, nonce)
     to the tx hash and block of its ``PlaysRecorded``) -> confirmed; else its device nonce used
     (``nonce_used(device_id, nonce)``, asked only for batches not applied) -> rejected
@@ -173,8 +186,9 @@ def apply_verdict(row: BatchRow, verdict: Verdict) -> None:
 
 # ----------------------------------------------------------------------------- database
 def _inflight(session: Session, rtx_id: int) -> list[PendingBatch]:
-    return list(session.scalars(select(PendingBatch).where(PendingBatch.relay_tx_id == rtx_id,
-                                                           PendingBatch.status == INFLIGHT)))
+    return list(
+        session.scalars(select(PendingBatch).where(PendingBatch.relay_tx_id == rtx_id, PendingBatch.status == INFLIGHT))
+    )
 
 
 def _apply(rows: Iterable[PendingBatch], verdicts: Iterable[Verdict]) -> None:
@@ -182,8 +196,9 @@ def _apply(rows: Iterable[PendingBatch], verdicts: Iterable[Verdict]) -> None:
         apply_verdict(row, verdict)
 
 
-def settle_receipt(sessions: sessionmaker[Session], rtx_id: int, receipt: Mapping[str, Any],
-                   decode: Decoder) -> RelayReport:
+def settle_receipt(
+    sessions: sessionmaker[Session], rtx_id: int, receipt: Mapping[str, Any], decode: Decoder
+) -> RelayReport:
     """Settles transaction ``rtx_id`` from its receipt (logs decoded by ``decode``), in one
     database transaction."""
     tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
@@ -200,14 +215,25 @@ def settle_receipt(sessions: sessionmaker[Session], rtx_id: int, receipt: Mappin
         outcome = playbatch.batch_outcome(e for e in map(decode, receipt["logs"]) if e is not None)
         verdicts, report = settle_outcome(rows, outcome, tx_hash, block, rtx.calldata_size, gas_used)
         _apply(rows, verdicts)
-    log.info("relayer: %s mined in block %d: %d confirmed, %d rejected %s, %d back to pending, gas %d",
-             tx_hash, block, report.confirmed, report.rejected, report.reasons or "", report.repending,
-             report.gas_used)
+    log.info(
+        "relayer: %s mined in block %d: %d confirmed, %d rejected %s, %d back to pending, gas %d",
+        tx_hash,
+        block,
+        report.confirmed,
+        report.rejected,
+        report.reasons or "",
+        report.repending,
+        report.gas_used,
+    )
     return report
 
 
-def settle_chain_state(sessions: sessionmaker[Session], rtx_id: int, applied: Mapping[BatchKey, tuple[str, int]],
-                       nonce_used: Callable[[int, int], bool]) -> RelayReport:
+def settle_chain_state(
+    sessions: sessionmaker[Session],
+    rtx_id: int,
+    applied: Mapping[BatchKey, tuple[str, int]],
+    nonce_used: Callable[[int, int], bool],
+) -> RelayReport:
     """Settles transaction ``rtx_id`` from chain state (see :func:`settle_from_chain`), in one
     database transaction."""
     with sessions.begin() as session:
@@ -216,8 +242,13 @@ def settle_chain_state(sessions: sessionmaker[Session], rtx_id: int, applied: Ma
         rows = _inflight(session, rtx_id)
         verdicts, report = settle_from_chain(rows, applied, nonce_used, rtx.hashes[-1], rtx.calldata_size)
         _apply(rows, verdicts)
-    log.warning("relayer: %s settled from chain state: %d confirmed, %d rejected, %d back to pending",
-                report.tx_hash, report.confirmed, report.rejected, report.repending)
+    log.warning(
+        "relayer: %s settled from chain state: %d confirmed, %d rejected, %d back to pending",
+        report.tx_hash,
+        report.confirmed,
+        report.rejected,
+        report.repending,
+    )
     return report
 
 
@@ -226,7 +257,9 @@ def abandon(sessions: sessionmaker[Session], rtx_id: int) -> None:
     with sessions.begin() as session:
         rtx = session.get_one(RelayTransaction, rtx_id)
         rtx.status = TX_DONE
-        session.execute(update(PendingBatch).where(PendingBatch.relay_tx_id == rtx_id,
-                                                   PendingBatch.status == INFLIGHT)
-                        .values(status=PENDING, relay_tx_id=None, updated_at=utcnow())
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(PendingBatch)
+            .where(PendingBatch.relay_tx_id == rtx_id, PendingBatch.status == INFLIGHT)
+            .values(status=PENDING, relay_tx_id=None, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )

@@ -1,4 +1,5 @@
 """What the browser tests do in a page: sign up, fill the registration form, bring a wallet."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ that each module starts on free ports, with its own Anvil, deployed contracts an
 Screenshots go to test-output/screenshots/ (gitignored). Run:
 ``pytest -p no:pytest-brownie -p no:cacheprovider tests/browser``.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,14 @@ from web3 import Web3
 from tests.support import ROOT, free_port, running_anvil
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 BUILD_DIR = ROOT / "build" / "contracts"
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 SECRET = "browser-test-secret-" + "z" * 32
@@ -30,16 +37,24 @@ ANVIL_KEY1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "needs_forwarder: on-chain portal actions through the ERC2771Forwarder "
-                                       "(skipped until the contracts deploy one)")
+    config.addinivalue_line(
+        "markers",
+        "needs_forwarder: on-chain portal actions through the ERC2771Forwarder "
+        "(skipped until the contracts deploy one)",
+    )
 
 
 def _compiled() -> None:
-    if all((BUILD_DIR / f"{n}.json").exists()
-           for n in ("TestStablecoin", "TrustedForwarder", "WorkRegistry", "RoyaltyLedger")):
+    if all(
+        (BUILD_DIR / f"{n}.json").exists()
+        for n in ("TestStablecoin", "TrustedForwarder", "WorkRegistry", "RoyaltyLedger")
+    ):
         return
-    env = dict(os.environ, SOLCX_BINARY_PATH=str(ROOT / ".solc"),
-               PATH=f"{ROOT / '.venv' / 'bin'}:{ROOT / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}")
+    env = dict(
+        os.environ,
+        SOLCX_BINARY_PATH=str(ROOT / ".solc"),
+        PATH=f"{ROOT / '.venv' / 'bin'}:{ROOT / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}",
+    )
     subprocess.run(["brownie", "compile"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=900)
 
 
@@ -81,14 +96,34 @@ def portal(chain, tmp_path_factory):
     engine = make_engine(database_url)
     upgrade(engine)
     port = free_port()
-    env = dict(os.environ, LEDGER_DATABASE_URL=database_url, LEDGER_RPC_URL=chain.url,
-               LEDGER_DEPLOYMENTS=str(chain.deployments_file), LEDGER_SECRET_KEY=SECRET,
-               LEDGER_RELAYER_KEY=ANVIL_KEY0, LEDGER_GASLESS_KEY=ANVIL_KEY1, LEDGER_RATE_SIGNUP="100 per hour")
+    env = dict(
+        os.environ,
+        LEDGER_DATABASE_URL=database_url,
+        LEDGER_RPC_URL=chain.url,
+        LEDGER_DEPLOYMENTS=str(chain.deployments_file),
+        LEDGER_SECRET_KEY=SECRET,
+        LEDGER_RELAYER_KEY=ANVIL_KEY0,
+        LEDGER_GASLESS_KEY=ANVIL_KEY1,
+        LEDGER_RATE_SIGNUP="100 per hour",
+    )
     gunicorn = Path(sys.executable).with_name("gunicorn")
     log = open(tmp_path_factory.mktemp("logs") / "gunicorn.log", "w")
-    proc = subprocess.Popen([str(gunicorn), "--workers", "2", "--bind", f"127.0.0.1:{port}", "--preload",
-                             "--no-control-socket", "webapp:create_app()"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(gunicorn),
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--preload",
+            "--no-control-socket",
+            "webapp:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -128,8 +163,9 @@ class Page:
     """A browser tab that records CSP violations and console errors, and takes named screenshots."""
 
     def __init__(self, browser, base_url: str):
-        self.context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900},
-                                           accept_downloads=True)
+        self.context = browser.new_context(
+            base_url=base_url, viewport={"width": 1280, "height": 900}, accept_downloads=True
+        )
         self.page = self.context.new_page()
         self.problems: list[str] = []
         self.page.on("console", lambda m: self.problems.append(m.text) if m.type == "error" else None)

@@ -3,6 +3,7 @@ OpenZeppelin's compiled ERC2771Forwarder and a test-only target with the ledger'
 event signatures (tests/webapp/contracts/GaslessTarget.sol). A custodial artist's registration
 is signed on the server; a wallet user signs each ForwardRequest in the browser
 (eth_signTypedData_v4). Either way the relayer pays and the target sees the user."""
+
 from __future__ import annotations
 
 import pytest

@@ -9,6 +9,7 @@ ERC2771Forwarder, plays through the real ingest, relayed and indexed, distribute
 0 ETH, statement total == balance change). It is marked `needs_forwarder` and skips until the
 contracts deploy a forwarder (the contracts branch); it is finished after that merge.
 """
+
 from __future__ import annotations
 
 import csv
@@ -165,10 +166,17 @@ def test_plays_to_withdrawal_on_chain(portal, new_page):
     client.register_device(device.address, "GB", client.device_proof(device))
     now = w3.eth.get_block("latest")["timestamp"]
     entries = playbatch.encode_entries({work_id: 250})
-    batch = playbatch.sign_batch(device, w3.eth.chain_id, chain.deployment.ledger.address, 1, now - 120, now - 1,
-                                 entries)
-    body = {"device": batch.device, "nonce": 1, "fromTime": batch.from_time, "toTime": batch.to_time,
-            "entries": "0x" + entries.hex(), "signature": "0x" + batch.signature.hex()}
+    batch = playbatch.sign_batch(
+        device, w3.eth.chain_id, chain.deployment.ledger.address, 1, now - 120, now - 1, entries
+    )
+    body = {
+        "device": batch.device,
+        "nonce": 1,
+        "fromTime": batch.from_time,
+        "toTime": batch.to_time,
+        "entries": "0x" + entries.hex(),
+        "signature": "0x" + batch.signature.hex(),
+    }
     assert requests.post(portal.url + "/api/v1/batches", json=body, timeout=30).status_code == 202
     Relayer(w3, chain.deployment, Account.from_key(portal.env["LEDGER_RELAYER_KEY"]), portal.engine).run(once=True)
     index()

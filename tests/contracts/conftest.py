@@ -3,6 +3,7 @@
 Each test module gets a fresh chain (brownie's module_isolation) with the token, the work
 registry and the ledger deployed once; `fn_isolation` rewinds to that state after every test.
 """
+
 import importlib.util
 from pathlib import Path
 
@@ -11,10 +12,18 @@ import pytest
 from brownie import accounts
 
 from contract_helpers import (
-    ESCROW, FLAT, FLAT_DURATION, FLAT_FEE, ISRC, METERED, METERED_DURATION, RATE, SPLIT_BPS, Reporter,
+    ESCROW,
+    FLAT,
+    FLAT_DURATION,
+    FLAT_FEE,
+    ISRC,
+    METERED,
+    METERED_DURATION,
+    RATE,
+    SPLIT_BPS,
+    Reporter,
     register_device,
 )
-
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 
 Kept apart from conftest.py so test modules (and the stateful test) can import them by name.
 """
+
 from __future__ import annotations
 
 import re
@@ -107,8 +108,7 @@ DEVICE_REGISTRATION_TYPES = {
 
 def registration_digest(ledger, device: str, licensee: str, nonce: int) -> bytes:
     signable = encode_typed_data(
-        domain_data={"name": "RoyaltyLedger", "version": "1", "chainId": chain.id,
-                     "verifyingContract": ledger.address},
+        domain_data={"name": "RoyaltyLedger", "version": "1", "chainId": chain.id, "verifyingContract": ledger.address},
         message_types=DEVICE_REGISTRATION_TYPES,
         message_data={"device": device, "licensee": str(licensee), "nonce": nonce},
     )

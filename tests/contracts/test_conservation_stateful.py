@@ -10,13 +10,23 @@ the license period toTime falls in (current or previous), unpayable batch skippe
 nonce unused, single-use unordered nonces, escrow withdrawn only after the notice period, split
 remainder to the first payee, pending accrual paid under the old split before a split change).
 """
+
 import brownie
 import pytest
 from brownie import accounts, chain
 from hypothesis import strategies as st
 
 from contract_helpers import (
-    DAY, METERED, Device, Reporter, err, new_key, reason, records_bytes, sign_registration, skips,
+    DAY,
+    METERED,
+    Device,
+    Reporter,
+    err,
+    new_key,
+    reason,
+    records_bytes,
+    sign_registration,
+    skips,
 )
 from ledger.playbatch import decode_entries, decode_play_records, encode_entries, split_shares
 
@@ -26,8 +36,18 @@ UNREGISTERED_WORK = 999
 START_ESCROW = 30_000
 # Submitting plays comes first (hypothesis favours the first choice) and twice: it is the path
 # with the most to get wrong.
-ACTIONS = ["submit_plays", "deposit", "withdraw_escrow", "buy_license", "change_rate", "submit_plays",
-           "resubmit_unpayable", "distribute", "withdraw", "change_split"]
+ACTIONS = [
+    "submit_plays",
+    "deposit",
+    "withdraw_escrow",
+    "buy_license",
+    "change_rate",
+    "submit_plays",
+    "resubmit_unpayable",
+    "distribute",
+    "withdraw",
+    "change_split",
+]
 PAYEE_ACCOUNTS = [2, 3, 4, 8, 9]  # indexes into brownie's accounts (filled once connected)
 SPLITS = [
     ([0, 1, 2], [3_333, 3_333, 3_334]),
@@ -60,8 +80,9 @@ def scene(token, works, ledger, artist, licensee, licensee2, funded):
     devices = {}
     for who in (licensee, licensee2):
         keys = [new_key(), new_key()]
-        ledger.registerDevices([k.address for k in keys], [b"GB", b"SE"],
-                               [sign_registration(ledger, k, who) for k in keys], {"from": who})
+        ledger.registerDevices(
+            [k.address for k in keys], [b"GB", b"SE"], [sign_registration(ledger, k, who) for k in keys], {"from": who}
+        )
         index = ledger.licenseeIndexOf(who)
         devices[who.address] = [Device(k, index, n + 1) for n, k in enumerate(keys)]
     for who, licensed in ((licensee, work_ids), (licensee2, work_ids[:2])):
@@ -79,24 +100,27 @@ class ConservationMachine:
     # actions were very unevenly exercised.)
     st_step = st.tuples(
         st.sampled_from(ACTIONS),
-        st.fixed_dictionaries({
-            "who": st.integers(0, 1),
-            "work": st.integers(0, 2),
-            "payee": st.integers(0, len(PAYEE_ACCOUNTS) - 1),
-            "choice": st.integers(0, len(SPLITS) - 1),
-            "amount": st.integers(1, 20_000),
-            "rate": st.integers(0, 20),
-            "to": st.integers(0, 9),
-            "batches": st.lists(
-                st.tuples(
-                    st.integers(0, 1),  # licensee
-                    st.integers(0, 1),  # device
-                    st.dictionaries(st.integers(0, 3), st.integers(1, 3_000), min_size=1, max_size=4),
-                    st.integers(0, 300),  # toTime = now - this
+        st.fixed_dictionaries(
+            {
+                "who": st.integers(0, 1),
+                "work": st.integers(0, 2),
+                "payee": st.integers(0, len(PAYEE_ACCOUNTS) - 1),
+                "choice": st.integers(0, len(SPLITS) - 1),
+                "amount": st.integers(1, 20_000),
+                "rate": st.integers(0, 20),
+                "to": st.integers(0, 9),
+                "batches": st.lists(
+                    st.tuples(
+                        st.integers(0, 1),  # licensee
+                        st.integers(0, 1),  # device
+                        st.dictionaries(st.integers(0, 3), st.integers(1, 3_000), min_size=1, max_size=4),
+                        st.integers(0, 300),  # toTime = now - this
+                    ),
+                    min_size=1,
+                    max_size=4,
                 ),
-                min_size=1, max_size=4,
-            ),
-        }),
+            }
+        ),
     )
 
     def __init__(cls, token, ledger, artist, licensees, work_ids, devices, relayer):
@@ -118,7 +142,8 @@ class ConservationMachine:
         self.splits = {w: split_of(i) for i, w in enumerate(self.work_ids)}
         self.terms = {w: TERMS[i] for i, w in enumerate(self.work_ids)}
         self.licenses = {  # (licensee, work) -> (rate, expiry, prevRate, prevExpiry)
-            (a.address, w): tuple(self.ledger.meteredPeriodsOf(a, w)) for a in self.licensees for w in self.work_ids}
+            (a.address, w): tuple(self.ledger.meteredPeriodsOf(a, w)) for a in self.licensees for w in self.work_ids
+        }
         self.nonces = {}  # device id -> used set
         self.next_nonce = {}
         self.held_back = []  # batches skipped as unpayable, to send again later
@@ -221,8 +246,7 @@ class ConservationMachine:
             device = self.devices[licensee][dev]
             nonce = self.next_nonce.get(device.device_id, 0)
             self.next_nonce[device.device_id] = nonce + 1
-            entries = encode_entries({(self.work_ids[w] if w < 3 else UNREGISTERED_WORK): c
-                                      for w, c in counts.items()})
+            entries = encode_entries({(self.work_ids[w] if w < 3 else UNREGISTERED_WORK): c for w, c in counts.items()})
             batch = self.reporter.sign(device, nonce, entries, to_time=chain.time() - age)
             items.append((licensee, device, batch))
         self._submit(items)
@@ -279,8 +303,18 @@ class ConservationMachine:
         assert [self.ledger.playsOf(w) for w in self.work_ids] == [self.plays[w] for w in self.work_ids]
 
 
-def test_ledger_conserves_money_under_random_actions(state_machine, token, ledger, artist, licensee, licensee2,
-                                                     relayer, scene):
+def test_ledger_conserves_money_under_random_actions(
+    state_machine, token, ledger, artist, licensee, licensee2, relayer, scene
+):
     work_ids, devices = scene
-    state_machine(ConservationMachine, token, ledger, artist, [licensee, licensee2], work_ids, devices, relayer,
-                  settings={"max_examples": 50, "stateful_step_count": 15})
+    state_machine(
+        ConservationMachine,
+        token,
+        ledger,
+        artist,
+        [licensee, licensee2],
+        work_ids,
+        devices,
+        relayer,
+        settings={"max_examples": 50, "stateful_step_count": 15},
+    )

@@ -1,5 +1,6 @@
 """DeviceRegistry: device keys registered by licensees with the key's proof of possession
 (EIP-712), territory, revocation from a point in time, re-registration after revocation."""
+
 import brownie
 from brownie import ZERO_ADDRESS, chain
 from eth_account import Account
@@ -20,7 +21,11 @@ def test_registerDevice_registers_key_under_caller(ledger, licensee):
     device_id = (index << 32) | 1
     ev = tx.events["DeviceRegistered"]
     assert (ev["deviceId"], ev["device"], ev["licensee"], bytes(ev["territory"])) == (
-        device_id, key.address, licensee, b"GB")
+        device_id,
+        key.address,
+        licensee,
+        b"GB",
+    )
     assert tx.return_value == device_id
     assert index == 1 and tx.events["LicenseeRegistered"]["licenseeIndex"] == 1
     assert ledger.deviceIdOf(key.address) == device_id
@@ -32,15 +37,20 @@ def test_registerDevice_registers_key_under_caller(ledger, licensee):
 def test_deviceRegistrationDigest_matches_digest_computed_with_eth_account(ledger, licensee):
     key = new_key()
     assert bytes(ledger.deviceRegistrationDigest(key.address, licensee)) == registration_digest(
-        ledger, key.address, licensee.address, 0)
+        ledger, key.address, licensee.address, 0
+    )
 
 
 def test_registerDevices_numbers_devices_per_licensee(ledger, licensee, licensee2):
     keys = [new_key() for _ in range(3)]
     register(ledger, licensee2, new_key(), b"US")
 
-    tx = ledger.registerDevices([k.address for k in keys], [b"GB", b"FR", b"DE"],
-                                [sign_registration(ledger, k, licensee) for k in keys], {"from": licensee})
+    tx = ledger.registerDevices(
+        [k.address for k in keys],
+        [b"GB", b"FR", b"DE"],
+        [sign_registration(ledger, k, licensee) for k in keys],
+        {"from": licensee},
+    )
 
     index = ledger.licenseeIndexOf(licensee)
     assert index == 2
@@ -53,14 +63,23 @@ def test_registerDevices_numbers_devices_per_licensee(ledger, licensee, licensee
 def test_registerDevices_reverts_on_length_mismatch(ledger, licensee):
     keys = [new_key(), new_key()]
     with brownie.reverts(err("DeviceLengthMismatch(uint256,uint256)", 2, 1)):
-        ledger.registerDevices([k.address for k in keys], [b"GB"], [sign_registration(ledger, k, licensee)
-                                                                    for k in keys], {"from": licensee})
+        ledger.registerDevices(
+            [k.address for k in keys],
+            [b"GB"],
+            [sign_registration(ledger, k, licensee) for k in keys],
+            {"from": licensee},
+        )
     with brownie.reverts(err("DeviceLengthMismatch(uint256,uint256)", 2, 1)):
-        ledger.registerDevices([k.address for k in keys], [b"GB", b"GB"], [sign_registration(ledger, keys[0], licensee)],
-                               {"from": licensee})
+        ledger.registerDevices(
+            [k.address for k in keys],
+            [b"GB", b"GB"],
+            [sign_registration(ledger, keys[0], licensee)],
+            {"from": licensee},
+        )
 
 
 # --- finding 6: proof of possession --------------------------------------------------------------
+
 
 def test_registerDevice_reverts_without_device_signature_so_nobody_squats_a_key(ledger, licensee, outsider):
     # The squatter knows the device's address (it is public) but not its key.

@@ -1,4 +1,5 @@
 """Licensing: terms per work and kind, licenses (fees accrue to the work), licensee escrow."""
+
 import brownie
 import pytest
 from brownie import ZERO_ADDRESS, chain
@@ -20,7 +21,13 @@ def test_setTerms_stores_terms_and_emits_them(ledger, bare_work, artist):
 
     ev = tx.events["TermsSet"]
     assert (ev["workId"], ev["kind"], ev["fee"], ev["ratePerPlay"], ev["duration"], ev["offered"]) == (
-        bare_work, METERED, 50, 7, 3_600, True)
+        bare_work,
+        METERED,
+        50,
+        7,
+        3_600,
+        True,
+    )
     assert tuple(ledger.termsOf(bare_work, METERED)) == (50, 7, 3_600, True)
 
 
@@ -49,7 +56,13 @@ def test_buyLicense_flat_takes_fee_accrues_it_and_sets_expiry(ledger, token, wor
     expiry = block_time(tx) + FLAT_DURATION
     ev = tx.events["LicenseBought"]
     assert (ev["licensee"], ev["workId"], ev["kind"], ev["fee"], ev["ratePerPlay"], ev["expiry"]) == (
-        licensee, work_id, FLAT, FLAT_FEE, 0, expiry)
+        licensee,
+        work_id,
+        FLAT,
+        FLAT_FEE,
+        0,
+        expiry,
+    )
     assert tx.return_value == expiry
     assert tuple(ledger.licenseOf(licensee, work_id, FLAT)) == (0, expiry)
     assert token.balanceOf(licensee) == before - FLAT_FEE
@@ -146,6 +159,7 @@ def test_buyLicense_reverts_when_accrual_would_overflow(ledger, bare_work, artis
 
 # --- finding 3: the buyer bounds the expiry -------------------------------------------------------
 
+
 def test_buyLicense_reverts_when_owner_front_runs_with_short_duration(ledger, work_id, artist, licensee, funded):
     # The buyer read a 365-day FLAT offer and asks for at least that; the owner cuts the
     # duration to one second before the purchase lands.
@@ -165,8 +179,7 @@ def test_buyLicense_succeeds_when_expiry_meets_buyers_minimum(ledger, work_id, l
     assert tx.return_value >= min_expiry
 
 
-def test_buyLicenses_reverts_when_any_license_ends_before_minimum(ledger, work_id, work2_id, artist, licensee,
-                                                                  funded):
+def test_buyLicenses_reverts_when_any_license_ends_before_minimum(ledger, work_id, work2_id, artist, licensee, funded):
     min_expiry = chain.time() + METERED_DURATION - 3_600
     ledger.setTerms(work2_id, METERED, 0, 3, 1, True, {"from": artist})
 
@@ -277,8 +290,7 @@ def test_withdrawEscrow_reverts_to_the_ledger_itself(ledger, licensee, funded):
         ledger.withdrawEscrow(1, ledger, {"from": licensee})
 
 
-def test_withdrawEscrow_by_others_cannot_take_a_licensee_escrow(ledger, token, licensee, outsider, deployer,
-                                                               funded):
+def test_withdrawEscrow_by_others_cannot_take_a_licensee_escrow(ledger, token, licensee, outsider, deployer, funded):
     ledger.deposit(5_000, {"from": licensee})
     request(ledger, licensee, 5_000)
     for thief in (outsider, deployer):
@@ -291,6 +303,7 @@ def test_withdrawEscrow_by_others_cannot_take_a_licensee_escrow(ledger, token, l
 
 
 # --- finding 4: escrow leaves only after a notice period -------------------------------------------
+
 
 def test_withdrawEscrow_reverts_without_request(ledger, licensee, funded):
     ledger.deposit(5_000, {"from": licensee})

@@ -1,4 +1,5 @@
 """Payouts: splits, distribution of a work's accrual to payee balances, pull withdrawals."""
+
 import brownie
 import pytest
 from brownie import ZERO_ADDRESS, accounts
@@ -230,8 +231,9 @@ def test_withdraw_reverts_to_zero_address(ledger, work_id, split, payees, outsid
         ledger.withdraw(ZERO_ADDRESS, {"from": payees[0]})
 
 
-def test_withdraw_by_anyone_else_cannot_take_a_payee_balance(ledger, token, work_id, split, payees, outsider,
-                                                             deployer, accrue):
+def test_withdraw_by_anyone_else_cannot_take_a_payee_balance(
+    ledger, token, work_id, split, payees, outsider, deployer, accrue
+):
     accrue(work_id, 1_000)
     ledger.distribute(work_id, split[0], split[1], {"from": outsider})
     held = token.balanceOf(ledger)
@@ -250,18 +252,30 @@ def test_constructor_fixes_token_and_registry(ledger, token, works):
 
 
 def test_ledger_abi_has_no_admin_functions(RoyaltyLedger):
-    writes = {f["name"] for f in RoyaltyLedger.abi
-              if f["type"] == "function" and f["stateMutability"] not in ("view", "pure")}
+    writes = {
+        f["name"] for f in RoyaltyLedger.abi if f["type"] == "function" and f["stateMutability"] not in ("view", "pure")
+    }
     assert writes == {
-        "setSplit", "lockSplit", "distribute", "withdraw",
-        "setTerms", "buyLicense", "buyLicenses", "deposit", "depositWithPermit", "depositFor",
-        "requestEscrowWithdrawal", "withdrawEscrow",
-        "registerDevice", "registerDevices", "revokeDevice", "submitBatches",
+        "setSplit",
+        "lockSplit",
+        "distribute",
+        "withdraw",
+        "setTerms",
+        "buyLicense",
+        "buyLicenses",
+        "deposit",
+        "depositWithPermit",
+        "depositFor",
+        "requestEscrowWithdrawal",
+        "withdrawEscrow",
+        "registerDevice",
+        "registerDevices",
+        "revokeDevice",
+        "submitBatches",
     }
 
 
-def test_deployer_cannot_move_money_or_change_works(ledger, works, token, work_id, device, licensee, deployer,
-                                                    split):
+def test_deployer_cannot_move_money_or_change_works(ledger, works, token, work_id, device, licensee, deployer, split):
     held = token.balanceOf(ledger)
     with brownie.reverts(err("WithdrawalNotRequested(uint256,uint256)", 0, 1)):
         ledger.withdrawEscrow(1, deployer, {"from": deployer})
@@ -279,8 +293,7 @@ def test_deployer_cannot_move_money_or_change_works(ledger, works, token, work_i
     assert ledger.escrowOf(licensee) > 0
 
 
-def test_transferFrom_work_moves_split_and_terms_control_to_new_owner(ledger, works, work_id, artist, outsider,
-                                                                     split):
+def test_transferFrom_work_moves_split_and_terms_control_to_new_owner(ledger, works, work_id, artist, outsider, split):
     works.transferFrom(artist, outsider, work_id, {"from": artist})
 
     ledger.setTerms(work_id, METERED, 0, 20, 86_400, True, {"from": outsider})
@@ -295,6 +308,7 @@ def test_transferFrom_work_moves_split_and_terms_control_to_new_owner(ledger, wo
 
 
 # --- finding 1: a split is validated in full, whatever its hash -----------------------------------
+
 
 @pytest.fixture(scope="module")
 def harness(RoyaltyLedgerHarness, token, works, forwarder, deployer):
@@ -319,8 +333,7 @@ def colliding_work(harness, works, token, artist, licensee, outsider, split, fun
     return wid, bad
 
 
-def test_distribute_rejects_invalid_split_even_when_its_hash_is_committed(harness, token, colliding_work,
-                                                                          outsider):
+def test_distribute_rejects_invalid_split_even_when_its_hash_is_committed(harness, token, colliding_work, outsider):
     wid, bad = colliding_work
     held = token.balanceOf(harness)
 
@@ -332,8 +345,9 @@ def test_distribute_rejects_invalid_split_even_when_its_hash_is_committed(harnes
     assert token.balanceOf(harness) == held == harness.accruedOf(wid) + harness.escrowOf(outsider)
 
 
-def test_setSplit_rejects_invalid_current_split_even_when_its_hash_is_committed(harness, colliding_work, artist,
-                                                                                payees):
+def test_setSplit_rejects_invalid_current_split_even_when_its_hash_is_committed(
+    harness, colliding_work, artist, payees
+):
     wid, bad = colliding_work
     with brownie.reverts(err("SharesDoNotTotal(uint256)", 3 * 65_535)):
         harness.setSplit(wid, [payees[0].address], [10_000], *bad, {"from": artist})

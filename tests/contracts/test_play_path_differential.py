@@ -11,6 +11,7 @@ or revert data, every log (topics and data) and every storage change (prestate d
 
 Examples: 300 by default (make test); PLAY_PATH_FUZZ_EXAMPLES=N for a long run (make fuzz).
 """
+
 import os
 import struct
 
@@ -29,8 +30,8 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 # Work ids: 1, 17, 33 share a home row in a 16-row table (2, 18 too); 999 is not registered.
 POOL = [1, 1, 1, 2, 3, 17, 17, 18, 33, 999]  # (1 and 17 drawn more often: their licenses have edges)
 REGISTERED = [1, 2, 3, 17, 18, 33]
-NEAR_FULL_PLAYS_WORK = 3      # its play counter is 60 below 2**40 (rate 4)
-NEAR_FULL_ACCRUAL_WORK = 18   # its accrual is 200 below 2**56 (rate 3)
+NEAR_FULL_PLAYS_WORK = 3  # its play counter is 60 below 2**40 (rate 4)
+NEAR_FULL_ACCRUAL_WORK = 18  # its accrual is 200 below 2**56 (rate 3)
 DAY = 86_400
 ANCHORS = ["now", "revokedAt", "short expiry", "prev expiry", "skew"]
 
@@ -89,11 +90,14 @@ def scene(RoyaltyLedgerHarness, PlayReportingReference, token, works, forwarder,
     chain.sleep(120)
     chain.mine()
     _, _, revoked_at, _ = ledger.deviceInfo(revoked.device_id)
-    anchors = [{  # per licensee
-        "revokedAt": revoked_at,
-        "short expiry": ledger.licenseOf(who, 17, METERED)[1],
-        "prev expiry": ledger.meteredPeriodsOf(who, 1)[3],
-    } for who in licensees]
+    anchors = [
+        {  # per licensee
+            "revokedAt": revoked_at,
+            "short expiry": ledger.licenseOf(who, 17, METERED)[1],
+            "prev expiry": ledger.meteredPeriodsOf(who, 1)[3],
+        }
+        for who in licensees
+    ]
     return {
         "ledger": ledger,
         "yul": _rpc("eth_getCode", [ledger.address, "latest"]),
@@ -108,32 +112,38 @@ def scene(RoyaltyLedgerHarness, PlayReportingReference, token, works, forwarder,
 # --- the random call -------------------------------------------------------------------------
 
 st_entries = st.one_of(
-    st.dictionaries(st.sampled_from(POOL), st.sampled_from([1, 2, 7, 60, 150, 65_535]), min_size=1, max_size=5)
-    .map(lambda d: sorted(d.items())),
+    st.dictionaries(st.sampled_from(POOL), st.sampled_from([1, 2, 7, 60, 150, 65_535]), min_size=1, max_size=5).map(
+        lambda d: sorted(d.items())
+    ),
     st.lists(st.tuples(st.sampled_from(POOL), st.sampled_from([0, 1, 3])), min_size=0, max_size=4),  # maybe malformed
     # Many distinct (unregistered) works: fills a 16-row table (WorkTableFull).
     st.sets(st.integers(1_000, 1_040), min_size=6, max_size=16).map(lambda ws: [(w, 1) for w in sorted(ws)]),
 )
-st_batch = st.fixed_dictionaries({
-    "device": st.integers(0, 3),          # 3 (or past the licensee's devices): an unknown number
-    "nonce": st.one_of(st.integers(0, 5), st.integers(254, 258), st.just(2**32 - 1)),
-    "to": st.one_of(  # two times in three on an edge: revocation, period ends, clock skew
-        st.sampled_from(ANCHORS),
-        st.sampled_from(ANCHORS),
-        st.integers(-3 * DAY, 2_000),
-    ),
-    "to_nudge": st.sampled_from([0, 0, 1, -1]),
-    "span": st.sampled_from([0, 60, 3_600, -1]),  # fromTime = toTime - span (-1: from > to)
-    "entries": st_entries,
-    "signer": st.sampled_from(["device"] * 5 + ["stranger", "tampered", "high-s"]),
-    "repeat": st.booleans(),                      # send the same batch again right after
-})
-st_call = st.fixed_dictionaries({
-    "bits": st.sampled_from([4, 4, 5, 8]),
-    "groups": st.lists(st.tuples(st.integers(0, 3), st.lists(st_batch, min_size=1, max_size=3)),
-                       min_size=1, max_size=3),
-    "truncate": st.sampled_from([0] * 12 + [1, 7]),
-})
+st_batch = st.fixed_dictionaries(
+    {
+        "device": st.integers(0, 3),  # 3 (or past the licensee's devices): an unknown number
+        "nonce": st.one_of(st.integers(0, 5), st.integers(254, 258), st.just(2**32 - 1)),
+        "to": st.one_of(  # two times in three on an edge: revocation, period ends, clock skew
+            st.sampled_from(ANCHORS),
+            st.sampled_from(ANCHORS),
+            st.integers(-3 * DAY, 2_000),
+        ),
+        "to_nudge": st.sampled_from([0, 0, 1, -1]),
+        "span": st.sampled_from([0, 60, 3_600, -1]),  # fromTime = toTime - span (-1: from > to)
+        "entries": st_entries,
+        "signer": st.sampled_from(["device"] * 5 + ["stranger", "tampered", "high-s"]),
+        "repeat": st.booleans(),  # send the same batch again right after
+    }
+)
+st_call = st.fixed_dictionaries(
+    {
+        "bits": st.sampled_from([4, 4, 5, 8]),
+        "groups": st.lists(
+            st.tuples(st.integers(0, 3), st.lists(st_batch, min_size=1, max_size=3)), min_size=1, max_size=3
+        ),
+        "truncate": st.sampled_from([0] * 12 + [1, 7]),
+    }
+)
 
 
 def _sign(ledger, key, nonce, from_time, to_time, entries):
@@ -186,11 +196,12 @@ def build_call(scene, call, now):
         body += struct.pack(">IH", index, len(encoded)) + b"".join(encoded)
     data = bytes([call["bits"]]) + bytes(body)
     if call["truncate"] and len(data) > call["truncate"]:
-        data = data[:-call["truncate"]]
+        data = data[: -call["truncate"]]
     return data
 
 
 # --- running it twice ------------------------------------------------------------------------
+
 
 def run(scene, code, data, timestamp):
     """Runs submitBatches(data) with `code` at the ledger's address; returns what it did."""
@@ -199,32 +210,45 @@ def run(scene, code, data, timestamp):
     try:
         _rpc("anvil_setCode", [ledger.address, code])
         _rpc("evm_setNextBlockTimestamp", [timestamp])
-        tx_hash = web3.eth.send_transaction({
-            "from": accounts[7].address, "to": ledger.address, "gas": 16_000_000,
-            "data": ledger.submitBatches.encode_input(data),
-        })
+        tx_hash = web3.eth.send_transaction(
+            {
+                "from": accounts[7].address,
+                "to": ledger.address,
+                "gas": 16_000_000,
+                "data": ledger.submitBatches.encode_input(data),
+            }
+        )
         receipt = web3.eth.wait_for_transaction_receipt(tx_hash)
         trace = _rpc("debug_traceTransaction", [web3.to_hex(tx_hash), {"tracer": "callTracer"}])
-        diff = _rpc("debug_traceTransaction", [web3.to_hex(tx_hash), {"tracer": "prestateTracer",
-                                                                      "tracerConfig": {"diffMode": True}}])
+        diff = _rpc(
+            "debug_traceTransaction",
+            [web3.to_hex(tx_hash), {"tracer": "prestateTracer", "tracerConfig": {"diffMode": True}}],
+        )
         storage = {
-            side: {addr: dict(sorted((acct.get("storage") or {}).items())) for addr, acct in diff[side].items()
-                   if addr.lower() == ledger.address.lower()}
+            side: {
+                addr: dict(sorted((acct.get("storage") or {}).items()))
+                for addr, acct in diff[side].items()
+                if addr.lower() == ledger.address.lower()
+            }
             for side in ("pre", "post")
         }
         return {
             "status": receipt.status,
             "output": trace.get("output"),
-            "logs": [(log.address, [web3.to_hex(t) for t in log.topics], web3.to_hex(log.data))
-                     for log in receipt.logs],
+            "logs": [
+                (log.address, [web3.to_hex(t) for t in log.topics], web3.to_hex(log.data)) for log in receipt.logs
+            ],
             "storage": storage,
         }
     finally:
         _rpc("evm_revert", [snapshot])
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 @given(call=st_call)
 def test_yul_play_path_matches_solidity_reference(scene, call):
     timestamp = web3.eth.get_block("latest").timestamp + 5
@@ -252,5 +276,5 @@ def _record_outcomes(result):
             event(f"skipped {SKIP_REASONS[int(data[-64:], 16)]}")
         elif topics[0].removeprefix("0x") == played_topic.removeprefix("0x"):
             raw = bytes.fromhex(data.removeprefix("0x"))
-            records = decode_play_records(raw[64:64 + int.from_bytes(raw[32:64], "big")])
+            records = decode_play_records(raw[64 : 64 + int.from_bytes(raw[32:64], "big")])
             event("applied, charged" if any(r.charged for r in records) else "applied, nothing charged")

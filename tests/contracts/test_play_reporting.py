@@ -1,4 +1,5 @@
 """PlayReporting: device-signed play batches, submitted many per call by anyone."""
+
 import dataclasses
 import struct
 
@@ -8,11 +9,28 @@ from brownie import chain
 from hexbytes import HexBytes
 
 from contract_helpers import (
-    ESCROW, METERED, RATE, Device, Reporter, err, events, new_key, raw_entries, reason, records_bytes,
-    register_device, skips,
+    ESCROW,
+    METERED,
+    RATE,
+    Device,
+    Reporter,
+    err,
+    events,
+    new_key,
+    raw_entries,
+    reason,
+    records_bytes,
+    register_device,
+    skips,
 )
 from ledger.playbatch import (
-    PlayRecord, SignedBatch, batch_digest, decode_play_records, encode_entries, sign_batch, to_compact_signature,
+    PlayRecord,
+    SignedBatch,
+    batch_digest,
+    decode_play_records,
+    encode_entries,
+    sign_batch,
+    to_compact_signature,
 )
 
 # submitBatches(bytes data): selector, offset word, length word, then data.
@@ -31,9 +49,11 @@ def short_work(works, ledger, artist, split):
 
 def state(ledger, licensees, work_ids):
     """Escrows, accruals and play counts: what a batch may change."""
-    return ([ledger.escrowOf(a) for a in licensees],
-            [ledger.accruedOf(w) for w in work_ids],
-            [ledger.playsOf(w) for w in work_ids])
+    return (
+        [ledger.escrowOf(a) for a in licensees],
+        [ledger.accruedOf(w) for w in work_ids],
+        [ledger.playsOf(w) for w in work_ids],
+    )
 
 
 def assert_skipped(tx, device, nonce, why):
@@ -54,11 +74,11 @@ def sign_raw(ledger, device, nonce, from_time, to_time, entries):
     """A batch signed by the device exactly as given (no format checks)."""
     digest = batch_digest(chain.id, ledger.address, device.address, nonce, from_time, to_time, entries)
     sig = device.key.unsafe_sign_hash(digest)
-    return SignedBatch(device.address, nonce, from_time, to_time, entries,
-                       to_compact_signature(sig.r, sig.s, sig.v))
+    return SignedBatch(device.address, nonce, from_time, to_time, entries, to_compact_signature(sig.r, sig.s, sig.v))
 
 
 # --- digest and the happy path ---------------------------------------------------------------
+
 
 def test_playBatchDigest_matches_digest_computed_with_eth_account(ledger, device, work_id):
     entries = encode_entries({work_id: 3, work_id + 7: 65_535})
@@ -77,7 +97,8 @@ def test_submitBatches_applies_batch_signed_in_python(ledger, reporter, device, 
     assert tx.return_value == 1
     assert skips(tx) == []
     assert decode_play_records(records_bytes(tx)) == [
-        PlayRecord(device.device_id, 1, batch.from_time, batch.to_time, 7 * RATE, [(work_id, 7)])]
+        PlayRecord(device.device_id, 1, batch.from_time, batch.to_time, 7 * RATE, [(work_id, 7)])
+    ]
     assert ledger.escrowOf(licensee) == ESCROW - 7 * RATE
     assert ledger.accruedOf(work_id) == 7 * RATE
     assert ledger.playsOf(work_id) == 7
@@ -99,8 +120,7 @@ def test_submitBatches_records_unlicensed_plays_without_charge(ledger, reporter,
     assert ledger.isNonceUsed(device.device_id, 1)
 
 
-def test_submitBatches_charges_only_licensed_entries_of_a_batch(ledger, reporter, device, licensee, work_id,
-                                                                work2_id):
+def test_submitBatches_charges_only_licensed_entries_of_a_batch(ledger, reporter, device, licensee, work_id, work2_id):
     batch = reporter.sign(device, 1, encode_entries({work_id: 5, work2_id: 4}))
 
     tx = reporter.submit([(device, batch)])
@@ -120,8 +140,7 @@ def test_submitBatches_treats_batch_ending_at_expiry_as_licensed(ledger, reporte
     assert ledger.accruedOf(short_work) == 12
 
 
-def test_submitBatches_treats_batch_ending_after_expiry_as_unlicensed(ledger, reporter, device, licensee,
-                                                                      short_work):
+def test_submitBatches_treats_batch_ending_after_expiry_as_unlicensed(ledger, reporter, device, licensee, short_work):
     expiry = ledger.buyLicense(short_work, METERED, 0, 4, 0, {"from": licensee}).return_value
     batch = reporter.sign(device, 1, encode_entries({short_work: 3}), to_time=expiry + 1)
 
@@ -142,8 +161,7 @@ def test_buyLicense_again_extends_the_licensed_play_window(ledger, reporter, dev
     assert decode_play_records(records_bytes(tx))[0].charged == 12
 
 
-def test_submitBatches_charges_rate_of_purchase_after_terms_change(ledger, reporter, device, licensee, artist,
-                                                                   work_id):
+def test_submitBatches_charges_rate_of_purchase_after_terms_change(ledger, reporter, device, licensee, artist, work_id):
     ledger.setTerms(work_id, METERED, 0, RATE * 3, 86_400, True, {"from": artist})
     batch = reporter.sign(device, 1, encode_entries({work_id: 10}))
 
@@ -153,8 +171,9 @@ def test_submitBatches_charges_rate_of_purchase_after_terms_change(ledger, repor
     assert ledger.escrowOf(licensee) == ESCROW - 10 * RATE
 
 
-def test_submitBatches_applies_batches_of_several_licensees(ledger, reporter, device, device2, licensee, licensee2,
-                                                            work_id):
+def test_submitBatches_applies_batches_of_several_licensees(
+    ledger, reporter, device, device2, licensee, licensee2, work_id
+):
     b1 = reporter.sign(device, 1, encode_entries({work_id: 2}))
     b2 = reporter.sign(device2, 1, encode_entries({work_id: 3}))
 
@@ -168,8 +187,7 @@ def test_submitBatches_applies_batches_of_several_licensees(ledger, reporter, de
     assert ledger.playsOf(work_id) == 5
 
 
-def test_submitBatches_charges_licensee_appearing_in_two_groups(ledger, reporter, device, device2, licensee,
-                                                                work_id):
+def test_submitBatches_charges_licensee_appearing_in_two_groups(ledger, reporter, device, device2, licensee, work_id):
     b1 = reporter.sign(device, 1, encode_entries({work_id: 2}))
     b2 = reporter.sign(device2, 1, encode_entries({work_id: 3}))
     b3 = reporter.sign(device, 2, encode_entries({work_id: 4}))
@@ -193,6 +211,7 @@ def test_maxClockSkew_is_fifteen_minutes(ledger):
 
 
 # --- skipped batches --------------------------------------------------------------------------
+
 
 def test_submitBatches_skips_unknown_device(ledger, reporter, device, licensee, work_id):
     ghost = Device(new_key(), device.licensee_index, 99)
@@ -322,12 +341,15 @@ def test_submitBatches_skips_batch_signed_for_another_chain(ledger, reporter, de
     assert ledger.escrowOf(licensee) == ESCROW
 
 
-@pytest.mark.parametrize("pairs", [
-    pytest.param("unsorted", id="unsorted"),
-    pytest.param("duplicate", id="duplicate"),
-    pytest.param("zero", id="zero_count"),
-    pytest.param("empty", id="no_entries"),
-])
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        pytest.param("unsorted", id="unsorted"),
+        pytest.param("duplicate", id="duplicate"),
+        pytest.param("zero", id="zero_count"),
+        pytest.param("empty", id="no_entries"),
+    ],
+)
 def test_submitBatches_skips_malformed_entries(ledger, reporter, device, licensee, work_id, work2_id, pairs):
     entries = {
         "unsorted": raw_entries([(work2_id, 1), (work_id, 1)]),
@@ -370,8 +392,9 @@ def test_submitBatches_skips_second_batch_when_first_used_the_escrow(ledger, rep
     assert ledger.playsOf(work_id) == half
 
 
-def test_submitBatches_skipped_batches_change_nothing_while_others_apply(ledger, reporter, device, device2,
-                                                                         licensee, licensee2, work_id, work2_id):
+def test_submitBatches_skipped_batches_change_nothing_while_others_apply(
+    ledger, reporter, device, device2, licensee, licensee2, work_id, work2_id
+):
     ledger.buyLicense(work2_id, METERED, 0, 3, 0, {"from": licensee})
     good = reporter.sign(device, 1, encode_entries({work_id: 2, work2_id: 5}))
     unpayable = reporter.sign(device, 2, encode_entries({work_id: 1, work2_id: 60_000}))
@@ -379,23 +402,32 @@ def test_submitBatches_skipped_batches_change_nothing_while_others_apply(ledger,
     malformed = reporter.sign(device2, 1, raw_entries([(work2_id, 3), (work_id, 3)]))
     other = reporter.sign(device2, 2, encode_entries({work_id: 4}))
 
-    tx = reporter.submit([(device, good), (device, unpayable), (device, forged), (device2, malformed),
-                          (device2, other)])
+    tx = reporter.submit(
+        [(device, good), (device, unpayable), (device, forged), (device2, malformed), (device2, other)]
+    )
 
     assert tx.return_value == 2
-    assert skips(tx) == [(device.device_id, 2, reason("InsufficientEscrow")),
-                         (device2.device_id, 1, reason("MalformedEntries"))]  # the forgery: no event
+    assert skips(tx) == [
+        (device.device_id, 2, reason("InsufficientEscrow")),
+        (device2.device_id, 1, reason("MalformedEntries")),
+    ]  # the forgery: no event
     records = decode_play_records(records_bytes(tx))
     assert [(r.device_id, r.nonce, r.charged) for r in records] == [
-        (device.device_id, 1, 2 * RATE + 5 * 3), (device2.device_id, 2, 4 * RATE)]
+        (device.device_id, 1, 2 * RATE + 5 * 3),
+        (device2.device_id, 2, 4 * RATE),
+    ]
     assert state(ledger, [licensee, licensee2], [work_id, work2_id]) == (
-        [ESCROW - 2 * RATE - 15, ESCROW - 4 * RATE], [6 * RATE, 15], [6, 5])
+        [ESCROW - 2 * RATE - 15, ESCROW - 4 * RATE],
+        [6 * RATE, 15],
+        [6, 5],
+    )
     assert [ledger.isNonceUsed(device.device_id, n) for n in (1, 2, 3)] == [True, False, False]
     assert [ledger.isNonceUsed(device2.device_id, n) for n in (1, 2)] == [False, True]
 
 
-def test_submitBatches_accepts_unpayable_batch_after_top_up_with_same_nonce(ledger, reporter, device, licensee,
-                                                                            work_id):
+def test_submitBatches_accepts_unpayable_batch_after_top_up_with_same_nonce(
+    ledger, reporter, device, licensee, work_id
+):
     plays = ESCROW // RATE + 50
     batch = reporter.sign(device, 1, encode_entries({work_id: plays}))
     assert skips(reporter.submit([(device, batch)])) == [(device.device_id, 1, reason("InsufficientEscrow"))]
@@ -424,6 +456,7 @@ def test_submitBatches_accepts_unordered_nonces_once_each(ledger, reporter, devi
 
 
 # --- malformed calls --------------------------------------------------------------------------
+
 
 def test_submitBatches_reverts_on_empty_data(ledger, relayer):
     with brownie.reverts(err("MalformedBatchData(uint256)", 0)):
@@ -474,7 +507,8 @@ def test_submitBatches_applies_largest_table(ledger, reporter, device, work_id):
 
 
 def test_submitBatches_skips_batch_that_would_overflow_accrual_and_applies_others(
-        ledger, token, reporter, device, device2, licensee, licensee2, artist, work_id, work2_id):
+    ledger, token, reporter, device, device2, licensee, licensee2, artist, work_id, work2_id
+):
     # Finding 8: the overflow skips the offending batch only; the call and other batches stand.
     fee = 2**56 - 1  # fills the work's 56-bit accrual
     token.mint(licensee, fee, {"from": licensee})
@@ -508,6 +542,7 @@ def test_registered_device_of_new_licensee_reports_plays(ledger, reporter, funde
 
 # --- review findings 4-8 on the play path --------------------------------------------------------
 
+
 def test_submitBatches_charges_batch_played_before_revocation(ledger, reporter, device, licensee, work_id):
     # Finding 4: revoking the device cannot void plays it made while it was valid.
     batch = reporter.sign(device, 1, encode_entries({work_id: 7}))
@@ -536,8 +571,9 @@ def test_submitBatches_charges_escrow_during_withdrawal_notice(ledger, reporter,
     assert ledger.accruedOf(work_id) == 9 * RATE
 
 
-def test_submitBatches_keeps_unpayable_batch_usable_after_many_newer_nonces(ledger, reporter, device, licensee,
-                                                                            work_id):
+def test_submitBatches_keeps_unpayable_batch_usable_after_many_newer_nonces(
+    ledger, reporter, device, licensee, work_id
+):
     # Finding 4: a batch skipped for escrow survives any number of newer batches of its device.
     big = reporter.sign(device, 0, encode_entries({work_id: ESCROW // RATE + 1}))
     assert skips(reporter.submit([(device, big)])) == [(device.device_id, 0, reason("InsufficientEscrow"))]
@@ -551,8 +587,9 @@ def test_submitBatches_keeps_unpayable_batch_usable_after_many_newer_nonces(ledg
     assert ledger.playsOf(work_id) == 70 + ESCROW // RATE + 1
 
 
-def test_submitBatches_in_any_order_by_anyone_leaves_every_batch_usable(ledger, reporter, device, outsider,
-                                                                        licensee, work_id):
+def test_submitBatches_in_any_order_by_anyone_leaves_every_batch_usable(
+    ledger, reporter, device, outsider, licensee, work_id
+):
     # Finding 5: a third party holding 70 signed batches submits the newest first, then the
     # rest newest to oldest, one per call. Under the 64-nonce window 6 of them died.
     batches = [reporter.sign(device, n, encode_entries({work_id: 1})) for n in range(70)]
@@ -565,7 +602,8 @@ def test_submitBatches_in_any_order_by_anyone_leaves_every_batch_usable(ledger, 
 
 
 def test_reregistered_key_charges_each_batch_to_the_registration_it_was_played_under(
-        ledger, reporter, device, device2, licensee, licensee2, work_id):
+    ledger, reporter, device, device2, licensee, licensee2, work_id
+):
     # Finding 6: a key revoked by one licensee and registered by another; batches of the first
     # registration stay the first licensee's, and cannot be charged to the second.
     old_batch = reporter.sign(device, 1, encode_entries({work_id: 2}))
@@ -579,13 +617,16 @@ def test_reregistered_key_charges_each_batch_to_the_registration_it_was_played_u
     assert ledger.escrowOf(licensee2) == ESCROW - 3 * RATE
     tx = reporter.submit([(device, old_batch), (moved, new_batch), (device, new_batch)])
     assert tx.return_value == 1
-    assert skips(tx) == [(moved.device_id, 2, reason("NonceUsed")),  # nonces are per key
-                         (device.device_id, 2, reason("DeviceRevoked"))]
+    assert skips(tx) == [
+        (moved.device_id, 2, reason("NonceUsed")),  # nonces are per key
+        (device.device_id, 2, reason("DeviceRevoked")),
+    ]
     assert ledger.escrowOf(licensee) == ESCROW - 2 * RATE
 
 
-def test_submitBatches_charges_plays_at_rate_of_the_period_they_were_played_in(ledger, reporter, device, licensee,
-                                                                               artist, work_id):
+def test_submitBatches_charges_plays_at_rate_of_the_period_they_were_played_in(
+    ledger, reporter, device, licensee, artist, work_id
+):
     # Finding 7: the licensee renews at a higher rate; plays of the first period keep its rate,
     # even when their batch lands after the renewal.
     first_expiry = ledger.licenseOf(licensee, work_id, METERED)[1]

@@ -1,4 +1,5 @@
 """WorkRegistry: works as ERC-721 tokens with a URI and a once-only ISRC."""
+
 import brownie
 
 from contract_helpers import ISRC, err
@@ -87,7 +88,8 @@ def test_transferFrom_moves_work_and_uri_control(works, artist, outsider):
 
 
 def test_registerWork_emits_WorkRegistered_before_a_contract_registrant_acts_on_the_work(
-        ReentrantRegistrant, works, ledger, deployer):
+    ReentrantRegistrant, works, ledger, deployer
+):
     # Finding 2: a contract registrant sets a split and terms from onERC721Received; the work's
     # own event must come first so an indexer never sees a split for an unknown work.
     registrant = ReentrantRegistrant.deploy(works, ledger, {"from": deployer})

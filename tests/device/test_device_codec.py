@@ -1,4 +1,5 @@
 """scripts/device.py carries its own copy of the batch format; it must equal ledger.playbatch."""
+
 import ast
 
 from eth_account import Account
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 from ledger import playbatch
 
 from tests.support import DEVICE_SCRIPT
+
 LEDGER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 KEY = "0x" + "42" * 32
 
@@ -21,8 +23,13 @@ def test_encode_entries_matches_ledger(device_module, counts):
 
 
 @settings(max_examples=40, deadline=None)
-@given(counts=entry_maps, nonce=st.integers(0, 0xFFFFFFFF), t0=st.integers(0, 2**32 - 2),
-       span=st.integers(0, 1), chain_id=st.sampled_from([1, 31337, 8453]))
+@given(
+    counts=entry_maps,
+    nonce=st.integers(0, 0xFFFFFFFF),
+    t0=st.integers(0, 2**32 - 2),
+    span=st.integers(0, 1),
+    chain_id=st.sampled_from([1, 31337, 8453]),
+)
 def test_signature_matches_ledger_byte_for_byte(device_module, counts, nonce, t0, span, chain_id):
     account = Account.from_key(KEY)
     entries = playbatch.encode_entries(counts)
@@ -51,6 +58,7 @@ def test_device_script_imports_only_what_a_device_has():
             roots.add(node.module.split(".")[0])
     allowed = {"eth_account", "requests", "paho", "__future__"}
     import sys
+
     third_party = {r for r in roots if r not in sys.stdlib_module_names}
     assert third_party <= allowed, third_party
 

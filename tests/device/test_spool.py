@@ -1,4 +1,5 @@
 """The device spool: plays and batches survive, nonces are fresh, keys are private."""
+
 import json
 import os
 import stat
@@ -14,10 +15,20 @@ LEDGER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 @pytest.fixture
 def device(tmp_path, device_module):
     address = device_module.keygen(str(tmp_path / "key.json"))
-    (tmp_path / "provisioning.json").write_text(json.dumps({
-        "device": address, "deviceId": str((1 << 32) | 1), "licensee": "0x" + "11" * 20,
-        "transport": "http", "endpoint": "http://127.0.0.1:9/api/v1/batches", "mqttUrl": "",
-        "chainId": 31337, "ledger": LEDGER}))
+    (tmp_path / "provisioning.json").write_text(
+        json.dumps(
+            {
+                "device": address,
+                "deviceId": str((1 << 32) | 1),
+                "licensee": "0x" + "11" * 20,
+                "transport": "http",
+                "endpoint": "http://127.0.0.1:9/api/v1/batches",
+                "mqttUrl": "",
+                "chainId": 31337,
+                "ledger": LEDGER,
+            }
+        )
+    )
     return device_module.Device(str(tmp_path), quiet=True)
 
 
@@ -49,7 +60,7 @@ def test_sealed_batch_verifies_with_ledger_codec(device):
     device.spool.add_play(2, ts=130)
     device.spool.add_play(5, ts=120)
     device.spool.seal(device.account, device.prov, 1000)
-    (nonce, body, plays), = device.spool.pending_batches()
+    ((nonce, body, plays),) = device.spool.pending_batches()
     data = json.loads(body)
     entries = bytes.fromhex(data["entries"][2:])
     assert playbatch.decode_entries(entries) == [(2, 1), (5, 2)]
@@ -83,8 +94,10 @@ def test_unreachable_server_keeps_batches_spooled(device):
     assert device.spool.counts()["spooledBatches"] == 1
 
 
-@pytest.mark.parametrize("status,kind", [(202, "ack"), (200, "ack"), (409, "rejected"), (422, "rejected"),
-                                         (429, "retry"), (500, "retry"), (503, "retry")])
+@pytest.mark.parametrize(
+    "status,kind",
+    [(202, "ack"), (200, "ack"), (409, "rejected"), (422, "rejected"), (429, "retry"), (500, "retry"), (503, "retry")],
+)
 def test_server_answers_map_to_spool_actions(device_module, status, kind):
     assert device_module.classify(status, {"error": {"code": "x", "message": "y"}}).kind == kind
 

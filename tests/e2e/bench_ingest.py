@@ -7,6 +7,7 @@ ingest server) or MQTT (ledger.mqtt consumer), and the relayer puts everything o
 
 Prints plays/s accepted (device start -> last ack) and plays/s confirmed on chain (relayer).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,9 @@ def main() -> int:
         else:
             from ledger.mqtt import MqttIngest
 
-            consumer = MqttIngest(c.make_ctx(world, engine), "mqtt://127.0.0.1:1883",
-                                  client_id=f"bench-{time.time_ns()}")
+            consumer = MqttIngest(
+                c.make_ctx(world, engine), "mqtt://127.0.0.1:1883", client_id=f"bench-{time.time_ns()}"
+            )
             consumer.start()
         devices = []
         start_ts = int(time.time()) - 86_400
@@ -77,27 +79,52 @@ def main() -> int:
             dev = c.DeviceProc(tmp / f"dev{i}")
             dev.state.mkdir()
             dev.address = dev.cmd("keygen").stdout.strip()
-            proof = dev.cmd("register-proof", "--licensee", licensee.address, "--ledger", deployment.ledger.address,
-                            "--chain-id", str(deployment.chain_id)).stdout.strip()
+            proof = dev.cmd(
+                "register-proof",
+                "--licensee",
+                licensee.address,
+                "--ledger",
+                deployment.ledger.address,
+                "--chain-id",
+                str(deployment.chain_id),
+            ).stdout.strip()
             dev.device_id = licensee.register_device(dev.address, "GB", bytes.fromhex(proof[2:]))
             dev.provision(world, args.transport, server.url if server else "", "mqtt://127.0.0.1:1883")
-            plays = [(start_ts + j * 80_000 // args.plays, works[(j * 7 + j // 13) % len(works)])
-                     for j in range(args.plays)]
+            plays = [
+                (start_ts + j * 80_000 // args.plays, works[(j * 7 + j // 13) % len(works)]) for j in range(args.plays)
+            ]
             c.write_plays(dev.state / "plays.csv", plays)
             devices.append(dev)
 
         t0 = time.monotonic()
-        procs = [subprocess.Popen([sys.executable, str(c.DEVICE_SCRIPT), "--state", str(d.state), "--quiet",
-                                   "replay", str(d.state / "plays.csv"), "--batch-size", str(args.batch_size)])
-                 for d in devices]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(c.DEVICE_SCRIPT),
+                    "--state",
+                    str(d.state),
+                    "--quiet",
+                    "replay",
+                    str(d.state / "plays.csv"),
+                    "--batch-size",
+                    str(args.batch_size),
+                ]
+            )
+            for d in devices
+        ]
         codes = [pr.wait() for pr in procs]
         t1 = time.monotonic()
         stored = c.stored(engine)
         accepted = sum(r.plays for r in stored)
-        print(f"devices={args.devices} plays/device={args.plays} batch={args.batch_size} "
-              f"transport={args.transport} db={engine.url.get_backend_name()} exit codes={set(codes)}")
-        print(f"accepted: {accepted} plays in {len(stored)} batches, {t1 - t0:.2f} s -> "
-              f"{accepted / (t1 - t0):,.0f} plays/s, {len(stored) / (t1 - t0):,.1f} batches/s")
+        print(
+            f"devices={args.devices} plays/device={args.plays} batch={args.batch_size} "
+            f"transport={args.transport} db={engine.url.get_backend_name()} exit codes={set(codes)}"
+        )
+        print(
+            f"accepted: {accepted} plays in {len(stored)} batches, {t1 - t0:.2f} s -> "
+            f"{accepted / (t1 - t0):,.0f} plays/s, {len(stored) / (t1 - t0):,.1f} batches/s"
+        )
 
         relayer = Relayer(w3, deployment, relayer_account, engine)
         t2 = time.monotonic()
@@ -105,9 +132,11 @@ def main() -> int:
         t3 = time.monotonic()
         confirmed = sum(r.plays for r in reports if not r.reverted and r.confirmed)
         gas = sum(r.gas_used for r in reports)
-        print(f"relayed: {len(reports)} txs, {sum(r.confirmed for r in reports)} batches confirmed, "
-              f"{t3 - t2:.2f} s -> {confirmed / (t3 - t2):,.0f} plays/s; gas/play {gas / max(confirmed, 1):.1f}; "
-              f"largest tx {max(r.calldata for r in reports)} bytes, {max(r.gas_used for r in reports)} gas")
+        print(
+            f"relayed: {len(reports)} txs, {sum(r.confirmed for r in reports)} batches confirmed, "
+            f"{t3 - t2:.2f} s -> {confirmed / (t3 - t2):,.0f} plays/s; gas/play {gas / max(confirmed, 1):.1f}; "
+            f"largest tx {max(r.calldata for r in reports)} bytes, {max(r.gas_used for r in reports)} gas"
+        )
         print(f"end to end: {confirmed / (t3 - t0):,.0f} plays/s")
         counts = collections.Counter()
         for d in devices:

@@ -1,5 +1,6 @@
 """End-to-end fixtures: a real Anvil, the compiled contracts, SQLite and PostgreSQL, Mosquitto,
 the API app serving POST /api/v1/batches, and the device script as a subprocess."""
+
 from __future__ import annotations
 
 import contextlib
@@ -109,6 +110,7 @@ def world(base_world):
 
 # ----------------------------------------------------------------------------- databases
 
+
 def stored(engine) -> list[PendingBatch]:
     with session_factory(engine)() as s:
         return list(s.scalars(select(PendingBatch).order_by(PendingBatch.id)))
@@ -120,6 +122,7 @@ def stored_count(engine) -> int:
 
 
 # ----------------------------------------------------------------------------- ingest servers
+
 
 class HttpIngestServer:
     """The real API app (webapp.create_app) on a werkzeug server in a thread, with the test's
@@ -173,8 +176,12 @@ def mqtt_consumer_factory(world):
     started = []
 
     def make(engine, client_id=None):
-        consumer = MqttIngest(make_ctx(world, engine), f"mqtt://{MQTT_HOST}:{MQTT_PORT}", topic_prefix=TOPIC_PREFIX,
-                              client_id=client_id or f"e2e-ingest-{uuid.uuid4().hex[:10]}")
+        consumer = MqttIngest(
+            make_ctx(world, engine),
+            f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
+            topic_prefix=TOPIC_PREFIX,
+            client_id=client_id or f"e2e-ingest-{uuid.uuid4().hex[:10]}",
+        )
         consumer.start()
         started.append(consumer)
         return consumer
@@ -189,6 +196,7 @@ def mqtt_consumer_factory(world):
 
 # ----------------------------------------------------------------------------- devices
 
+
 class DeviceProc:
     """scripts/device.py run as a device would run it, in its own state directory."""
 
@@ -198,23 +206,57 @@ class DeviceProc:
         self.device_id = 0
 
     def cmd(self, *args, timeout=120, check=True, timeout_flag="5") -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, str(DEVICE_SCRIPT), "--state", str(self.state), "--quiet",
-                               "--timeout", timeout_flag, *map(str, args)],
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(DEVICE_SCRIPT),
+                "--state",
+                str(self.state),
+                "--quiet",
+                "--timeout",
+                timeout_flag,
+                *map(str, args),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and proc.returncode not in (0, 3):
             raise AssertionError(f"device.py {' '.join(map(str, args))} failed ({proc.returncode}): {proc.stderr}")
         return proc
 
     def popen(self, *args) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(DEVICE_SCRIPT), "--state", str(self.state), "--quiet",
-                                 "--timeout", "5", *map(str, args)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(DEVICE_SCRIPT),
+                "--state",
+                str(self.state),
+                "--quiet",
+                "--timeout",
+                "5",
+                *map(str, args),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     def provision(self, world: World, transport: str, endpoint: str = "", mqtt_url: str = ""):
-        (self.state / "provisioning.json").write_text(json.dumps({
-            "device": self.address, "deviceId": str(self.device_id), "licensee": world.licensee.address,
-            "transport": transport, "endpoint": endpoint, "mqttUrl": mqtt_url, "mqttTopicPrefix": TOPIC_PREFIX,
-            "chainId": world.w3.eth.chain_id, "ledger": world.ledger_address}))
+        (self.state / "provisioning.json").write_text(
+            json.dumps(
+                {
+                    "device": self.address,
+                    "deviceId": str(self.device_id),
+                    "licensee": world.licensee.address,
+                    "transport": transport,
+                    "endpoint": endpoint,
+                    "mqttUrl": mqtt_url,
+                    "mqttTopicPrefix": TOPIC_PREFIX,
+                    "chainId": world.w3.eth.chain_id,
+                    "ledger": world.ledger_address,
+                }
+            )
+        )
 
     def status(self) -> dict:
         return json.loads(self.cmd("status").stdout)
@@ -235,8 +277,15 @@ def new_device(world, tmp_path):
         dev.state.mkdir()
         dev.address = dev.cmd("keygen").stdout.strip()
         if register:
-            proof = dev.cmd("register-proof", "--licensee", world.licensee.address, "--ledger", world.ledger_address,
-                            "--chain-id", str(world.deployment.chain_id)).stdout.strip()
+            proof = dev.cmd(
+                "register-proof",
+                "--licensee",
+                world.licensee.address,
+                "--ledger",
+                world.ledger_address,
+                "--chain-id",
+                str(world.deployment.chain_id),
+            ).stdout.strip()
             dev.device_id = world.licensee.register_device(dev.address, "GB", bytes.fromhex(proof[2:]))
         dev.provision(world, transport, endpoint, mqtt_url)
         return dev
@@ -256,11 +305,23 @@ def relayer_for(world: World, engine, **config) -> Relayer:
 def signed_payload(account, world: World, nonce: int, counts: dict[int, int], from_time=None, to_time=None) -> dict:
     now = int(time.time())
     entries = playbatch.encode_entries(counts)
-    batch = playbatch.sign_batch(account, world.w3.eth.chain_id, world.ledger_address, nonce,
-                                 from_time if from_time is not None else now - 60,
-                                 to_time if to_time is not None else now - 1, entries)
-    return {"device": batch.device, "nonce": nonce, "fromTime": batch.from_time, "toTime": batch.to_time,
-            "entries": "0x" + entries.hex(), "signature": "0x" + batch.signature.hex()}
+    batch = playbatch.sign_batch(
+        account,
+        world.w3.eth.chain_id,
+        world.ledger_address,
+        nonce,
+        from_time if from_time is not None else now - 60,
+        to_time if to_time is not None else now - 1,
+        entries,
+    )
+    return {
+        "device": batch.device,
+        "nonce": nonce,
+        "fromTime": batch.from_time,
+        "toTime": batch.to_time,
+        "entries": "0x" + entries.hex(),
+        "signature": "0x" + batch.signature.hex(),
+    }
 
 
 def expected_chain_state(world: World, plays_by_work: dict[int, int]):
@@ -292,7 +353,9 @@ def assert_index_matches(world: World, engine, plays_by_work: dict[int, int]):
 
     Indexer(engine, world.w3, world.deployment, progress=False).run()
     with session_factory(engine)() as s:
-        rows = s.execute(select(Play.work_id, Play.licensed, func.sum(Play.count))
-                         .group_by(Play.work_id, Play.licensed)).all()
+        rows = s.execute(
+            select(Play.work_id, Play.licensed, func.sum(Play.count)).group_by(Play.work_id, Play.licensed)
+        ).all()
     assert {(w, bool(lic)): int(n) for w, lic, n in rows} == {
-        (w, w in world.licensed()): n for w, n in plays_by_work.items() if n}
+        (w, w in world.licensed()): n for w, n in plays_by_work.items() if n
+    }

@@ -1,4 +1,5 @@
 """Outages, crashes and duplicates: nothing lost, nothing counted twice."""
+
 import collections
 import json
 import signal
@@ -14,8 +15,17 @@ from ledger.db import session_factory
 from ledger.ingest import ingest_batch
 from ledger.pending import CONFIRMED, INFLIGHT, PENDING, RelayTransaction
 
-from .conftest import (HttpIngestServer, assert_chain_matches, free_port, make_ctx, relayer_for, signed_payload,
-                       stored, stored_count, write_plays)
+from .conftest import (
+    HttpIngestServer,
+    assert_chain_matches,
+    free_port,
+    make_ctx,
+    relayer_for,
+    signed_payload,
+    stored,
+    stored_count,
+    write_plays,
+)
 
 
 class Crash(BaseException):
@@ -46,6 +56,7 @@ def _wait_for(predicate, timeout=15.0, what="condition"):
 
 # ----------------------------------------------------------------------------- outages
 
+
 def test_http_server_down_device_spools_then_delivers(world, sqlite_engine, new_device, tmp_path):
     server = HttpIngestServer(make_ctx(world, sqlite_engine))  # not started: the portal is down
     device = new_device("http", endpoint=server.url)
@@ -70,8 +81,9 @@ def test_http_server_down_device_spools_then_delivers(world, sqlite_engine, new_
     assert_chain_matches(world, expected)
 
 
-def test_mqtt_broker_unreachable_device_spools_then_delivers(world, sqlite_engine, mqtt_consumer_factory,
-                                                             new_device, tmp_path):
+def test_mqtt_broker_unreachable_device_spools_then_delivers(
+    world, sqlite_engine, mqtt_consumer_factory, new_device, tmp_path
+):
     device = new_device("mqtt", mqtt_url=f"mqtt://127.0.0.1:{free_port()}")  # nobody listens there
     plays = _plays(world, 900, seed=2)
     device.cmd("replay", write_plays(tmp_path / "p.csv", plays), "--batch-size", 300, "--no-wait")
@@ -87,9 +99,9 @@ def test_mqtt_broker_unreachable_device_spools_then_delivers(world, sqlite_engin
     assert_chain_matches(world, collections.Counter(w for _, w in plays))
 
 
-def test_mqtt_consumer_down_broker_keeps_batches_and_resend_is_idempotent(world, sqlite_engine,
-                                                                          mqtt_consumer_factory, new_device,
-                                                                          tmp_path):
+def test_mqtt_consumer_down_broker_keeps_batches_and_resend_is_idempotent(
+    world, sqlite_engine, mqtt_consumer_factory, new_device, tmp_path
+):
     client_id = f"e2e-persistent-{time.time_ns()}"
     mqtt_consumer_factory(sqlite_engine, client_id=client_id).stop()  # subscribed once, then down
     device = new_device("mqtt")
@@ -124,10 +136,14 @@ def test_device_killed_mid_replay_loses_and_doubles_nothing(world, sqlite_engine
         server.stop()
     status = device.status()
     assert status["spooledBatches"] == 0
-    assert _stored_plays(sqlite_engine) == collections.Counter(w for _, w in plays), (json.dumps(status), resumed.stderr)
+    assert _stored_plays(sqlite_engine) == collections.Counter(w for _, w in plays), (
+        json.dumps(status),
+        resumed.stderr,
+    )
 
 
 # ----------------------------------------------------------------------------- relayer crashes
+
 
 def _ingest_direct(world, engine, n_batches=3, plays_per_work=7):
     """Registers a device and stores n signed batches through ingest; returns the play counts."""
@@ -187,9 +203,17 @@ def test_relayer_killed_while_its_transaction_was_replaced_repends_and_relays(wo
         acct = world.relayer_account
         block = w3.eth.get_block("latest")
         tip = 50 * 10**9
-        replacement = acct.sign_transaction({
-            "to": acct.address, "value": 0, "gas": 21_000, "nonce": rtx.tx_nonce, "chainId": w3.eth.chain_id,
-            "maxPriorityFeePerGas": tip, "maxFeePerGas": 4 * block["baseFeePerGas"] + tip})
+        replacement = acct.sign_transaction(
+            {
+                "to": acct.address,
+                "value": 0,
+                "gas": 21_000,
+                "nonce": rtx.tx_nonce,
+                "chainId": w3.eth.chain_id,
+                "maxPriorityFeePerGas": tip,
+                "maxFeePerGas": 4 * block["baseFeePerGas"] + tip,
+            }
+        )
         w3.eth.send_raw_transaction(replacement.raw_transaction)
         w3.provider.make_request("anvil_dropTransaction", [rtx.hashes[0]])
         w3.provider.make_request("evm_mine", [])
@@ -205,6 +229,7 @@ def test_relayer_killed_while_its_transaction_was_replaced_repends_and_relays(wo
 
 
 # ----------------------------------------------------------------------------- duplicates, escrow, packing
+
 
 def test_same_batch_sent_twice_is_stored_once_and_counted_once(world, engine, http_server):
     account = Account.create()

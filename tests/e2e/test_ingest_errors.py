@@ -1,4 +1,5 @@
 """Every bad batch gets its own 4xx code and a JSON error; nothing bad is ever stored."""
+
 import json
 import threading
 import time
@@ -79,8 +80,15 @@ def test_nonce_used_on_chain_is_refused(world, sqlite_engine, registered):
     account, device_id = registered
     licensee_index, device_number = playbatch.split_device_id(device_id)
     now = int(time.time())
-    batch = playbatch.sign_batch(account, world.w3.eth.chain_id, world.ledger_address, 0, now - 10, now - 5,
-                                 playbatch.encode_entries({world.works[0]: 2}))
+    batch = playbatch.sign_batch(
+        account,
+        world.w3.eth.chain_id,
+        world.ledger_address,
+        0,
+        now - 10,
+        now - 5,
+        playbatch.encode_entries({world.works[0]: 2}),
+    )
     result = world.admin.submit_batches([playbatch.Group(licensee_index, [(device_number, batch)])])
     assert len(result.applied) == 1  # submitted by someone else, never through our store
     server = HttpIngestServer(make_ctx(world, sqlite_engine)).start()
@@ -117,20 +125,23 @@ def test_different_batch_under_a_stored_nonce_is_a_conflict(world, engine, http_
     assert stored_count(engine) == 1
 
 
-@pytest.mark.parametrize("change,code", [
-    (lambda p, w: p.update(fromTime=p["toTime"] + 1), "bad_time_range"),
-    (lambda p, w: p.update(fromTime=0, toTime=0), "bad_time_range"),
-    (lambda p, w: p.update(entries=[[w.works[1], 1], [w.works[0], 1]]), "invalid_entries"),
-    (lambda p, w: p.update(entries=[[w.works[0], 0]]), "invalid_entries"),
-    (lambda p, w: p.update(entries=[[w.works[0], 70_000]]), "invalid_entries"),
-    (lambda p, w: p.update(entries=[]), "invalid_entries"),
-    (lambda p, w: p.update(entries="0x00000001"), "invalid_entries"),
-    (lambda p, w: p.pop("signature"), "invalid_batch"),
-    (lambda p, w: p.update(nonce=2**32), "invalid_batch"),
-    (lambda p, w: p.update(nonce="7"), "invalid_batch"),
-    (lambda p, w: p.update(device="0x1234"), "invalid_batch"),
-    (lambda p, w: p.update(signature="0x" + "00" * 10), "invalid_batch"),
-])
+@pytest.mark.parametrize(
+    "change,code",
+    [
+        (lambda p, w: p.update(fromTime=p["toTime"] + 1), "bad_time_range"),
+        (lambda p, w: p.update(fromTime=0, toTime=0), "bad_time_range"),
+        (lambda p, w: p.update(entries=[[w.works[1], 1], [w.works[0], 1]]), "invalid_entries"),
+        (lambda p, w: p.update(entries=[[w.works[0], 0]]), "invalid_entries"),
+        (lambda p, w: p.update(entries=[[w.works[0], 70_000]]), "invalid_entries"),
+        (lambda p, w: p.update(entries=[]), "invalid_entries"),
+        (lambda p, w: p.update(entries="0x00000001"), "invalid_entries"),
+        (lambda p, w: p.pop("signature"), "invalid_batch"),
+        (lambda p, w: p.update(nonce=2**32), "invalid_batch"),
+        (lambda p, w: p.update(nonce="7"), "invalid_batch"),
+        (lambda p, w: p.update(device="0x1234"), "invalid_batch"),
+        (lambda p, w: p.update(signature="0x" + "00" * 10), "invalid_batch"),
+    ],
+)
 def test_bad_shapes_are_refused_with_their_code(world, sqlite_engine, registered, change, code):
     from .conftest import HttpIngestServer, make_ctx
 
@@ -160,13 +171,19 @@ def test_oversized_body_is_refused(world, engine, http_server):
 def test_each_fault_of_the_issue_has_its_own_code():
     from ledger import ingest
 
-    codes = [ingest.DeviceRevoked.code, ingest.BadSignature.code, ingest.NonceUsed.code,
-             ingest.TooManyEntries.code, ingest.MalformedJson.code]
+    codes = [
+        ingest.DeviceRevoked.code,
+        ingest.BadSignature.code,
+        ingest.NonceUsed.code,
+        ingest.TooManyEntries.code,
+        ingest.MalformedJson.code,
+    ]
     assert len(set(codes)) == len(codes)
     assert all(400 <= cls.status < 500 for cls in ingest.ERROR_CLASSES if cls is not ingest.Unavailable)
 
 
 # ----------------------------------------------------------------------------- MQTT error acks
+
 
 def _mqtt_roundtrip(topic_device: str, payload: bytes) -> dict:
     got, ready = [], threading.Event()
@@ -214,15 +231,17 @@ def test_database_or_node_down_is_503_so_the_device_retries(world, sqlite_engine
 
     account, _ = registered
     body = json.dumps(signed_payload(account, world, 0, {world.works[0]: 1}))
-    dead_db = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test",
-                          connect_args={"connect_timeout": 2})
+    dead_db = make_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test", connect_args={"connect_timeout": 2}
+    )
     status, answer = handle_json(body, make_ctx(world, dead_db))
     assert (status, answer["error"]["code"]) == (503, "unavailable")
 
     dead_node = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{free_port()}", request_kwargs={"timeout": 2}))
     ctx = make_ctx(world, sqlite_engine)
-    ctx = IngestContext(ctx.chain_id, ctx.ledger_address, ctx.sessions,
-                        ChainDevices.for_deployment(dead_node, world.deployment))
+    ctx = IngestContext(
+        ctx.chain_id, ctx.ledger_address, ctx.sessions, ChainDevices.for_deployment(dead_node, world.deployment)
+    )
     status, answer = handle_json(body, ctx)
     assert (status, answer["error"]["code"]) == (503, "unavailable")
     assert stored_count(sqlite_engine) == 0

@@ -1,5 +1,6 @@
 """The fast ingest path against a real Anvil and both databases: the raw nonce word read, one
 INSERT per new batch, and the same answers as before for resends and conflicts."""
+
 import json
 import time
 
@@ -26,24 +27,37 @@ def submit_on_chain(world, account, device_id, nonce):
     """The batch applied on chain by someone else (not through our store)."""
     licensee_index, device_number = playbatch.split_device_id(device_id)
     now = int(time.time())
-    batch = playbatch.sign_batch(account, world.w3.eth.chain_id, world.ledger_address, nonce, now - 10, now - 5,
-                                 playbatch.encode_entries({world.works[0]: 1}))
+    batch = playbatch.sign_batch(
+        account,
+        world.w3.eth.chain_id,
+        world.ledger_address,
+        nonce,
+        now - 10,
+        now - 5,
+        playbatch.encode_entries({world.works[0]: 1}),
+    )
     assert len(world.admin.submit_batches([playbatch.Group(licensee_index, [(device_number, batch)])]).applied) == 1
 
 
 def dead_node_ctx(world, engine) -> IngestContext:
     dead = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{free_port()}", request_kwargs={"timeout": 2}))
     ctx = make_ctx(world, engine)
-    return IngestContext(ctx.chain_id, ctx.ledger_address, ctx.sessions,
-                         ChainDevices.for_deployment(dead, world.deployment), max_skew=300)
+    return IngestContext(
+        ctx.chain_id,
+        ctx.ledger_address,
+        ctx.sessions,
+        ChainDevices.for_deployment(dead, world.deployment),
+        max_skew=300,
+    )
 
 
 def test_raw_nonce_word_equals_the_contracts(world, registered):
     account, device_id = registered
     for nonce in (0, 300):
         submit_on_chain(world, account, device_id, nonce)
-    reader = JsonRpcWordReader(world.w3.provider.endpoint_uri, world.ledger_address,
-                               nonce_bitmap_selector(world.deployment.ledger.abi))
+    reader = JsonRpcWordReader(
+        world.w3.provider.endpoint_uri, world.ledger_address, nonce_bitmap_selector(world.deployment.ledger.abi)
+    )
     ledger = world.w3.eth.contract(address=world.ledger_address, abi=world.deployment.ledger.abi)
     for word, expected in ((0, 1), (1, 1 << 44), (2, 0)):
         assert reader(account.address, word) == expected
@@ -133,8 +147,7 @@ def test_high_s_twin_of_a_valid_signature_is_refused(world, sqlite_engine, regis
     r, vs = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
     s, v = vs & ((1 << 255) - 1), (vs >> 255) + 27
     twin = r.to_bytes(32, "big") + (playbatch.SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
-    status, answer = handle_json(json.dumps(dict(payload, signature="0x" + twin.hex())),
-                                 make_ctx(world, sqlite_engine))
+    status, answer = handle_json(json.dumps(dict(payload, signature="0x" + twin.hex())), make_ctx(world, sqlite_engine))
     assert (status, answer["error"]["code"]) == (401, "bad_signature")
     assert stored_count(sqlite_engine) == 0
 
@@ -145,5 +158,6 @@ def test_direct_digest_equals_the_contracts(world, registered):
     entries = playbatch.encode_entries({world.works[0]: 3, world.works[1]: 1})
     for nonce, from_time, to_time in ((0, 0, 1), (7, 1_764_000_000, 1_764_000_060), (2**32 - 1, 2**32 - 2, 2**32 - 1)):
         expected = ledger.functions.playBatchDigest(account.address, nonce, from_time, to_time, entries).call()
-        assert playbatch.batch_digest(world.w3.eth.chain_id, world.ledger_address, account.address, nonce,
-                                      from_time, to_time, entries) == bytes(expected)
+        assert playbatch.batch_digest(
+            world.w3.eth.chain_id, world.ledger_address, account.address, nonce, from_time, to_time, entries
+        ) == bytes(expected)

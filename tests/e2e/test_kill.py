@@ -54,17 +54,34 @@ class System:
         self.rpc_url = f"http://127.0.0.1:{self.rpc_port}"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.prefix = f"kill-{uuid.uuid4().hex[:10]}/plays"
-        self.env = dict(os.environ, LEDGER_RPC_URL=self.rpc_url,
-                        LEDGER_DATABASE_URL=f"sqlite:///{tmp / 'ledger.sqlite3'}",
-                        LEDGER_DEPLOYMENTS=str(tmp / "deployments.json"), LEDGER_RELAYER_KEY=RELAYER_KEY,
-                        LEDGER_MQTT_URL=f"mqtt://{MQTT_HOST}:{MQTT_PORT}", LEDGER_MQTT_TOPIC_PREFIX=self.prefix,
-                        LEDGER_LOG_LEVEL="INFO", LEDGER_BUILD_DIR=str(BUILD_DIR), PYTHONPATH=str(ROOT))
+        self.env = dict(
+            os.environ,
+            LEDGER_RPC_URL=self.rpc_url,
+            LEDGER_DATABASE_URL=f"sqlite:///{tmp / 'ledger.sqlite3'}",
+            LEDGER_DEPLOYMENTS=str(tmp / "deployments.json"),
+            LEDGER_RELAYER_KEY=RELAYER_KEY,
+            LEDGER_MQTT_URL=f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
+            LEDGER_MQTT_TOPIC_PREFIX=self.prefix,
+            LEDGER_LOG_LEVEL="INFO",
+            LEDGER_BUILD_DIR=str(BUILD_DIR),
+            PYTHONPATH=str(ROOT),
+        )
 
     def command(self, name: str) -> list[str]:
         py = [sys.executable, "-m"]
         return {
-            "anvil": [anvil_binary(), "--port", str(self.rpc_port), "--gas-limit", "30000000", "--silent",
-                      "--state", str(self.tmp / "anvil-state.json"), "--state-interval", "1"],
+            "anvil": [
+                anvil_binary(),
+                "--port",
+                str(self.rpc_port),
+                "--gas-limit",
+                "30000000",
+                "--silent",
+                "--state",
+                str(self.tmp / "anvil-state.json"),
+                "--state-interval",
+                "1",
+            ],
             "indexer": py + ["ledger", "index", "--follow", "--poll", "0.3", "--no-progress"],
             "relayer": py + ["ledger", "relay", "--idle", "0.2"],
             "mqtt": py + ["ledger", "ingest-mqtt", "--client-id", f"kill-{self.prefix}"],
@@ -73,8 +90,9 @@ class System:
 
     def start(self, name: str) -> None:
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        self.procs[name] = subprocess.Popen(self.command(name), cwd=ROOT, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT)
+        self.procs[name] = subprocess.Popen(
+            self.command(name), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
         if name == "anvil":
             self.wait_rpc()
 
@@ -112,8 +130,12 @@ class Device:
         self.address = self.run("keygen").stdout.strip()
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, str(DEVICE_SCRIPT), "--state", str(self.state), "--quiet",
-                               "--timeout", "3", *args], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, str(DEVICE_SCRIPT), "--state", str(self.state), "--quiet", "--timeout", "3", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check and proc.returncode not in (0, 3):  # 3: some batches still spooled (server down)
             raise AssertionError(f"device.py {' '.join(args)}: {proc.returncode} {proc.stderr}")
         return proc
@@ -143,14 +165,31 @@ def _setup(system: System, tmp: Path) -> tuple[LedgerClient, list[int], list[str
     devices = []
     for name, transport in (("http", "http"), ("mqtt", "mqtt")):
         dev = Device(tmp, name)
-        proof = dev.run("register-proof", "--licensee", licensee_addr, "--ledger", deployment.ledger.address,
-                        "--chain-id", str(deployment.chain_id)).stdout.strip()
+        proof = dev.run(
+            "register-proof",
+            "--licensee",
+            licensee_addr,
+            "--ledger",
+            deployment.ledger.address,
+            "--chain-id",
+            str(deployment.chain_id),
+        ).stdout.strip()
         device_id = licensee.register_device(dev.address, "GB", bytes.fromhex(proof[2:]))
-        (dev.state / "provisioning.json").write_text(json.dumps({
-            "device": dev.address, "deviceId": str(device_id), "licensee": licensee_addr, "transport": transport,
-            "endpoint": f"http://127.0.0.1:{system.api_port}/api/v1/batches",
-            "mqttUrl": f"mqtt://{MQTT_HOST}:{MQTT_PORT}", "mqttTopicPrefix": system.prefix,
-            "chainId": deployment.chain_id, "ledger": deployment.ledger.address}))
+        (dev.state / "provisioning.json").write_text(
+            json.dumps(
+                {
+                    "device": dev.address,
+                    "deviceId": str(device_id),
+                    "licensee": licensee_addr,
+                    "transport": transport,
+                    "endpoint": f"http://127.0.0.1:{system.api_port}/api/v1/batches",
+                    "mqttUrl": f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
+                    "mqttTopicPrefix": system.prefix,
+                    "chainId": deployment.chain_id,
+                    "ledger": deployment.ledger.address,
+                }
+            )
+        )
         devices.append(dev)
     time.sleep(2.5)  # the setup is in Anvil's state file before anything is killed
     return admin, works, payees, devices, licensee_addr
@@ -173,8 +212,9 @@ def test_sigkill_of_any_process_loses_and_doubles_nothing(tmp_path):
     try:
         system.start("anvil")
         admin, works, payees, devices, licensee = _setup(system, tmp_path)
-        subprocess.run([sys.executable, "-m", "ledger", "db", "upgrade"], cwd=ROOT, env=system.env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "ledger", "db", "upgrade"], cwd=ROOT, env=system.env, check=True, capture_output=True
+        )
         for name in SERVICES[1:]:
             system.start(name)
         recorded: collections.Counter[int] = collections.Counter()
@@ -205,8 +245,11 @@ def test_sigkill_of_any_process_loses_and_doubles_nothing(tmp_path):
             for dev in devices:
                 dev.run("flush", check=False)
                 spooled += dev.status()["spooledBatches"]
-            if spooled == 0 and all(admin.plays_of(w) == recorded[w] for w in works) \
-                    and _indexed_plays(tmp_path) == {w: n for w, n in recorded.items() if n}:
+            if (
+                spooled == 0
+                and all(admin.plays_of(w) == recorded[w] for w in works)
+                and _indexed_plays(tmp_path) == {w: n for w, n in recorded.items() if n}
+            ):
                 break
             time.sleep(2)
         statuses = [dev.status() for dev in devices]

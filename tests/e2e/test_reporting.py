@@ -1,4 +1,5 @@
 """A device reports plays over HTTP and MQTT; after the relayer the chain holds exactly them."""
+
 import collections
 import time
 
@@ -61,9 +62,26 @@ def test_run_daemon_seals_by_size_and_by_age(world, sqlite_engine, new_device):
     server = HttpIngestServer(make_ctx(world, sqlite_engine)).start()
     try:
         device = new_device("http", endpoint=server.url)
-        proc = subprocess.Popen([sys.executable, str(DEVICE_SCRIPT), "--state", str(device.state), "--quiet",
-                                 "run", "--stdin", "--exit-on-eof", "--batch-size", "5", "--max-age", "1",
-                                 "--poll", "0.05"], stdin=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(DEVICE_SCRIPT),
+                "--state",
+                str(device.state),
+                "--quiet",
+                "run",
+                "--stdin",
+                "--exit-on-eof",
+                "--batch-size",
+                "5",
+                "--max-age",
+                "1",
+                "--poll",
+                "0.05",
+            ],
+            stdin=subprocess.PIPE,
+            text=True,
+        )
         for i in range(12):
             proc.stdin.write(f"{world.works[i % 2]}\n")
         proc.stdin.flush()

@@ -3,6 +3,7 @@ a scripted history on the chain, and a fresh database per test on SQLite and Pos
 
 Run from the repository root: ``pytest -p no:pytest-brownie tests/ledger``.
 """
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Helpers shared by the ledger tests."""
+
 from __future__ import annotations
 
 from sqlalchemy import func, select
@@ -7,8 +8,14 @@ from ledger.indexer import Indexer
 from ledger.models import INDEXED_TABLES, Play
 from ledger.statements import Period, statement
 
-MONTHS = [Period(), Period(202610, 202610), Period(202611, 202611), Period(202612, 202612),
-          Period(202610, 202611), Period(202701, 202701)]
+MONTHS = [
+    Period(),
+    Period(202610, 202610),
+    Period(202611, 202611),
+    Period(202612, 202612),
+    Period(202610, 202611),
+    Period(202701, 202701),
+]
 
 
 def index(engine, w3, deployment, **kwargs):

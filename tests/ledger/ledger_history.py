@@ -5,6 +5,7 @@ plays (licensed and not), distributions. November: a split change (pending money
 under the old split first), a revoked device, a replayed nonce, an expired license, a work
 transfer, withdrawals, an escrow withdrawal. December: plays left undistributed.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -63,8 +64,18 @@ class _Script:
 
 def build_history(w3, client: LedgerClient) -> History:
     acc = w3.eth.accounts
-    names = ["deployer", "artist", "label", "cowriter", "producer", "venue", "broadcaster", "newpayee", "savings",
-             "shop"]
+    names = [
+        "deployer",
+        "artist",
+        "label",
+        "cowriter",
+        "producer",
+        "venue",
+        "broadcaster",
+        "newpayee",
+        "savings",
+        "shop",
+    ]
     a = dict(zip(names, acc))
     s = _Script(w3, client)
     h = History(accounts=a, works={}, devices={})
@@ -102,13 +113,22 @@ def build_history(w3, client: LedgerClient) -> History:
     broadcaster.deposit(50 * USD)
     h.devices["gb1"] = (venue.register_device(keys["gb1"].address, "GB", venue.device_proof(keys["gb1"])), keys["gb1"])
     h.devices["fr1"] = (venue.register_device(keys["fr1"].address, "FR", venue.device_proof(keys["fr1"])), keys["fr1"])
-    h.devices["us1"] = (broadcaster.register_device(keys["us1"].address, "US", broadcaster.device_proof(keys["us1"])), keys["us1"])
+    h.devices["us1"] = (
+        broadcaster.register_device(keys["us1"].address, "US", broadcaster.device_proof(keys["us1"])),
+        keys["us1"],
+    )
 
     s.at(month_ts(2026, 10, 10))
-    submit(s, h, [("gb1", {w["harbour"]: 120, w["lullaby"]: 7, w["anthem"]: 33, w["thirds"]: 1000}),
-                  ("fr1", {w["harbour"]: 15, w["anthem"]: 2}),
-                  ("gb1", {w["harbour"]: 1}),
-                  ("us1", {w["lullaby"]: 400, w["anthem"]: 9, w["harbour"]: 3})])
+    submit(
+        s,
+        h,
+        [
+            ("gb1", {w["harbour"]: 120, w["lullaby"]: 7, w["anthem"]: 33, w["thirds"]: 1000}),
+            ("fr1", {w["harbour"]: 15, w["anthem"]: 2}),
+            ("gb1", {w["harbour"]: 1}),
+            ("us1", {w["lullaby"]: 400, w["anthem"]: 9, w["harbour"]: 3}),
+        ],
+    )
     s.at(month_ts(2026, 10, 20))
     distribute(s, h, "harbour")
     distribute(s, h, "anthem")
@@ -142,8 +162,7 @@ def build_history(w3, client: LedgerClient) -> History:
     # ---------------------------------------------------------------- December 2026
     s.w3.provider.make_request("evm_mine", [month_ts(2026, 12, 3)])  # the notice is over
     venue.withdraw_escrow(100 * USD, a["venue"])
-    submit(s, h, [("gb1", {w["harbour"]: 40, w["anthem"]: 40}), ("gb2", {w["thirds"]: 3}),
-                  ("us1", {w["anthem"]: 12})])
+    submit(s, h, [("gb1", {w["harbour"]: 40, w["anthem"]: 40}), ("gb2", {w["thirds"]: 3}), ("us1", {w["anthem"]: 12})])
     distribute(s, h, "anthem")
     h.withdrawn[a["cowriter"]] = s.as_(a["cowriter"]).withdraw()
     s.at(month_ts(2026, 12, 20))

@@ -1,4 +1,5 @@
 """The chain client: typed calls, and reverts raised as exceptions named after the custom errors."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The `ledger` command: help, the happy paths against Anvil, and clear errors for user mistakes."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,18 @@ import pytest
 from ledger.chain import Deployment
 from ledger.cli import main
 
-SUBCOMMANDS = [[], ["deploy"], ["index"], ["statement"], ["works"], ["balance"], ["db"], ["db", "upgrade"],
-               ["db", "downgrade"], ["db", "current"]]
+SUBCOMMANDS = [
+    [],
+    ["deploy"],
+    ["index"],
+    ["statement"],
+    ["works"],
+    ["balance"],
+    ["db"],
+    ["db", "upgrade"],
+    ["db", "downgrade"],
+    ["db", "current"],
+]
 
 
 @pytest.mark.parametrize("words", SUBCOMMANDS, ids=lambda w: " ".join(w) or "ledger")
@@ -119,15 +130,18 @@ def test_deploy_refuses_the_open_mint_token_off_a_devnet(cli_env, tmp_path, monk
         assert "TestStablecoin" in Deployment.load(tmp_path / "deployments" / "8453.json").contracts
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["statement", "--payee", "0x1234", "--period", "2026-11"], "not an Ethereum address"),
-    (["statement", "--payee", "0x" + "11" * 20, "--period", "2026-13"], "not a month"),
-    (["statement", "--payee", "0x" + "11" * 20, "--period", "November"], "not a month"),
-    (["statement", "--payee", "0x" + "11" * 20], "give a period"),
-    (["statement", "--payee", "0x" + "11" * 20, "--from", "2026-12", "--to", "2026-01"], "after"),
-    (["balance", "not-an-address"], "not an Ethereum address"),
-    (["works", "--owner", "0xzz"], "not an Ethereum address"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["statement", "--payee", "0x1234", "--period", "2026-11"], "not an Ethereum address"),
+        (["statement", "--payee", "0x" + "11" * 20, "--period", "2026-13"], "not a month"),
+        (["statement", "--payee", "0x" + "11" * 20, "--period", "November"], "not a month"),
+        (["statement", "--payee", "0x" + "11" * 20], "give a period"),
+        (["statement", "--payee", "0x" + "11" * 20, "--from", "2026-12", "--to", "2026-01"], "after"),
+        (["balance", "not-an-address"], "not an Ethereum address"),
+        (["works", "--owner", "0xzz"], "not an Ethereum address"),
+    ],
+)
 def test_user_mistakes_exit_2_without_traceback(indexed, argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -167,7 +181,12 @@ def test_bad_setting_is_a_user_error(cli_env, monkeypatch, capsys):
 
 def test_cli_subprocess_error_has_no_traceback(tmp_path):
     exe = Path(sys.executable).parent / "ledger"
-    result = subprocess.run([str(exe), "statement", "--payee", "bad", "--period", "all"], capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        [str(exe), "statement", "--payee", "bad", "--period", "all"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "not an Ethereum address" in result.stderr

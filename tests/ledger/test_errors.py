@@ -32,8 +32,11 @@ def test_every_compiled_custom_error_has_a_python_class(anvil_url):  # anvil_url
 
 def test_python_error_signatures_match_the_build(anvil_url):
     build = _build_errors()
-    wrong = {name: (cls.signature, build[name]) for name, cls in errors.revert_classes().items()
-             if name in build and cls.signature != build[name]}
+    wrong = {
+        name: (cls.signature, build[name])
+        for name, cls in errors.revert_classes().items()
+        if name in build and cls.signature != build[name]
+    }
     assert not wrong
 
 
@@ -53,8 +56,12 @@ def test_decoder_maps_build_errors_to_the_named_classes(anvil_url):
     assert type(exc) is errors.SplitIsLocked and exc.args_dict == {"workId": 5}
 
 
-@pytest.mark.parametrize("name", sorted(n for n in dir(errors) if isinstance(getattr(errors, n), type)
-                                        and issubclass(getattr(errors, n), Exception)))
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        n for n in dir(errors) if isinstance(getattr(errors, n), type) and issubclass(getattr(errors, n), Exception)
+    ),
+)
 def test_every_ledger_exception_has_the_one_root(name):
     assert issubclass(getattr(errors, name), errors.LedgerError)
 
@@ -62,22 +69,29 @@ def test_every_ledger_exception_has_the_one_root(name):
 def test_ingest_errors_share_the_root():
     from ledger import ingest
 
-    classes = [c for c in vars(ingest).values()
-               if isinstance(c, type) and issubclass(c, Exception) and c.__module__ == "ledger.ingest"]
+    classes = [
+        c
+        for c in vars(ingest).values()
+        if isinstance(c, type) and issubclass(c, Exception) and c.__module__ == "ledger.ingest"
+    ]
     assert classes and all(issubclass(c, errors.LedgerError) for c in classes)
 
 
 def test_services_do_not_import_the_cli():
-    code = ("import sys, ledger.relayer, ledger.mqtt, ledger.ingest, ledger.indexer, ledger.runtime; "
-            "print(sorted(m for m in sys.modules if m == 'ledger.cli'))")
+    code = (
+        "import sys, ledger.relayer, ledger.mqtt, ledger.ingest, ledger.indexer, ledger.runtime; "
+        "print(sorted(m for m in sys.modules if m == 'ledger.cli'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_version_does_not_import_web3():
-    code = ("import sys; sys.argv = ['ledger', '--version']\n"
-            "from ledger.cli import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('web3' in sys.modules)")
+    code = (
+        "import sys; sys.argv = ['ledger', '--version']\n"
+        "from ledger.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('web3' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("False")

@@ -17,27 +17,53 @@ NOW = 1_800_000_000.0
 
 def node(head: int | None) -> SimpleNamespace:
     if head is None:
+
         class Down:
             @property
             def block_number(self):
                 raise ConnectionError("refused")
+
         return SimpleNamespace(eth=Down())
     return SimpleNamespace(eth=SimpleNamespace(block_number=head))
 
 
 def _checkpoint(engine, block: int, updated_at: float) -> None:
     with engine.begin() as conn:
-        conn.execute(insert(IndexerCheckpoint).values(id=1, chain_id=31337, ledger_address="0x" + "00" * 20,
-                                                      deploy_block=1, block_number=block, block_hash=None,
-                                                      updated_at=int(updated_at)))
+        conn.execute(
+            insert(IndexerCheckpoint).values(
+                id=1,
+                chain_id=31337,
+                ledger_address="0x" + "00" * 20,
+                deploy_block=1,
+                block_number=block,
+                block_hash=None,
+                updated_at=int(updated_at),
+            )
+        )
 
 
 def _pending(engine, received: float, reason: str | None = None) -> None:
     with session_factory(engine)() as s:
-        s.add(PendingBatch(device="0x" + "11" * 20, licensee_index=1, device_number=1, nonce=int(received) % 10**6,
-                           from_time=1, to_time=2, entries=b"\0" * 6, signature=b"\0" * 64, digest=f"0x{int(received):064x}",
-                           entry_count=1, plays=1, source="http", status=PENDING, attempts=0, reason=reason,
-                           received_at=datetime.fromtimestamp(received, UTC)))
+        s.add(
+            PendingBatch(
+                device="0x" + "11" * 20,
+                licensee_index=1,
+                device_number=1,
+                nonce=int(received) % 10**6,
+                from_time=1,
+                to_time=2,
+                entries=b"\0" * 6,
+                signature=b"\0" * 64,
+                digest=f"0x{int(received):064x}",
+                entry_count=1,
+                plays=1,
+                source="http",
+                status=PENDING,
+                attempts=0,
+                reason=reason,
+                received_at=datetime.fromtimestamp(received, UTC),
+            )
+        )
         s.commit()
 
 

@@ -1,10 +1,11 @@
 """The scripted history indexed into SQLite and PostgreSQL matches the chain to the unit."""
+
 from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ledger.models import (BatchSkip, Device, Licensee, Payee, PayeeCredit, PlayBatch, Work, WorkPeriodStats)
+from ledger.models import BatchSkip, Device, Licensee, Payee, PayeeCredit, PlayBatch, Work, WorkPeriodStats
 from ledger.statements import Period, credited_total, statement
 
 from ledger_helpers import index
@@ -50,9 +51,15 @@ def test_plays_per_work_and_month_match_the_batches_applied(engine, w3, deployme
     index(engine, w3, deployment)
     st = WorkPeriodStats.__table__
     with Session(engine) as conn:
-        got = {(r.work_id, r.period): int(r.plays) for r in conn.execute(
-            select(st.c.work_id, st.c.period, func.sum(st.c.plays).label("plays"))
-            .group_by(st.c.work_id, st.c.period)) if r.plays}
+        got = {
+            (r.work_id, r.period): int(r.plays)
+            for r in conn.execute(
+                select(st.c.work_id, st.c.period, func.sum(st.c.plays).label("plays")).group_by(
+                    st.c.work_id, st.c.period
+                )
+            )
+            if r.plays
+        }
     assert got == history.plays_by_work_month
 
 
@@ -70,8 +77,9 @@ def test_conservation_holds_in_the_index(engine, w3, deployment, client, history
     """Token held by the ledger == escrows + undistributed accruals + payee balances."""
     index(engine, w3, deployment)
     with Session(engine) as conn:
-        escrow = sum(l.escrow_deposited - l.escrow_withdrawn - l.escrow_charged
-                     for l in conn.execute(select(Licensee)).scalars())
+        escrow = sum(
+            l.escrow_deposited - l.escrow_withdrawn - l.escrow_charged for l in conn.execute(select(Licensee)).scalars()
+        )
         accrued = sum(w.accrued - w.distributed for w in conn.execute(select(Work)).scalars())
         balances = sum(p.credited - p.withdrawn for p in conn.execute(select(Payee)).scalars())
     held = client.token_balance(deployment.ledger.address)
@@ -97,10 +105,15 @@ def test_unlicensed_and_expired_plays_are_recorded_without_charge(engine, w3, de
     w = history.works
     st = WorkPeriodStats.__table__
     with Session(engine) as conn:
+
         def totals(work, period):
-            r = conn.execute(select(func.sum(st.c.plays), func.sum(st.c.licensed_plays), func.sum(st.c.play_gross))
-                             .where(st.c.work_id == work, st.c.period == period)).one()
+            r = conn.execute(
+                select(func.sum(st.c.plays), func.sum(st.c.licensed_plays), func.sum(st.c.play_gross)).where(
+                    st.c.work_id == work, st.c.period == period
+                )
+            ).one()
             return tuple(int(x or 0) for x in r)
+
         # thirds: venue's one-day METERED license covers October, not November or December
         assert totals(w["thirds"], 202610) == (1000, 1000, 3000)
         assert totals(w["thirds"], 202611) == (500, 0, 0)
@@ -113,8 +126,13 @@ def test_plays_carry_the_device_territory(engine, w3, deployment, history):
     index(engine, w3, deployment)
     st = WorkPeriodStats.__table__
     with Session(engine) as conn:
-        rows = dict(conn.execute(select(st.c.territory, func.sum(st.c.plays)).where(
-            st.c.work_id == history.works["harbour"], st.c.period == 202610).group_by(st.c.territory)).all())
+        rows = dict(
+            conn.execute(
+                select(st.c.territory, func.sum(st.c.plays))
+                .where(st.c.work_id == history.works["harbour"], st.c.period == 202610)
+                .group_by(st.c.territory)
+            ).all()
+        )
     assert {k: int(v) for k, v in rows.items()} == {"GB": 121, "FR": 15, "US": 3, "": 0}
 
 
@@ -152,9 +170,13 @@ def test_month_statement_rows(engine, w3, deployment, client, history):
     assert (harbour.plays, harbour.licensed_plays, harbour.gross) == (139, 136, 136 * 1234 + 5_000_000)
     assert harbour.share_bps == 6000
     with Session(engine) as conn:
-        credits = conn.execute(select(func.sum(PayeeCredit.amount)).where(
-            PayeeCredit.payee == history.accounts["artist"], PayeeCredit.work_id == history.works["harbour"],
-            PayeeCredit.period == 202610)).scalar_one()
+        credits = conn.execute(
+            select(func.sum(PayeeCredit.amount)).where(
+                PayeeCredit.payee == history.accounts["artist"],
+                PayeeCredit.work_id == history.works["harbour"],
+                PayeeCredit.period == 202610,
+            )
+        ).scalar_one()
     assert harbour.net == credits > 0
     assert st.totals.net == sum(r.net for r in st.rows)
 

@@ -1,4 +1,5 @@
 """The indexer survives crashes, never writes a row twice, rebuilds identically, and follows."""
+
 from __future__ import annotations
 
 import pytest
@@ -50,8 +51,9 @@ def reference(tmp_path, w3, deployment, history):
 
 
 @pytest.mark.parametrize("rows_allowed", [0, 7, 40, 90])
-def test_killed_mid_range_then_rerun_loses_and_duplicates_nothing(engine, w3, deployment, history, reference,
-                                                                  rows_allowed):
+def test_killed_mid_range_then_rerun_loses_and_duplicates_nothing(
+    engine, w3, deployment, history, reference, rows_allowed
+):
     failing = _failing_after(rows_allowed)(engine, w3, deployment, block_range=8, progress=False)
     with pytest.raises(Boom):
         failing.run()
@@ -140,8 +142,9 @@ def test_a_checkpoint_off_the_chain_is_detected(engine, w3, deployment, history)
         conn.execute(update(IndexerCheckpoint).values(block_hash="0x" + "ab" * 32))
     index(engine, w3, deployment)  # by default it rolls back and indexes the chain as it is
     after = table_snapshot(engine)
-    assert {k: v for k, v in after.items() if k != "indexer_checkpoint"} == \
-        {k: v for k, v in before.items() if k != "indexer_checkpoint"}
+    assert {k: v for k, v in after.items() if k != "indexer_checkpoint"} == {
+        k: v for k, v in before.items() if k != "indexer_checkpoint"
+    }
 
 
 def _titles(engine) -> list[str]:
@@ -153,8 +156,7 @@ def _titles(engine) -> list[str]:
 
 @pytest.mark.parametrize("depth", [1, 3, 10])
 @pytest.mark.parametrize("how", ["rollback", "snapshot"])
-def test_index_follows_the_chain_through_a_reorg(engine, w3, deployment, client, history, chain_snapshot, depth,
-                                                 how):
+def test_index_follows_the_chain_through_a_reorg(engine, w3, deployment, client, history, chain_snapshot, depth, how):
     """Blocks the index has seen leave the chain (anvil_rollback, or a devnet reverted to a
     snapshot); other blocks take their place. The index drops what left and indexes what came."""
     index(engine, w3, deployment)

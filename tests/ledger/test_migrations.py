@@ -1,4 +1,5 @@
 """Alembic owns the schema: upgrade from empty, downgrade to base, upgrade again; models match."""
+
 from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata

@@ -1,4 +1,5 @@
 """NonceWords: the nonce bitmap cache of ingest, with a fake node (no chain)."""
+
 from __future__ import annotations
 
 import pytest
@@ -94,8 +95,14 @@ def test_unreachable_node_is_chain_unavailable():
 
 
 def test_selector_comes_from_the_abi():
-    abi = [{"type": "function", "name": "nonceBitmap", "inputs": [{"type": "address"}, {"type": "uint256"}],
-            "outputs": [{"type": "uint256"}]}]
+    abi = [
+        {
+            "type": "function",
+            "name": "nonceBitmap",
+            "inputs": [{"type": "address"}, {"type": "uint256"}],
+            "outputs": [{"type": "uint256"}],
+        }
+    ]
     assert nonce_bitmap_selector(abi).hex() == keccak(text="nonceBitmap(address,uint256)")[:4].hex()
     with pytest.raises(ValueError):
         nonce_bitmap_selector([dict(abi[0], inputs=[{"type": "uint64"}, {"type": "uint32"}])])

@@ -1,4 +1,5 @@
 """The direct PlayBatch digest and signer recovery against eth-account's generic paths."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,24 +17,39 @@ digests = st.binary(min_size=32, max_size=32)
 
 
 @settings(max_examples=200, deadline=None)
-@given(chain_id=st.integers(min_value=0, max_value=2**256 - 1), ledger=addresses, device=addresses,
-       nonce=st.integers(min_value=0, max_value=2**256 - 1), from_time=st.integers(min_value=0, max_value=2**64 - 1),
-       to_time=st.integers(min_value=0, max_value=2**64 - 1), entries=st.binary(max_size=6 * 40))
+@given(
+    chain_id=st.integers(min_value=0, max_value=2**256 - 1),
+    ledger=addresses,
+    device=addresses,
+    nonce=st.integers(min_value=0, max_value=2**256 - 1),
+    from_time=st.integers(min_value=0, max_value=2**64 - 1),
+    to_time=st.integers(min_value=0, max_value=2**64 - 1),
+    entries=st.binary(max_size=6 * 40),
+)
 def test_batch_digest_equals_encode_typed_data(chain_id, ledger, device, nonce, from_time, to_time, entries):
-    assert (playbatch.batch_digest(chain_id, ledger, device, nonce, from_time, to_time, entries)
-            == playbatch.batch_digest_generic(chain_id, ledger, device, nonce, from_time, to_time, entries))
+    assert playbatch.batch_digest(
+        chain_id, ledger, device, nonce, from_time, to_time, entries
+    ) == playbatch.batch_digest_generic(chain_id, ledger, device, nonce, from_time, to_time, entries)
 
 
 def test_batch_digest_ignores_address_case():
     ledger, device = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0", "0x8ba1f109551bD432803012645Ac136ddd64DBA72"
-    assert (playbatch.batch_digest(1, ledger, device, 1, 2, 3, b"x")
-            == playbatch.batch_digest(1, ledger.lower(), device.upper().replace("0X", "0x"), 1, 2, 3, b"x"))
+    assert playbatch.batch_digest(1, ledger, device, 1, 2, 3, b"x") == playbatch.batch_digest(
+        1, ledger.lower(), device.upper().replace("0X", "0x"), 1, 2, 3, b"x"
+    )
 
 
 @pytest.mark.parametrize("field", ["nonce", "from_time", "to_time", "device"])
 def test_batch_digest_refuses_values_its_type_cannot_hold(field):
-    args = {"chain_id": 1, "ledger_address": "0x" + "11" * 20, "device": "0x" + "22" * 20, "nonce": 1,
-            "from_time": 2, "to_time": 3, "entries": b""}
+    args = {
+        "chain_id": 1,
+        "ledger_address": "0x" + "11" * 20,
+        "device": "0x" + "22" * 20,
+        "nonce": 1,
+        "from_time": 2,
+        "to_time": 3,
+        "entries": b"",
+    }
     args[field] = "0x1234" if field == "device" else (2**256 if field == "nonce" else 2**64)
     with pytest.raises(BatchFormatError):
         playbatch.batch_digest(**args)
@@ -68,8 +84,9 @@ def test_high_s_twin_that_eth_account_accepts_is_refused(account, digest):
     assert Account._recover_hash(digest, vrs=(flipped_v, sig.r, high_s)) == account.address
     rsv = sig.r.to_bytes(32, "big") + high_s.to_bytes(32, "big") + bytes([flipped_v])
     assert _ingest_signer(digest, rsv) is None
-    assert _ingest_signer(digest, sig.r.to_bytes(32, "big") + sig.s.to_bytes(32, "big") + bytes([sig.v])) \
-        == bytes.fromhex(account.address[2:])
+    assert _ingest_signer(
+        digest, sig.r.to_bytes(32, "big") + sig.s.to_bytes(32, "big") + bytes([sig.v])
+    ) == bytes.fromhex(account.address[2:])
 
 
 @pytest.mark.parametrize("s", [playbatch.MAX_S + 1, 2**255 - 1])

@@ -1,4 +1,5 @@
 """The event projection alone: hand-built decoded events in, rows and counters out. No chain, no database."""
+
 from __future__ import annotations
 
 import struct
@@ -8,9 +9,25 @@ import pytest
 from ledger.chain import LicenseKind
 from ledger.errors import InconsistentEventError
 from ledger.events import DecodedEvent
-from ledger.indexer.projection import (BATCH_SKIPS, DISTRIBUTIONS, ESCROW_MOVEMENTS, LICENSE_PURCHASES, PAYEE_CREDITS,
-                                       PLAY_BATCHES, SPLIT_SHARES, TERMS, TOKEN_TRANSFERS, WITHDRAWALS, WORK_TRANSFERS,
-                                       WORK_URI_UPDATES, ZERO_ADDRESS, Projection, RangeRows, State, period_of)
+from ledger.indexer.projection import (
+    BATCH_SKIPS,
+    DISTRIBUTIONS,
+    ESCROW_MOVEMENTS,
+    LICENSE_PURCHASES,
+    PAYEE_CREDITS,
+    PLAY_BATCHES,
+    SPLIT_SHARES,
+    TERMS,
+    TOKEN_TRANSFERS,
+    WITHDRAWALS,
+    WORK_TRANSFERS,
+    WORK_URI_UPDATES,
+    ZERO_ADDRESS,
+    Projection,
+    RangeRows,
+    State,
+    period_of,
+)
 from ledger.metadata import isrc_to_bytes12, make_data_uri
 from ledger.playbatch import encode_entries, make_device_id
 
@@ -64,9 +81,14 @@ def apply(projection: Projection, e: DecodedEvent, rows: RangeRows, ts: int = TS
 @pytest.fixture
 def state() -> State:
     """Work 7 and 8 registered, work 7 split 50/50 and licensed METERED to a licensee with one GB device."""
-    return State(splits={WORK: ([ALICE, BOB], [5_000, 5_000])},
-                 licensee_by_index={LICENSEE_INDEX: LICENSEE}, index_by_licensee={LICENSEE: LICENSEE_INDEX},
-                 metered={(LICENSEE, WORK): (RATE, TS + 1000, 0, 0)}, territory={DEVICE: "GB"}, works={WORK, OTHER_WORK})
+    return State(
+        splits={WORK: ([ALICE, BOB], [5_000, 5_000])},
+        licensee_by_index={LICENSEE_INDEX: LICENSEE},
+        index_by_licensee={LICENSEE: LICENSEE_INDEX},
+        metered={(LICENSEE, WORK): (RATE, TS + 1000, 0, 0)},
+        territory={DEVICE: "GB"},
+        works={WORK, OTHER_WORK},
+    )
 
 
 @pytest.fixture
@@ -81,6 +103,7 @@ def rows() -> RangeRows:
 
 # ----------------------------------------------------------------------------- dispatch
 
+
 def test_events_the_index_does_not_keep_have_no_handler(projection):
     approval = event("WorkRegistry", "Approval", owner=OWNER, approved=BUYER, tokenId=WORK)
     assert projection.handler(approval) is None
@@ -94,19 +117,38 @@ def test_the_same_event_name_on_another_contract_has_its_own_handler(projection,
 
 # ----------------------------------------------------------------------------- works
 
+
 def test_work_registered_inserts_the_work_with_its_metadata(projection, rows):
     uri = make_data_uri("Blue Harbour", "T-123.456.789-0")
-    apply(projection, event("WorkRegistry", "WorkRegistered", workId=9, owner=OWNER,
-                            isrc=isrc_to_bytes12("GB-ABC-26-00001"), uri=uri), rows)
+    apply(
+        projection,
+        event(
+            "WorkRegistry", "WorkRegistered", workId=9, owner=OWNER, isrc=isrc_to_bytes12("GB-ABC-26-00001"), uri=uri
+        ),
+        rows,
+    )
     assert rows.works.new[9] == {
-        "work_id": 9, "owner": OWNER, "registrant": OWNER, "isrc": "GBABC2600001", "iswc": "T-123.456.789-0",
-        "title": "Blue Harbour", "uri": uri, "registered_block": BLOCK, "registered_at": TS, "split_locked": False,
-        "plays": 0, "licensed_plays": 0, "accrued": 0, "distributed": 0}
+        "work_id": 9,
+        "owner": OWNER,
+        "registrant": OWNER,
+        "isrc": "GBABC2600001",
+        "iswc": "T-123.456.789-0",
+        "title": "Blue Harbour",
+        "uri": uri,
+        "registered_block": BLOCK,
+        "registered_at": TS,
+        "split_locked": False,
+        "plays": 0,
+        "licensed_plays": 0,
+        "accrued": 0,
+        "distributed": 0,
+    }
 
 
 def test_work_registered_without_isrc_stores_none(projection, rows):
-    apply(projection, event("WorkRegistry", "WorkRegistered", workId=9, owner=OWNER, isrc=bytes(12),
-                            uri="ipfs://x"), rows)
+    apply(
+        projection, event("WorkRegistry", "WorkRegistered", workId=9, owner=OWNER, isrc=bytes(12), uri="ipfs://x"), rows
+    )
     assert rows.works.new[9]["isrc"] is None
     assert rows.works.new[9]["title"] is None
 
@@ -122,8 +164,9 @@ def test_work_uri_updated_sets_title_and_iswc_and_keeps_the_update(projection, r
     uri = make_data_uri("New Title", "T-000.000.001-0")
     apply(projection, event("WorkRegistry", "WorkURIUpdated", 2, workId=WORK, uri=uri), rows)
     assert rows.works.sets[WORK] == {"uri": uri, "title": "New Title", "iswc": "T-000.000.001-0"}
-    assert rows.rows[WORK_URI_UPDATES] == [{"block_number": BLOCK, "log_index": 2, "tx_hash": TX, "timestamp": TS,
-                                            "work_id": WORK, "uri": uri}]
+    assert rows.rows[WORK_URI_UPDATES] == [
+        {"block_number": BLOCK, "log_index": 2, "tx_hash": TX, "timestamp": TS, "work_id": WORK, "uri": uri}
+    ]
 
 
 def test_work_uri_updated_for_an_unregistered_work_is_inconsistent(projection, rows):
@@ -134,8 +177,17 @@ def test_work_uri_updated_for_an_unregistered_work_is_inconsistent(projection, r
 def test_work_transfer_moves_the_owner(projection, rows):
     apply(projection, event("WorkRegistry", "Transfer", **{"from": OWNER, "to": BUYER, "tokenId": WORK}), rows)
     assert rows.works.sets[WORK] == {"owner": BUYER}
-    assert rows.rows[WORK_TRANSFERS] == [{"block_number": BLOCK, "log_index": 0, "tx_hash": TX, "timestamp": TS,
-                                          "work_id": WORK, "from_address": OWNER, "to_address": BUYER}]
+    assert rows.rows[WORK_TRANSFERS] == [
+        {
+            "block_number": BLOCK,
+            "log_index": 0,
+            "tx_hash": TX,
+            "timestamp": TS,
+            "work_id": WORK,
+            "from_address": OWNER,
+            "to_address": BUYER,
+        }
+    ]
 
 
 def test_work_mint_is_recorded_but_leaves_the_owner_to_work_registered(projection, rows):
@@ -154,10 +206,13 @@ def test_transfer_of_a_work_registered_in_the_same_range_updates_the_new_row(pro
 
 # ----------------------------------------------------------------------------- splits and payouts
 
+
 def test_split_set_writes_one_share_row_per_payee_in_order(projection, rows):
     apply(projection, ledger_event("SplitSet", 3, workId=OTHER_WORK, payees=[ALICE, BOB], bps=[7_000, 3_000]), rows)
     assert [(r["position"], r["payee"], r["bps"], r["work_id"], r["log_index"]) for r in rows.rows[SPLIT_SHARES]] == [
-        (0, ALICE, 7_000, OTHER_WORK, 3), (1, BOB, 3_000, OTHER_WORK, 3)]
+        (0, ALICE, 7_000, OTHER_WORK, 3),
+        (1, BOB, 3_000, OTHER_WORK, 3),
+    ]
 
 
 def test_split_set_replaces_the_split_later_distributions_use(projection, state, rows):
@@ -167,11 +222,14 @@ def test_split_set_replaces_the_split_later_distributions_use(projection, state,
     assert rows.payees == {CAROL: [500, 0]}
 
 
-@pytest.mark.parametrize("payees, bps", [
-    ([], []),
-    ([ALICE, BOB], [10_000]),
-    ([ALICE, BOB], [5_000, 4_999]),
-])
+@pytest.mark.parametrize(
+    "payees, bps",
+    [
+        ([], []),
+        ([ALICE, BOB], [10_000]),
+        ([ALICE, BOB], [5_000, 4_999]),
+    ],
+)
 def test_split_set_that_is_not_a_valid_split_is_inconsistent(projection, rows, payees, bps):
     with pytest.raises(InconsistentEventError, match="not a valid split"):
         apply(projection, ledger_event("SplitSet", workId=WORK, payees=payees, bps=bps), rows)
@@ -192,15 +250,27 @@ def test_distributed_gives_the_rounding_remainder_to_the_first_payee(projection,
     apply(projection, ledger_event("Distributed", 4, workId=WORK, amount=100), rows)
     credits = rows.rows[PAYEE_CREDITS]
     assert [(c["position"], c["payee"], c["bps"], c["amount"]) for c in credits] == [
-        (0, ALICE, 3_333, 34), (1, BOB, 3_333, 33), (2, CAROL, 3_334, 33)]
+        (0, ALICE, 3_333, 34),
+        (1, BOB, 3_333, 33),
+        (2, CAROL, 3_334, 33),
+    ]
     assert sum(c["amount"] for c in credits) == 100
     assert all(c["period"] == PERIOD and c["work_id"] == WORK for c in credits)
 
 
 def test_distributed_records_the_distribution_in_its_period(projection, rows):
     apply(projection, ledger_event("Distributed", 4, workId=WORK, amount=1_001), rows)
-    assert rows.rows[DISTRIBUTIONS] == [{"block_number": BLOCK, "log_index": 4, "tx_hash": TX, "timestamp": TS,
-                                         "work_id": WORK, "amount": 1_001, "period": PERIOD}]
+    assert rows.rows[DISTRIBUTIONS] == [
+        {
+            "block_number": BLOCK,
+            "log_index": 4,
+            "tx_hash": TX,
+            "timestamp": TS,
+            "work_id": WORK,
+            "amount": 1_001,
+            "period": PERIOD,
+        }
+    ]
 
 
 def test_distributed_adds_to_the_work_and_to_each_payee_credited(projection, rows):
@@ -220,43 +290,103 @@ def test_withdrawn_adds_to_the_payee_withdrawn_total(projection, rows):
     apply(projection, ledger_event("Withdrawn", 2, payee=ALICE, to=ALICE, amount=5), rows)
     assert rows.payees == {ALICE: [0, 75]}
     assert [(w["payee"], w["to_address"], w["amount"]) for w in rows.rows[WITHDRAWALS]] == [
-        (ALICE, CAROL, 70), (ALICE, ALICE, 5)]
+        (ALICE, CAROL, 70),
+        (ALICE, ALICE, 5),
+    ]
 
 
 # ----------------------------------------------------------------------------- terms, licenses, escrow
 
+
 def test_terms_set_is_recorded_as_offered(projection, rows):
-    apply(projection, ledger_event("TermsSet", workId=WORK, kind=1, fee=300, ratePerPlay=RATE, duration=86_400,
-                                   offered=True), rows)
-    assert rows.rows[TERMS] == [{"block_number": BLOCK, "log_index": 0, "tx_hash": TX, "timestamp": TS,
-                                 "work_id": WORK, "kind": 1, "fee": 300, "rate_per_play": RATE, "duration": 86_400,
-                                 "offered": True}]
+    apply(
+        projection,
+        ledger_event("TermsSet", workId=WORK, kind=1, fee=300, ratePerPlay=RATE, duration=86_400, offered=True),
+        rows,
+    )
+    assert rows.rows[TERMS] == [
+        {
+            "block_number": BLOCK,
+            "log_index": 0,
+            "tx_hash": TX,
+            "timestamp": TS,
+            "work_id": WORK,
+            "kind": 1,
+            "fee": 300,
+            "rate_per_play": RATE,
+            "duration": 86_400,
+            "offered": True,
+        }
+    ]
 
 
 def test_licensee_registered_is_indexed_both_ways(projection, state, rows):
     apply(projection, ledger_event("LicenseeRegistered", licensee=BUYER, licenseeIndex=4), rows)
-    assert rows.licensees.new[4] == {"licensee_index": 4, "address": BUYER, "registered_block": BLOCK,
-                                     "escrow_deposited": 0, "escrow_withdrawn": 0, "escrow_charged": 0}
+    assert rows.licensees.new[4] == {
+        "licensee_index": 4,
+        "address": BUYER,
+        "registered_block": BLOCK,
+        "escrow_deposited": 0,
+        "escrow_withdrawn": 0,
+        "escrow_charged": 0,
+    }
     assert state.licensee_by_index[4] == BUYER
     assert state.index_by_licensee[BUYER] == 4
 
 
-def license_bought(log_index: int = 0, licensee: str = LICENSEE, work_id: int = OTHER_WORK,
-                   kind: int = int(LicenseKind.METERED), fee: int = 0, rate: int = 40,
-                   expiry: int = TS + 5000, prev_rate: int = 0, prev_expiry: int = 0) -> DecodedEvent:
-    return ledger_event("LicenseBought", log_index, licensee=licensee, workId=work_id, kind=kind, fee=fee,
-                        ratePerPlay=rate, expiry=expiry, prevRate=prev_rate, prevExpiry=prev_expiry)
+def license_bought(
+    log_index: int = 0,
+    licensee: str = LICENSEE,
+    work_id: int = OTHER_WORK,
+    kind: int = int(LicenseKind.METERED),
+    fee: int = 0,
+    rate: int = 40,
+    expiry: int = TS + 5000,
+    prev_rate: int = 0,
+    prev_expiry: int = 0,
+) -> DecodedEvent:
+    return ledger_event(
+        "LicenseBought",
+        log_index,
+        licensee=licensee,
+        workId=work_id,
+        kind=kind,
+        fee=fee,
+        ratePerPlay=rate,
+        expiry=expiry,
+        prevRate=prev_rate,
+        prevExpiry=prev_expiry,
+    )
 
 
 def test_license_bought_records_the_purchase_and_the_license(projection, rows):
     apply(projection, license_bought(fee=250), rows)
-    assert rows.rows[LICENSE_PURCHASES] == [{
-        "block_number": BLOCK, "log_index": 0, "tx_hash": TX, "timestamp": TS, "licensee": LICENSEE,
-        "work_id": OTHER_WORK, "kind": int(LicenseKind.METERED), "fee": 250, "rate_per_play": 40,
-        "expiry": TS + 5000, "period": PERIOD}]
+    assert rows.rows[LICENSE_PURCHASES] == [
+        {
+            "block_number": BLOCK,
+            "log_index": 0,
+            "tx_hash": TX,
+            "timestamp": TS,
+            "licensee": LICENSEE,
+            "work_id": OTHER_WORK,
+            "kind": int(LicenseKind.METERED),
+            "fee": 250,
+            "rate_per_play": 40,
+            "expiry": TS + 5000,
+            "period": PERIOD,
+        }
+    ]
     assert rows.licenses[(LICENSEE, OTHER_WORK, int(LicenseKind.METERED))] == {
-        "licensee": LICENSEE, "work_id": OTHER_WORK, "kind": int(LicenseKind.METERED), "rate_per_play": 40,
-        "expiry": TS + 5000, "prev_rate_per_play": 0, "prev_expiry": 0, "updated_block": BLOCK, "fees_paid": 250}
+        "licensee": LICENSEE,
+        "work_id": OTHER_WORK,
+        "kind": int(LicenseKind.METERED),
+        "rate_per_play": 40,
+        "expiry": TS + 5000,
+        "prev_rate_per_play": 0,
+        "prev_expiry": 0,
+        "updated_block": BLOCK,
+        "fees_paid": 250,
+    }
 
 
 def test_license_bought_twice_in_a_range_keeps_the_latest_terms_and_adds_the_fees(projection, rows):
@@ -297,24 +427,35 @@ def test_license_bought_for_an_unregistered_work_is_inconsistent(projection, row
 
 def test_escrow_deposit_adds_to_the_licensee_deposits(projection, rows):
     apply(projection, ledger_event("EscrowDeposited", 1, licensee=LICENSEE, **{"from": BUYER, "amount": 1_000}), rows)
-    assert rows.licensees.deltas[LICENSEE_INDEX] == {"escrow_deposited": 1_000, "escrow_withdrawn": 0,
-                                                     "escrow_charged": 0}
+    assert rows.licensees.deltas[LICENSEE_INDEX] == {
+        "escrow_deposited": 1_000,
+        "escrow_withdrawn": 0,
+        "escrow_charged": 0,
+    }
     assert [(m["licensee"], m["counterparty"], m["direction"], m["amount"]) for m in rows.rows[ESCROW_MOVEMENTS]] == [
-        (LICENSEE, BUYER, "deposit", 1_000)]
+        (LICENSEE, BUYER, "deposit", 1_000)
+    ]
 
 
 def test_escrow_withdrawal_adds_to_the_licensee_withdrawals(projection, rows):
     apply(projection, ledger_event("EscrowWithdrawn", 1, licensee=LICENSEE, to=CAROL, amount=300), rows)
-    assert rows.licensees.deltas[LICENSEE_INDEX] == {"escrow_deposited": 0, "escrow_withdrawn": 300,
-                                                     "escrow_charged": 0}
+    assert rows.licensees.deltas[LICENSEE_INDEX] == {
+        "escrow_deposited": 0,
+        "escrow_withdrawn": 300,
+        "escrow_charged": 0,
+    }
     assert [(m["counterparty"], m["direction"], m["amount"]) for m in rows.rows[ESCROW_MOVEMENTS]] == [
-        (CAROL, "withdraw", 300)]
+        (CAROL, "withdraw", 300)
+    ]
 
 
-@pytest.mark.parametrize("name, args", [
-    ("EscrowDeposited", {"licensee": BUYER, "from": BUYER, "amount": 1}),
-    ("EscrowWithdrawn", {"licensee": BUYER, "to": BUYER, "amount": 1}),
-])
+@pytest.mark.parametrize(
+    "name, args",
+    [
+        ("EscrowDeposited", {"licensee": BUYER, "from": BUYER, "amount": 1}),
+        ("EscrowWithdrawn", {"licensee": BUYER, "to": BUYER, "amount": 1}),
+    ],
+)
 def test_escrow_of_an_unregistered_licensee_is_inconsistent(projection, rows, name, args):
     with pytest.raises(InconsistentEventError, match="no LicenseeRegistered"):
         apply(projection, ledger_event(name, **args), rows)
@@ -322,14 +463,25 @@ def test_escrow_of_an_unregistered_licensee_is_inconsistent(projection, rows, na
 
 # ----------------------------------------------------------------------------- devices
 
+
 def test_device_registered_inserts_the_device_with_its_territory(projection, state, rows):
     device_id = make_device_id(LICENSEE_INDEX, 2)
-    apply(projection, ledger_event("DeviceRegistered", deviceId=device_id, device=DEVICE_KEY, licensee=LICENSEE,
-                                   territory=b"FR"), rows)
+    apply(
+        projection,
+        ledger_event("DeviceRegistered", deviceId=device_id, device=DEVICE_KEY, licensee=LICENSEE, territory=b"FR"),
+        rows,
+    )
     assert rows.devices.new[device_id] == {
-        "device_id": device_id, "address": DEVICE_KEY, "licensee": LICENSEE, "territory": "FR",
-        "registered_block": BLOCK, "registered_at": TS, "revoked": False, "revoked_block": None,
-        "revoked_at": None}
+        "device_id": device_id,
+        "address": DEVICE_KEY,
+        "licensee": LICENSEE,
+        "territory": "FR",
+        "registered_block": BLOCK,
+        "registered_at": TS,
+        "revoked": False,
+        "revoked_block": None,
+        "revoked_at": None,
+    }
     assert state.territory[device_id] == "FR"
 
 
@@ -340,10 +492,18 @@ def test_device_revoked_updates_a_device_of_an_earlier_range(projection, rows):
 
 def test_device_registered_and_revoked_in_one_range_is_written_revoked(projection, rows):
     device_id = make_device_id(LICENSEE_INDEX, 2)
-    apply(projection, ledger_event("DeviceRegistered", deviceId=device_id, device=DEVICE_KEY, licensee=LICENSEE,
-                                   territory=b"FR"), rows)
-    apply(projection, event("RoyaltyLedger", "DeviceRevoked", 0, block=BLOCK + 3, deviceId=device_id,
-                            device=DEVICE_KEY, revokedAt=TS), rows)
+    apply(
+        projection,
+        ledger_event("DeviceRegistered", deviceId=device_id, device=DEVICE_KEY, licensee=LICENSEE, territory=b"FR"),
+        rows,
+    )
+    apply(
+        projection,
+        event(
+            "RoyaltyLedger", "DeviceRevoked", 0, block=BLOCK + 3, deviceId=device_id, device=DEVICE_KEY, revokedAt=TS
+        ),
+        rows,
+    )
     assert (rows.devices.new[device_id]["revoked"], rows.devices.new[device_id]["revoked_block"]) == (True, BLOCK + 3)
     assert rows.devices.sets == {}
 
@@ -356,6 +516,7 @@ def test_device_revoked_keeps_its_territory_for_plays_the_chain_recorded(project
 
 
 # ----------------------------------------------------------------------------- plays
+
 
 def test_licensed_plays_are_charged_at_the_license_rate(projection, rows):
     apply(projection, plays_event((DEVICE, 11, TS - 60, TS, 3 * RATE, {WORK: 3})), rows)
@@ -393,29 +554,56 @@ def test_plays_add_to_the_work_counters_and_the_period_territory_summary(project
 
 
 def test_plays_charge_the_licensee_escrow(projection, rows):
-    apply(projection, plays_event((DEVICE, 11, TS - 60, TS, 3 * RATE, {WORK: 3}),
-                                  (DEVICE, 12, TS - 30, TS, 2 * RATE, {WORK: 2, OTHER_WORK: 1})), rows)
+    apply(
+        projection,
+        plays_event(
+            (DEVICE, 11, TS - 60, TS, 3 * RATE, {WORK: 3}),
+            (DEVICE, 12, TS - 30, TS, 2 * RATE, {WORK: 2, OTHER_WORK: 1}),
+        ),
+        rows,
+    )
     assert rows.licensees.deltas[LICENSEE_INDEX]["escrow_charged"] == 5 * RATE
 
 
 def test_play_batch_row_sums_its_entries_and_charge(projection, rows):
     apply(projection, plays_event((DEVICE, 11, TS - 60, TS, 3 * RATE, {WORK: 3, OTHER_WORK: 4})), rows)
-    assert rows.rows[PLAY_BATCHES] == [{
-        "block_number": BLOCK, "log_index": 5, "tx_hash": TX, "timestamp": TS, "batch_index": 0, "device_id": DEVICE,
-        "licensee_index": LICENSEE_INDEX, "nonce": 11, "from_time": TS - 60, "to_time": TS, "charged": 3 * RATE,
-        "entries": 2, "plays": 7, "period": PERIOD}]
+    assert rows.rows[PLAY_BATCHES] == [
+        {
+            "block_number": BLOCK,
+            "log_index": 5,
+            "tx_hash": TX,
+            "timestamp": TS,
+            "batch_index": 0,
+            "device_id": DEVICE,
+            "licensee_index": LICENSEE_INDEX,
+            "nonce": 11,
+            "from_time": TS - 60,
+            "to_time": TS,
+            "charged": 3 * RATE,
+            "entries": 2,
+            "plays": 7,
+            "period": PERIOD,
+        }
+    ]
 
 
 def test_each_batch_of_an_event_gets_its_own_batch_index(projection, rows):
-    apply(projection, plays_event((DEVICE, 11, TS - 60, TS, 0, {OTHER_WORK: 1}),
-                                  (DEVICE, 12, TS - 30, TS, 0, {OTHER_WORK: 2})), rows)
+    apply(
+        projection,
+        plays_event((DEVICE, 11, TS - 60, TS, 0, {OTHER_WORK: 1}), (DEVICE, 12, TS - 30, TS, 0, {OTHER_WORK: 2})),
+        rows,
+    )
     assert [(p[2], p[5]) for p in rows.plays] == [(0, 1), (1, 2)]
     assert [(b["batch_index"], b["nonce"]) for b in rows.rows[PLAY_BATCHES]] == [(0, 11), (1, 12)]
 
 
 def test_plays_are_in_the_period_of_the_block_not_of_the_batch(projection, rows):
-    apply(projection, plays_event((DEVICE, 11, TS - 86_400 * 40, TS - 86_400 * 35, 0, {OTHER_WORK: 1})), rows,
-          ts=TS + 86_400 * 31)
+    apply(
+        projection,
+        plays_event((DEVICE, 11, TS - 86_400 * 40, TS - 86_400 * 35, 0, {OTHER_WORK: 1})),
+        rows,
+        ts=TS + 86_400 * 31,
+    )
     assert rows.plays[0][10] == 202612
 
 
@@ -457,15 +645,29 @@ def test_plays_of_an_unregistered_work_are_recorded_as_an_anomaly_and_indexing_g
 def test_plays_are_charged_at_the_rate_of_the_period_they_ended_in(projection, rows):
     """After a renewal at another rate, a batch that ended in the previous period pays the old rate."""
     apply(projection, license_bought(work_id=WORK, rate=50, expiry=TS + 100, prev_rate=30, prev_expiry=TS), rows)
-    apply(projection, plays_event((DEVICE, 11, TS - 60, TS, 2 * 30, {WORK: 2}),
-                                  (DEVICE, 12, TS + 1, TS + 50, 2 * 50, {WORK: 2}), log_index=5), rows)
+    apply(
+        projection,
+        plays_event(
+            (DEVICE, 11, TS - 60, TS, 2 * 30, {WORK: 2}), (DEVICE, 12, TS + 1, TS + 50, 2 * 50, {WORK: 2}), log_index=5
+        ),
+        rows,
+    )
     assert [p[7] for p in rows.plays] == [30, 50]
 
 
 def test_batch_skipped_records_the_reason_by_name(projection, rows):
     apply(projection, ledger_event("BatchSkipped", 2, deviceId=DEVICE, nonce=12, reason=6), rows)
-    assert rows.rows[BATCH_SKIPS] == [{"block_number": BLOCK, "log_index": 2, "tx_hash": TX, "timestamp": TS,
-                                       "device_id": DEVICE, "nonce": 12, "reason": "InsufficientEscrow"}]
+    assert rows.rows[BATCH_SKIPS] == [
+        {
+            "block_number": BLOCK,
+            "log_index": 2,
+            "tx_hash": TX,
+            "timestamp": TS,
+            "device_id": DEVICE,
+            "nonce": 12,
+            "reason": "InsufficientEscrow",
+        }
+    ]
 
 
 def test_batch_skipped_with_an_unknown_reason_records_its_number(projection, rows):
@@ -480,10 +682,20 @@ def test_batch_skipped_charges_nothing(projection, rows):
 
 # ----------------------------------------------------------------------------- token
 
+
 def test_token_transfer_is_recorded_with_its_amount(projection, rows):
     apply(projection, event("Token", "Transfer", 9, **{"from": BUYER, "to": LICENSEE, "value": 1_000}), rows)
-    assert rows.rows[TOKEN_TRANSFERS] == [{"block_number": BLOCK, "log_index": 9, "tx_hash": TX, "timestamp": TS,
-                                           "from_address": BUYER, "to_address": LICENSEE, "amount": 1_000}]
+    assert rows.rows[TOKEN_TRANSFERS] == [
+        {
+            "block_number": BLOCK,
+            "log_index": 9,
+            "tx_hash": TX,
+            "timestamp": TS,
+            "from_address": BUYER,
+            "to_address": LICENSEE,
+            "amount": 1_000,
+        }
+    ]
 
 
 def test_token_transfer_changes_no_counter(projection, rows):
@@ -505,11 +717,22 @@ def test_timestamp_cache_keeps_the_blocks_just_loaded_when_it_is_full(monkeypatc
 
     from ledger.chain import ContractInfo, Deployment
 
-    transfer = [{"type": "event", "name": "Transfer", "anonymous": False, "inputs": [
-        {"name": "from", "type": "address", "indexed": True}, {"name": "to", "type": "address", "indexed": True},
-        {"name": "value", "type": "uint256", "indexed": False}]}]
-    contracts = {name: ContractInfo("0x" + f"{i + 1:040x}", transfer if name == "TestStablecoin" else [])
-                 for i, name in enumerate(("TestStablecoin", "WorkRegistry", "RoyaltyLedger"))}
+    transfer = [
+        {
+            "type": "event",
+            "name": "Transfer",
+            "anonymous": False,
+            "inputs": [
+                {"name": "from", "type": "address", "indexed": True},
+                {"name": "to", "type": "address", "indexed": True},
+                {"name": "value", "type": "uint256", "indexed": False},
+            ],
+        }
+    ]
+    contracts = {
+        name: ContractInfo("0x" + f"{i + 1:040x}", transfer if name == "TestStablecoin" else [])
+        for i, name in enumerate(("TestStablecoin", "WorkRegistry", "RoyaltyLedger"))
+    }
     deployment = Deployment(31337, 0, "0x" + "00" * 20, contracts)
     monkeypatch.setattr(source, "MAX_CACHED_TIMESTAMPS", 3)
     logs = source.LogSource(Node(), deployment, deployment.event_decoder())

@@ -1,5 +1,6 @@
 """The relayer's parts without a node: settlement rules, the packer (an injected estimator over
 an in-memory SQLite pending store) and fees. The relayer against Anvil is in tests/e2e."""
+
 from __future__ import annotations
 
 import struct
@@ -18,19 +19,37 @@ from web3 import Web3
 from ledger import playbatch
 from ledger.db import make_engine, session_factory
 from ledger.events import DecodedEvent
-from ledger.pending import (CONFIRMED, INFLIGHT, PENDING, REJECTED, TX_DONE, TX_SENT, PendingBatch, RelayTransaction,
-                            create_tables, utcnow)
+from ledger.pending import (
+    CONFIRMED,
+    INFLIGHT,
+    PENDING,
+    REJECTED,
+    TX_DONE,
+    TX_SENT,
+    PendingBatch,
+    RelayTransaction,
+    create_tables,
+    utcnow,
+)
 from ledger.relayer import RelayerConfig
 from ledger.relayer.packer import Packer, encode
 from ledger.relayer.sender import DEFAULT_TIP, Sender, fees_for
-from ledger.relayer.settlement import (INSUFFICIENT_ESCROW, UNATTRIBUTABLE, apply_verdict, settle_from_chain, settle_outcome,
-                                       settle_receipt, settle_revert)
+from ledger.relayer.settlement import (
+    INSUFFICIENT_ESCROW,
+    UNATTRIBUTABLE,
+    apply_verdict,
+    settle_from_chain,
+    settle_outcome,
+    settle_receipt,
+    settle_revert,
+)
 
 TX = "0x" + "ab" * 32
 BLOCK = 1234
 
 
 # ----------------------------------------------------------------------------- settlement rules
+
 
 @dataclass
 class Row:
@@ -53,14 +72,19 @@ class Row:
 
 
 def _applied(*rows: Row, tx_hash: str = TX, block: int = BLOCK) -> dict:
-    return {(r.device_id, r.nonce): playbatch.AppliedBatch(
-        playbatch.PlayRecord(r.device_id, r.nonce, 0, 1, 0, [(1, r.plays)]), tx_hash, block) for r in rows}
+    return {
+        (r.device_id, r.nonce): playbatch.AppliedBatch(
+            playbatch.PlayRecord(r.device_id, r.nonce, 0, 1, 0, [(1, r.plays)]), tx_hash, block
+        )
+        for r in rows
+    }
 
 
 def _outcome(applied=(), skipped=()) -> playbatch.BatchOutcome:
     """The outcome of a transaction that applied `applied` and skipped each (row, reason) of `skipped`."""
-    return playbatch.BatchOutcome(applied=_applied(*applied),
-                                  skipped={(r.device_id, r.nonce): reason for r, reason in skipped})
+    return playbatch.BatchOutcome(
+        applied=_applied(*applied), skipped={(r.device_id, r.nonce): reason for r, reason in skipped}
+    )
 
 
 def _apply(rows, verdicts):
@@ -108,8 +132,9 @@ def test_batch_in_neither_event_is_rejected_as_unattributable():
 
 def test_report_counts_every_fate_of_one_transaction():
     rows = [Row(i, nonce=i, plays=i + 1) for i in range(4)]
-    report = _settle(rows, _outcome(applied=[rows[0]],
-                                    skipped=[(rows[1], INSUFFICIENT_ESCROW), (rows[2], "DeviceRevoked")]))
+    report = _settle(
+        rows, _outcome(applied=[rows[0]], skipped=[(rows[1], INSUFFICIENT_ESCROW), (rows[2], "DeviceRevoked")])
+    )
     assert (report.tx_hash, report.batches, report.plays, report.calldata, report.gas_used) == (TX, 4, 10, 300, 90_000)
     assert (report.confirmed, report.rejected, report.repending, report.reverted) == (1, 2, 1, False)
     assert [r.status for r in rows] == [CONFIRMED, PENDING, REJECTED, REJECTED]
@@ -161,6 +186,7 @@ def test_settle_from_chain_rejects_used_nonce_not_applied_as_nonce_used():
 
 # ----------------------------------------------------------------------------- the pending store
 
+
 @pytest.fixture
 def sessions():
     engine = make_engine("sqlite://")
@@ -180,11 +206,24 @@ def _store(sessions, count, licensee_index=1, device_number=1, **fields) -> list
     """Stores `count` pending batches of one device (nonces 0..count-1); returns their ids."""
     device = _device(licensee_index, device_number)
     with sessions.begin() as s:
-        rows = [PendingBatch(device=device, licensee_index=licensee_index, device_number=device_number, nonce=n,
-                             from_time=100 * n, to_time=100 * n + 50, entries=struct.pack(">IH", 1, 1 + n),
-                             signature=bytes([n + 1]) * 64, digest=f"0x{licensee_index:02x}{device_number:02x}{n:060x}",
-                             entry_count=1, plays=1 + n, source="http", **fields)
-                for n in range(count)]
+        rows = [
+            PendingBatch(
+                device=device,
+                licensee_index=licensee_index,
+                device_number=device_number,
+                nonce=n,
+                from_time=100 * n,
+                to_time=100 * n + 50,
+                entries=struct.pack(">IH", 1, 1 + n),
+                signature=bytes([n + 1]) * 64,
+                digest=f"0x{licensee_index:02x}{device_number:02x}{n:060x}",
+                entry_count=1,
+                plays=1 + n,
+                source="http",
+                **fields,
+            )
+            for n in range(count)
+        ]
         s.add_all(rows)
         s.flush()
         return [r.id for r in rows]
@@ -240,7 +279,13 @@ def test_pack_orders_batches_by_licensee_device_and_nonce(sessions):
     with sessions() as s:
         rows, _, _ = packer.pack(s)
         assert [(r.licensee_index, r.device_number, r.nonce) for r in rows] == [
-            (1, 1, 0), (1, 1, 1), (1, 2, 0), (1, 2, 1), (2, 1, 0), (2, 1, 1)]
+            (1, 1, 0),
+            (1, 1, 1),
+            (1, 2, 0),
+            (1, 2, 1),
+            (2, 1, 0),
+            (2, 1, 1),
+        ]
 
 
 def test_pack_shrinks_when_the_estimate_exceeds_the_gas_cap(sessions):
@@ -293,6 +338,7 @@ def test_pack_skips_an_unpayable_batch_until_its_retry_time(sessions):
 
 # ----------------------------------------------------------------------------- settling in the database
 
+
 def _records(*rows: PendingBatch) -> bytes:
     out = b""
     for r in rows:
@@ -303,8 +349,17 @@ def _records(*rows: PendingBatch) -> bytes:
 
 def _relay_tx(sessions, ids) -> int:
     with sessions.begin() as s:
-        rtx = RelayTransaction(sender=RELAYER, tx_nonce=0, tx_hashes=TX, raw_tx=b"raw", gas_limit=1, calldata_size=300,
-                               batch_count=len(ids), sent_block=1, status=TX_SENT)
+        rtx = RelayTransaction(
+            sender=RELAYER,
+            tx_nonce=0,
+            tx_hashes=TX,
+            raw_tx=b"raw",
+            gas_limit=1,
+            calldata_size=300,
+            batch_count=len(ids),
+            sent_block=1,
+            status=TX_SENT,
+        )
         s.add(rtx)
         s.flush()
         for i in ids:
@@ -319,24 +374,40 @@ def test_settle_receipt_writes_each_verdict_and_marks_the_transaction_done(sessi
     with sessions() as s:
         applied = s.get(PendingBatch, ids[0])
         skipped = s.get(PendingBatch, ids[1])
-        logs = [DecodedEvent("RoyaltyLedger", "PlaysRecorded", {"records": _records(applied)}, BLOCK, 0, TX),
-                DecodedEvent("RoyaltyLedger", "BatchSkipped", {"deviceId": skipped.device_id, "nonce": 1,
-                                                                "reason": playbatch.SKIP_REASONS.index("BadSignature")},
-                             BLOCK, 1, TX)]
-    receipt = {"transactionHash": bytes.fromhex(TX[2:]), "blockNumber": BLOCK, "gasUsed": 77_000, "status": 1,
-               "logs": logs}
+        logs = [
+            DecodedEvent("RoyaltyLedger", "PlaysRecorded", {"records": _records(applied)}, BLOCK, 0, TX),
+            DecodedEvent(
+                "RoyaltyLedger",
+                "BatchSkipped",
+                {"deviceId": skipped.device_id, "nonce": 1, "reason": playbatch.SKIP_REASONS.index("BadSignature")},
+                BLOCK,
+                1,
+                TX,
+            ),
+        ]
+    receipt = {
+        "transactionHash": bytes.fromhex(TX[2:]),
+        "blockNumber": BLOCK,
+        "gasUsed": 77_000,
+        "status": 1,
+        "logs": logs,
+    }
     report = settle_receipt(sessions, rtx_id, receipt, decode=lambda log: log)
     assert (report.confirmed, report.rejected, report.repending, report.gas_used) == (1, 2, 0, 77_000)
     with sessions() as s:
         rows = [s.get(PendingBatch, i) for i in ids]
-        assert [(r.status, r.reason) for r in rows] == [(CONFIRMED, None), (REJECTED, "BadSignature"),
-                                                        (REJECTED, UNATTRIBUTABLE)]
+        assert [(r.status, r.reason) for r in rows] == [
+            (CONFIRMED, None),
+            (REJECTED, "BadSignature"),
+            (REJECTED, UNATTRIBUTABLE),
+        ]
         assert (rows[0].confirmed_tx_hash, rows[0].confirmed_block) == (TX, BLOCK)
         rtx = s.get(RelayTransaction, rtx_id)
         assert (rtx.status, rtx.mined_tx_hash, rtx.mined_block, rtx.gas_used) == (TX_DONE, TX, BLOCK, 77_000)
 
 
 # ----------------------------------------------------------------------------- fees
+
 
 def test_first_fees_are_twice_the_base_fee_plus_the_tip():
     assert fees_for(100, 7) == {"maxPriorityFeePerGas": 7, "maxFeePerGas": 207}
@@ -352,8 +423,15 @@ def test_a_replacement_follows_the_market_when_it_rose_further():
     assert fees_for(1_000, 200, bump_from=old) == {"maxPriorityFeePerGas": 200, "maxFeePerGas": 2_200}
 
 
-SUBMIT_ABI = [{"type": "function", "name": "submitBatches", "inputs": [{"name": "data", "type": "bytes"}],
-               "outputs": [{"name": "applied", "type": "uint256"}], "stateMutability": "nonpayable"}]
+SUBMIT_ABI = [
+    {
+        "type": "function",
+        "name": "submitBatches",
+        "inputs": [{"name": "data", "type": "bytes"}],
+        "outputs": [{"name": "applied", "type": "uint256"}],
+        "stateMutability": "nonpayable",
+    }
+]
 
 
 class FakeEth:
@@ -390,8 +468,15 @@ def _sender(calls, hashes=None, **eth):
     to = Account.create().address
     fake = type("FakeWeb3", (), {"eth": FakeEth(calls, **eth)})()
     config = RelayerConfig(bump_after=0, poll=0, receipt_timeout=5)
-    return Sender(fake, w3.eth.contract(address=to, abi=SUBMIT_ABI), to, Account.create(), 31337, config,
-                  FakeVersions(calls, hashes if hashes is not None else []))
+    return Sender(
+        fake,
+        w3.eth.contract(address=to, abi=SUBMIT_ABI),
+        to,
+        Account.create(),
+        31337,
+        config,
+        FakeVersions(calls, hashes if hashes is not None else []),
+    )
 
 
 def test_fees_fall_back_to_a_one_gwei_tip_without_eth_max_priority_fee():

@@ -53,8 +53,9 @@ def test_keys_and_broker_credentials_stay_out_of_repr():
     assert "secret" not in repr(s) and "hunter2" not in repr(s)
 
 
-@pytest.mark.parametrize(("argv", "level"), [(["--debug"], "DEBUG"), (["--debug", "--log-level", "info"], "INFO"),
-                                           ([], "WARNING")])
+@pytest.mark.parametrize(
+    ("argv", "level"), [(["--debug"], "DEBUG"), (["--debug", "--log-level", "info"], "INFO"), ([], "WARNING")]
+)
 def test_log_level_comes_from_the_option_then_debug_then_the_setting(monkeypatch, argv, level):
     import logging
 

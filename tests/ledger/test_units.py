@@ -1,4 +1,5 @@
 """Pieces that need no chain: periods, metadata, amounts, statement formats, settings."""
+
 from __future__ import annotations
 
 import json
@@ -19,18 +20,29 @@ def test_period_of_is_the_utc_month():
     assert period_of(1793491200) == 202611
 
 
-@pytest.mark.parametrize("args, expected", [
-    (("2026-11", None, None), Period(202611, 202611)),
-    (("all", None, None), Period()),
-    ((None, "2026-01", "2026-03"), Period(202601, 202603)),
-    ((None, "2026-01", None), Period(202601, None)),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (("2026-11", None, None), Period(202611, 202611)),
+        (("all", None, None), Period()),
+        ((None, "2026-01", "2026-03"), Period(202601, 202603)),
+        ((None, "2026-01", None), Period(202601, None)),
+    ],
+)
 def test_parse_period(args, expected):
     assert parse_period(*args) == expected
 
 
-@pytest.mark.parametrize("args", [("2026-00", None, None), ("26-11", None, None), (None, None, None),
-                                  ("2026-11", "2026-01", None), (None, "2026-05", "2026-04")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("2026-00", None, None),
+        ("26-11", None, None),
+        (None, None, None),
+        ("2026-11", "2026-01", None),
+        (None, "2026-05", "2026-04"),
+    ],
+)
 def test_parse_period_rejects(args):
     with pytest.raises(UserError):
         parse_period(*args)
@@ -55,8 +67,10 @@ def test_isrc_encoding():
 
 
 def test_statement_formats_are_exact():
-    rows = [StatementRow(1, 'Quote "me", please', "GBABC2600001", 10, 8, 2**70, 6000, 2**70 // 2),
-            StatementRow(2, None, None, 0, 0, 0, 0, 5)]
+    rows = [
+        StatementRow(1, 'Quote "me", please', "GBABC2600001", 10, 8, 2**70, 6000, 2**70 // 2),
+        StatementRow(2, None, None, 0, 0, 0, 0, 5),
+    ]
     st = Statement("0x" + "11" * 20, Period(202611, 202611), rows)
     csv_text = st.to_csv()
     assert csv_text.splitlines()[1] == f'1,"Quote ""me"", please",GBABC2600001,10,8,{2**70},6000,{2**69}'

@@ -3,6 +3,7 @@ PostgreSQL), users of each role, and the index seeded as the indexer writes it.
 
 Run: ``pytest -p no:pytest-brownie -p no:cacheprovider tests/webapp``.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -51,11 +52,19 @@ def users(engine, password_hash, monkeypatch):
     Their password hash is one real scrypt hash made once per session (scrypt is slow on
     purpose); sign-up tests hash for real."""
     real = accounts.generate_password_hash
-    monkeypatch.setattr(accounts, "generate_password_hash",
-                        lambda password, method: password_hash if password == PASSWORD else real(password, method))
+    monkeypatch.setattr(
+        accounts,
+        "generate_password_hash",
+        lambda password, method: password_hash if password == PASSWORD else real(password, method),
+    )
     made = {}
-    for name, roles in [("alice", ["artist"]), ("label", ["label"]), ("bob", ["artist"]), ("lic", ["licensee"]),
-                        ("multi", ["artist", "label"])]:
+    for name, roles in [
+        ("alice", ["artist"]),
+        ("label", ["label"]),
+        ("bob", ["artist"]),
+        ("lic", ["licensee"]),
+        ("multi", ["artist", "label"]),
+    ]:
         made[name] = accounts.create_user(engine, name, PASSWORD, roles, SECRET)
     monkeypatch.setattr(accounts, "generate_password_hash", real)
     return made
@@ -71,9 +80,11 @@ def seeded(engine, users):
 @pytest.fixture
 def as_user(app, users):
     """as_user("alice") -> a Portal logged in as alice."""
+
     def make(name):
         portal = Portal(app)
         response = portal.login(name)
         assert response.status_code == 302, response.data[:500]
         return portal
+
     return make

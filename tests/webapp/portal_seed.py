@@ -4,6 +4,7 @@ Work 1 "Blue Hour" is alice's, split alice 70% / the label 30%, METERED terms; w
 alone. Work 1 has plays in October and November 2026: GB from 3 devices (shown), FR from one
 device (merged into "other" with k = 3), and unlicensed plays in US by another licensee.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -59,44 +60,133 @@ def seed(engine, alice: str, label: str, bob: str) -> Seeded:
 
     rows: list = []
     t0 = ts(2026, 10, 1)
-    rows.append(Work(work_id=1, owner=alice, registrant=alice, isrc="USSKG1912345", iswc="T-034.524.680-1",
-                     title="Blue Hour", uri="data:", registered_block=100, registered_at=t0, split_locked=False,
-                     plays=0, licensed_plays=0, accrued=0, distributed=0))
-    rows.append(Work(work_id=2, owner=bob, registrant=bob, isrc="GBABC2600002", iswc=None, title="Bob's Song",
-                     uri="data:", registered_block=100, registered_at=t0, split_locked=False, plays=0,
-                     licensed_plays=0, accrued=0, distributed=0))
+    rows.append(
+        Work(
+            work_id=1,
+            owner=alice,
+            registrant=alice,
+            isrc="USSKG1912345",
+            iswc="T-034.524.680-1",
+            title="Blue Hour",
+            uri="data:",
+            registered_block=100,
+            registered_at=t0,
+            split_locked=False,
+            plays=0,
+            licensed_plays=0,
+            accrued=0,
+            distributed=0,
+        )
+    )
+    rows.append(
+        Work(
+            work_id=2,
+            owner=bob,
+            registrant=bob,
+            isrc="GBABC2600002",
+            iswc=None,
+            title="Bob's Song",
+            uri="data:",
+            registered_block=100,
+            registered_at=t0,
+            split_locked=False,
+            plays=0,
+            licensed_plays=0,
+            accrued=0,
+            distributed=0,
+        )
+    )
     e = ev(t0)
-    rows += [SplitShare(**e, work_id=1, position=0, payee=alice, bps=7000),
-             SplitShare(**e, work_id=1, position=1, payee=label, bps=3000)]
+    rows += [
+        SplitShare(**e, work_id=1, position=0, payee=alice, bps=7000),
+        SplitShare(**e, work_id=1, position=1, payee=label, bps=3000),
+    ]
     rows.append(SplitShare(**ev(t0), work_id=2, position=0, payee=bob, bps=10000))
     rows.append(Terms(**ev(t0), work_id=1, kind=1, fee=0, rate_per_play=RATE, duration=365 * 86400, offered=True))
-    rows.append(License(licensee=VENUE, work_id=1, kind=1, rate_per_play=RATE, expiry=t0 + 365 * 86400, fees_paid=0,
-                        updated_block=100))
-    rows.append(LicensePurchase(**ev(t0), licensee=VENUE, work_id=1, kind=1, fee=0, rate_per_play=RATE,
-                                expiry=t0 + 365 * 86400, period=202610))
+    rows.append(
+        License(
+            licensee=VENUE,
+            work_id=1,
+            kind=1,
+            rate_per_play=RATE,
+            expiry=t0 + 365 * 86400,
+            fees_paid=0,
+            updated_block=100,
+        )
+    )
+    rows.append(
+        LicensePurchase(
+            **ev(t0),
+            licensee=VENUE,
+            work_id=1,
+            kind=1,
+            fee=0,
+            rate_per_play=RATE,
+            expiry=t0 + 365 * 86400,
+            period=202610,
+        )
+    )
     devices = [(1, "GB", VENUE), (2, "GB", VENUE), (3, "GB", VENUE), (4, "FR", VENUE), (5, "US", PIRATE)]
     for device_id, territory, owner in devices:
-        rows.append(Device(device_id=device_id, address=Account.from_key(bytes([device_id]) * 32).address,
-                           licensee=owner, territory=territory, registered_block=100, registered_at=t0,
-                           revoked=False))
+        rows.append(
+            Device(
+                device_id=device_id,
+                address=Account.from_key(bytes([device_id]) * 32).address,
+                licensee=owner,
+                territory=territory,
+                registered_block=100,
+                registered_at=t0,
+                revoked=False,
+            )
+        )
     stats: dict = {}
     total_plays = total_gross = 0
     batch_index = 0
     for (y, m, d), device_id, count, licensed in [
-            ((2026, 10, 3), 1, 10, True), ((2026, 10, 3), 2, 20, True), ((2026, 10, 4), 3, 30, True),
-            ((2026, 10, 5), 4, 5, True), ((2026, 10, 5), 5, 7, False),
-            ((2026, 11, 2), 1, 40, True), ((2026, 11, 2), 4, 2, True)]:
+        ((2026, 10, 3), 1, 10, True),
+        ((2026, 10, 3), 2, 20, True),
+        ((2026, 10, 4), 3, 30, True),
+        ((2026, 10, 5), 4, 5, True),
+        ((2026, 10, 5), 5, 7, False),
+        ((2026, 11, 2), 1, 40, True),
+        ((2026, 11, 2), 4, 2, True),
+    ]:
         block[0] += 1
         t = ts(y, m, d)
         period = y * 100 + m
         territory = devices[device_id - 1][1]
         amount = count * RATE if licensed else 0
         e = ev(t)
-        rows.append(PlayBatch(**e, batch_index=batch_index, device_id=device_id, licensee_index=1, nonce=block[0],
-                              from_time=t - 60, to_time=t, charged=amount, entries=1, plays=count, period=period))
-        rows.append(Play(block_number=e["block_number"], log_index=e["log_index"], batch_index=batch_index, work_id=1,
-                         device_id=device_id, count=count, licensed=licensed, rate=RATE if licensed else 0,
-                         amount=amount, territory=territory, period=period))
+        rows.append(
+            PlayBatch(
+                **e,
+                batch_index=batch_index,
+                device_id=device_id,
+                licensee_index=1,
+                nonce=block[0],
+                from_time=t - 60,
+                to_time=t,
+                charged=amount,
+                entries=1,
+                plays=count,
+                period=period,
+            )
+        )
+        rows.append(
+            Play(
+                block_number=e["block_number"],
+                log_index=e["log_index"],
+                batch_index=batch_index,
+                work_id=1,
+                device_id=device_id,
+                count=count,
+                licensed=licensed,
+                rate=RATE if licensed else 0,
+                amount=amount,
+                territory=territory,
+                period=period,
+            )
+        )
         cell = stats.setdefault((period, territory), [0, 0, 0])
         cell[0] += count
         cell[1] += count if licensed else 0
@@ -104,8 +194,17 @@ def seed(engine, alice: str, label: str, bob: str) -> Seeded:
         total_plays += count
         total_gross += amount
     for (period, territory), (plays, licensed, gross) in stats.items():
-        rows.append(WorkPeriodStats(work_id=1, period=period, territory=territory, plays=plays, licensed_plays=licensed,
-                                    play_gross=gross, fee_gross=0))
+        rows.append(
+            WorkPeriodStats(
+                work_id=1,
+                period=period,
+                territory=territory,
+                plays=plays,
+                licensed_plays=licensed,
+                play_gross=gross,
+                fee_gross=0,
+            )
+        )
     # November: distribute October's 65 licensed plays ($0.065): alice 45,500, label 19,500 units.
     block[0] += 1
     dist = 65 * RATE
@@ -113,12 +212,16 @@ def seed(engine, alice: str, label: str, bob: str) -> Seeded:
     rows.append(Distribution(**e, work_id=1, amount=dist, period=202611))
     net_alice, net_label = dist * 7000 // 10000, dist * 3000 // 10000
     net_alice += dist - net_alice - net_label
-    rows += [PayeeCredit(**e, work_id=1, position=0, payee=alice, bps=7000, amount=net_alice, period=202611),
-             PayeeCredit(**e, work_id=1, position=1, payee=label, bps=3000, amount=net_label, period=202611)]
+    rows += [
+        PayeeCredit(**e, work_id=1, position=0, payee=alice, bps=7000, amount=net_alice, period=202611),
+        PayeeCredit(**e, work_id=1, position=1, payee=label, bps=3000, amount=net_label, period=202611),
+    ]
     withdrawn = 10_000
     rows.append(Withdrawal(**ev(ts(2026, 11, 12)), payee=alice, to_address=alice, amount=withdrawn))
-    rows += [Payee(address=alice, credited=net_alice, withdrawn=withdrawn),
-             Payee(address=label, credited=net_label, withdrawn=0)]
+    rows += [
+        Payee(address=alice, credited=net_alice, withdrawn=withdrawn),
+        Payee(address=label, credited=net_label, withdrawn=0),
+    ]
     with session_scope(engine) as session:
         session.add_all(rows)
         w1 = session.get(Work, 1)

@@ -1,5 +1,6 @@
 """Helpers of the portal tests (a module with its own name, so test modules never import a
 `conftest` that another suite's conftest may shadow)."""
+
 from __future__ import annotations
 
 import json
@@ -18,17 +19,25 @@ SECRET = "test-secret-" + "x" * 40
 
 def make_app(engine, **portal):
     settings = Settings.from_env().with_(rpc_url="http://127.0.0.1:9", database_url=str(engine.url))
-    defaults = dict(secret_key=SECRET, rate_login="1000 per minute", rate_signup="1000 per minute",
-                    rate_token="1000 per minute")
+    defaults = dict(
+        secret_key=SECRET, rate_login="1000 per minute", rate_signup="1000 per minute", rate_token="1000 per minute"
+    )
     defaults.update(portal)
-    return create_app({"TESTING": True, "LEDGER_SETTINGS": settings, "LEDGER_ENGINE": engine,
-                       "PORTAL_SETTINGS": PortalSettings(**defaults)})
+    return create_app(
+        {
+            "TESTING": True,
+            "LEDGER_SETTINGS": settings,
+            "LEDGER_ENGINE": engine,
+            "PORTAL_SETTINGS": PortalSettings(**defaults),
+        }
+    )
 
 
 def csrf_of(html: bytes | str) -> str:
     text = html.decode() if isinstance(html, bytes) else html
-    m = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', text) or \
-        re.search(r'name="csrf-token" content="([^"]+)"', text)
+    m = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', text) or re.search(
+        r'name="csrf-token" content="([^"]+)"', text
+    )
     assert m, "no CSRF token on the page"
     return m.group(1)
 
@@ -60,12 +69,25 @@ OZ_BUILD = ROOT / "node_modules" / "@openzeppelin" / "contracts" / "build" / "co
 def compile_gasless_target() -> tuple[list[Any], str]:
     """ABI and bytecode of tests/webapp/contracts/GaslessTarget.sol (solc-js through the shim)."""
     source = (ROOT / "tests" / "webapp" / "contracts" / "GaslessTarget.sol").read_text()
-    request = {"language": "Solidity", "sources": {"GaslessTarget.sol": {"content": source}},
-               "settings": {"remappings": ["@openzeppelin/=node_modules/@openzeppelin/"], "evmVersion": "cancun",
-                            "optimizer": {"enabled": True, "runs": 200},
-                            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}}}
-    out = subprocess.run(["node", str(ROOT / "tools" / "solc" / "solc.js"), "--standard-json"], cwd=ROOT,
-                         input=json.dumps(request), capture_output=True, text=True, timeout=300, check=True)
+    request = {
+        "language": "Solidity",
+        "sources": {"GaslessTarget.sol": {"content": source}},
+        "settings": {
+            "remappings": ["@openzeppelin/=node_modules/@openzeppelin/"],
+            "evmVersion": "cancun",
+            "optimizer": {"enabled": True, "runs": 200},
+            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
+        },
+    }
+    out = subprocess.run(
+        ["node", str(ROOT / "tools" / "solc" / "solc.js"), "--standard-json"],
+        cwd=ROOT,
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     doc = json.loads(out.stdout)
     errors = [e for e in doc.get("errors", []) if e["severity"] == "error"]
     assert not errors, errors
@@ -88,8 +110,15 @@ def deploy_gasless_world(w3: Any, forwarder_name: str) -> tuple[Any, Any]:
     forwarder = json.loads((OZ_BUILD / "ERC2771Forwarder.json").read_text())
     forwarder_address = deploy_contract(w3, forwarder["abi"], forwarder["bytecode"], forwarder_name)
     target = deploy_contract(w3, target_abi, target_code, forwarder_address)
-    deployment = Deployment(w3.eth.chain_id, 0, w3.eth.accounts[0], {
-        "Token": ContractInfo(target, token_interface_abi(BUILD_DIR)), "WorkRegistry": ContractInfo(target, target_abi),
-        "RoyaltyLedger": ContractInfo(target, target_abi),
-        "TrustedForwarder": ContractInfo(forwarder_address, forwarder["abi"])})
+    deployment = Deployment(
+        w3.eth.chain_id,
+        0,
+        w3.eth.accounts[0],
+        {
+            "Token": ContractInfo(target, token_interface_abi(BUILD_DIR)),
+            "WorkRegistry": ContractInfo(target, target_abi),
+            "RoyaltyLedger": ContractInfo(target, target_abi),
+            "TrustedForwarder": ContractInfo(forwarder_address, forwarder["abi"]),
+        },
+    )
     return deployment, w3.eth.contract(address=target, abi=target_abi)

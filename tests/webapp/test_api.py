@@ -1,5 +1,6 @@
 """The JSON API v1: token or session auth, works, plays, statements, balances, pagination, the
 OpenAPI document (checked against the routes), errors always JSON with a 4xx."""
+
 import json
 import re
 
@@ -86,10 +87,31 @@ def test_pagination(client, engine, seeded, users, alice_token):
 
     with session_scope(engine) as session:
         for n in range(3, 8):
-            session.add(Work(work_id=n, owner=seeded.alice, registrant=seeded.alice, isrc=None, iswc=None,
-                             title=f"W{n}", uri="", registered_block=1, registered_at=ts(2026, 10, 1)))
-            session.add(SplitShare(block_number=500 + n, log_index=0, tx_hash="0x", timestamp=0, work_id=n,
-                                   position=0, payee=seeded.alice, bps=10000))
+            session.add(
+                Work(
+                    work_id=n,
+                    owner=seeded.alice,
+                    registrant=seeded.alice,
+                    isrc=None,
+                    iswc=None,
+                    title=f"W{n}",
+                    uri="",
+                    registered_block=1,
+                    registered_at=ts(2026, 10, 1),
+                )
+            )
+            session.add(
+                SplitShare(
+                    block_number=500 + n,
+                    log_index=0,
+                    tx_hash="0x",
+                    timestamp=0,
+                    work_id=n,
+                    position=0,
+                    payee=seeded.alice,
+                    bps=10000,
+                )
+            )
     first = client.get("/api/v1/works?per_page=4", headers=bearer(alice_token)).get_json()
     assert first["total"] == 6 and [w["workId"] for w in first["items"]] == [1, 3, 4, 5] and first["nextPage"] == 2
     second = client.get("/api/v1/works?per_page=4&page=2", headers=bearer(alice_token)).get_json()
@@ -134,7 +156,11 @@ def test_statements_json_and_csv_match_the_ledger(client, engine, seeded, token)
 
 def test_balances(client, seeded, token, alice_token):
     assert client.get("/api/v1/balances", headers=bearer(token)).get_json() == {
-        "address": seeded.label, "credited": "19500", "withdrawn": "0", "available": "19500"}
+        "address": seeded.label,
+        "credited": "19500",
+        "withdrawn": "0",
+        "available": "19500",
+    }
     alice = client.get("/api/v1/balances", headers=bearer(alice_token)).get_json()
     assert int(alice["available"]) == seeded.net_alice - seeded.withdrawn_alice
 
@@ -152,8 +178,16 @@ def test_token_use_is_rate_limited(engine, seeded, token):
     assert client.get("/api/v1/balances", headers=bearer(token)).get_json()["error"]["code"] == "rate_limited"
 
 
-@pytest.mark.parametrize("path", ["/api/v1/works/abc", "/api/v1/works/99999999999999999999999", "/api/v1/works/1/x",
-                                  "/api/v1/statements?period=%00", "/api/v1/works?page=%FF"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/works/abc",
+        "/api/v1/works/99999999999999999999999",
+        "/api/v1/works/1/x",
+        "/api/v1/statements?period=%00",
+        "/api/v1/works?page=%FF",
+    ],
+)
 def test_odd_requests_get_json_4xx_never_html_or_500(client, seeded, token, path):
     response = client.get(path, headers=bearer(token))
     assert 400 <= response.status_code < 500 and response.mimetype == "application/json"

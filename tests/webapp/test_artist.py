@@ -1,5 +1,6 @@
 """Artist pages: works list, registration form (validation, queued gasless action), work page,
 distribute, balance and withdraw, statements matching `ledger statement`."""
+
 import json
 import re
 
@@ -14,10 +15,21 @@ ZERO = "0x" + "0" * 40
 
 
 def work_form(portal, **fields):
-    data = {"title": "Night Drive", "isrc": "US-SKG-19-99999", "iswc": "T0345246801",
-            "payees-0-payee": "alice", "payees-0-bps": "7000", "payees-1-payee": "label", "payees-1-bps": "3000",
-            "metered": "y", "metered_rate": "0.002", "metered_fee": "0", "metered_days": "365",
-            "flat_fee": "100", "flat_days": "30"}
+    data = {
+        "title": "Night Drive",
+        "isrc": "US-SKG-19-99999",
+        "iswc": "T0345246801",
+        "payees-0-payee": "alice",
+        "payees-0-bps": "7000",
+        "payees-1-payee": "label",
+        "payees-1-bps": "3000",
+        "metered": "y",
+        "metered_rate": "0.002",
+        "metered_fee": "0",
+        "metered_days": "365",
+        "flat_fee": "100",
+        "flat_days": "30",
+    }
     data.update(fields)
     return portal.post_form("/artist/works/new", {k: v for k, v in data.items() if v is not None})
 
@@ -42,8 +54,10 @@ def test_registration_is_queued_as_a_pending_gasless_action(as_user, engine, use
     params = action.arguments
     assert params["isrc"] == "USSKG1999999" and params["iswc"] == "T-034.524.680-1"
     split, metered = params["then"][0], params["then"][1]
-    assert split == {"kind": "set_split", "params": {"payees": [users["alice"].address, users["label"].address],
-                                                     "bps": [7000, 3000]}}
+    assert split == {
+        "kind": "set_split",
+        "params": {"payees": [users["alice"].address, users["label"].address], "bps": [7000, 3000]},
+    }
     assert metered["params"] == {"kind": 1, "fee": 0, "rate": 2000, "duration": 365 * 86400}
     assert len(params["then"]) == 2  # FLAT not ticked
     page = alice.get("/artist/").data
@@ -71,23 +85,26 @@ def test_registration_with_flat_terms_and_an_address_payee(as_user, engine, user
     assert action.arguments["then"][1]["params"]["fee"] == 100_000_000
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"iswc": "T-034.524.680-2"}, "has a wrong check digit: 2, expected 1"),
-    ({"iswc": "T-034"}, "is not an ISWC"),
-    ({"isrc": "US-SKG-19-1234"}, "is not an ISRC"),
-    ({"isrc": "USSKG1912345"}, "is already registered"),
-    ({"payees-1-bps": "2000"}, "add up to 9,000 basis points, not 10,000"),
-    ({"payees-1-payee": "nobody-here"}, "no portal user is called"),
-    ({"payees-1-payee": "alice"}, "already in the split"),
-    ({"payees-1-payee": ZERO}, "zero address cannot be a payee"),
-    ({"payees-1-payee": "0x1234"}, "is not an Ethereum address"),
-    ({"payees-1-bps": ""}, "give both a payee and its basis points"),
-    ({"payees-0-payee": "", "payees-0-bps": "", "payees-1-payee": "", "payees-1-bps": ""}, "at least one payee"),
-    ({"payees-1-bps": "20000"}, "Number must be between 1 and 10000"),
-    ({"metered_rate": "0"}, "needs a rate above $0"),
-    ({"metered_rate": "0.0000001"}, "at most 6 decimals"),
-    ({"title": ""}, "This field is required"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"iswc": "T-034.524.680-2"}, "has a wrong check digit: 2, expected 1"),
+        ({"iswc": "T-034"}, "is not an ISWC"),
+        ({"isrc": "US-SKG-19-1234"}, "is not an ISRC"),
+        ({"isrc": "USSKG1912345"}, "is already registered"),
+        ({"payees-1-bps": "2000"}, "add up to 9,000 basis points, not 10,000"),
+        ({"payees-1-payee": "nobody-here"}, "no portal user is called"),
+        ({"payees-1-payee": "alice"}, "already in the split"),
+        ({"payees-1-payee": ZERO}, "zero address cannot be a payee"),
+        ({"payees-1-payee": "0x1234"}, "is not an Ethereum address"),
+        ({"payees-1-bps": ""}, "give both a payee and its basis points"),
+        ({"payees-0-payee": "", "payees-0-bps": "", "payees-1-payee": "", "payees-1-bps": ""}, "at least one payee"),
+        ({"payees-1-bps": "20000"}, "Number must be between 1 and 10000"),
+        ({"metered_rate": "0"}, "needs a rate above $0"),
+        ({"metered_rate": "0.0000001"}, "at most 6 decimals"),
+        ({"title": ""}, "This field is required"),
+    ],
+)
 def test_registration_validation_errors(as_user, engine, seeded, users, fields, message):
     response = work_form(as_user("alice"), **fields)
     assert response.status_code == 400
@@ -156,8 +173,10 @@ def test_balance_page_and_withdraw(as_user, engine, users, seeded):
     assert action.kind == "withdraw" and action.arguments["to"] == to_checksum_address("0x" + "cd" * 20)
 
 
-@pytest.mark.parametrize("to, message", [("0x" + "zz" * 20, "not an Ethereum address"),
-                                         (ZERO, "not an Ethereum address"), ("0x12", "Field must be")])
+@pytest.mark.parametrize(
+    "to, message",
+    [("0x" + "zz" * 20, "not an Ethereum address"), (ZERO, "not an Ethereum address"), ("0x12", "Field must be")],
+)
 def test_withdraw_validation(as_user, seeded, to, message):
     response = as_user("alice").post_form("/artist/balance", {"to": to})
     assert response.status_code == 400 and message in response.data.decode()
@@ -208,6 +227,7 @@ def test_typed_data_and_signature_need_an_action_awaiting_signature(as_user, eng
     [action] = gasless.actions_of(engine, users["alice"].id)
     assert alice.get(f"/artist/actions/{action.id}/typed-data").status_code == 409
     token = csrf_of(alice.get("/artist/actions").data)
-    bad = alice.client.post(f"/artist/actions/{action.id}/signature", json={"signature": "0x12"},
-                            headers={"X-CSRFToken": token})
+    bad = alice.client.post(
+        f"/artist/actions/{action.id}/signature", json={"signature": "0x12"}, headers={"X-CSRFToken": token}
+    )
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "bad_signature"

@@ -1,5 +1,6 @@
 """Accounts in the browser: sign up, log in and out, profile, password, Sign-In with Ethereum;
 CSRF on every form, cookies, security headers, rate limits, secrets never logged."""
+
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -14,8 +15,17 @@ from ledger import accounts
 
 def signup(portal, username="newbie", password=PASSWORD, roles=("artist",), **extra):
     token = csrf_of(portal.get("/signup").data)
-    return portal.client.post("/signup", data={"username": username, "password": password, "confirm": password,
-                                               "roles": list(roles), "csrf_token": token, **extra})
+    return portal.client.post(
+        "/signup",
+        data={
+            "username": username,
+            "password": password,
+            "confirm": password,
+            "roles": list(roles),
+            "csrf_token": token,
+            **extra,
+        },
+    )
 
 
 def test_signup_makes_an_account_with_a_custodial_key(app, engine):
@@ -29,19 +39,27 @@ def test_signup_makes_an_account_with_a_custodial_key(app, engine):
     assert b"Welcome, newbie" in portal.get("/artist/").data
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"username": "x"}, b"Field must be between 3 and 32"),
-    ({"password": "short", "confirm": "short"}, b"Field must be between 10 and 256"),
-    ({"confirm": "something else entirely"}, b"the passwords differ"),
-    ({"roles": []}, b"choose at least one role"),
-    ({"roles": ["admin"]}, b"is not a valid choice"),
-    ({"username": "Bad Name!"}, b"lower-case letters"),
-    ({"payout_address": "0x" + "zz" * 20}, b"is not an Ethereum address"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"username": "x"}, b"Field must be between 3 and 32"),
+        ({"password": "short", "confirm": "short"}, b"Field must be between 10 and 256"),
+        ({"confirm": "something else entirely"}, b"the passwords differ"),
+        ({"roles": []}, b"choose at least one role"),
+        ({"roles": ["admin"]}, b"is not a valid choice"),
+        ({"username": "Bad Name!"}, b"lower-case letters"),
+        ({"payout_address": "0x" + "zz" * 20}, b"is not an Ethereum address"),
+    ],
+)
 def test_signup_validation_errors_are_shown(app, data, message):
     portal = Portal(app)
-    fields = {"username": "newbie", "password": PASSWORD, "confirm": PASSWORD, "roles": ["artist"],
-              "csrf_token": csrf_of(portal.get("/signup").data)}
+    fields = {
+        "username": "newbie",
+        "password": PASSWORD,
+        "confirm": PASSWORD,
+        "roles": ["artist"],
+        "csrf_token": csrf_of(portal.get("/signup").data),
+    }
     fields.update(data)
     response = portal.client.post("/signup", data=fields)
     assert response.status_code == 400
@@ -72,14 +90,16 @@ def test_login_refuses_wrong_credentials_alike(app, users, username, password):
 def test_login_redirects_only_to_local_pages(app, users):
     portal = Portal(app)
     token = csrf_of(portal.get("/login").data)
-    ok = portal.client.post("/login?next=/artist/balance", data={"username": "alice", "password": PASSWORD,
-                                                                 "csrf_token": token})
+    ok = portal.client.post(
+        "/login?next=/artist/balance", data={"username": "alice", "password": PASSWORD, "csrf_token": token}
+    )
     assert ok.headers["Location"] == "/artist/balance"
     for evil in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
         portal = Portal(app)
         token = csrf_of(portal.get("/login").data)
-        response = portal.client.post(f"/login?next={evil}", data={"username": "alice", "password": PASSWORD,
-                                                                  "csrf_token": token})
+        response = portal.client.post(
+            f"/login?next={evil}", data={"username": "alice", "password": PASSWORD, "csrf_token": token}
+        )
         assert response.headers["Location"] == "/artist/"
 
 
@@ -110,11 +130,25 @@ def test_account_page_changes_roles_and_payout(as_user, engine, users):
 def test_password_change_needs_the_current_password(as_user, app, users):
     alice = as_user("alice")
     token = csrf_of(alice.get("/account").data)
-    bad = alice.client.post("/account/password", data={"pw-current": "not it at all", "pw-new": "a new password!",
-                                                       "pw-confirm": "a new password!", "csrf_token": token})
+    bad = alice.client.post(
+        "/account/password",
+        data={
+            "pw-current": "not it at all",
+            "pw-new": "a new password!",
+            "pw-confirm": "a new password!",
+            "csrf_token": token,
+        },
+    )
     assert bad.status_code == 400 and b"the current password is wrong" in bad.data
-    good = alice.client.post("/account/password", data={"pw-current": PASSWORD, "pw-new": "a new password!",
-                                                        "pw-confirm": "a new password!", "csrf_token": token})
+    good = alice.client.post(
+        "/account/password",
+        data={
+            "pw-current": PASSWORD,
+            "pw-new": "a new password!",
+            "pw-confirm": "a new password!",
+            "csrf_token": token,
+        },
+    )
     assert good.status_code == 302
     assert Portal(app).login("alice").status_code == 400
     assert Portal(app).login("alice", "a new password!").status_code == 302
@@ -122,10 +156,19 @@ def test_password_change_needs_the_current_password(as_user, app, users):
 
 # ----------------------------------------------------------------------------- CSRF
 
-FORMS = [("/signup", None), ("/login", None), ("/logout", "alice"), ("/account", "alice"),
-         ("/account/password", "alice"), ("/artist/works/new", "alice"), ("/artist/balance", "alice"),
-         ("/artist/works/1/distribute", "alice"), ("/label/tokens", "label"), ("/label/tokens/1/revoke", "label"),
-         ("/auth/siwe", None)]
+FORMS = [
+    ("/signup", None),
+    ("/login", None),
+    ("/logout", "alice"),
+    ("/account", "alice"),
+    ("/account/password", "alice"),
+    ("/artist/works/new", "alice"),
+    ("/artist/balance", "alice"),
+    ("/artist/works/1/distribute", "alice"),
+    ("/label/tokens", "label"),
+    ("/label/tokens/1/revoke", "label"),
+    ("/auth/siwe", None),
+]
 
 
 @pytest.mark.parametrize("path, who", FORMS)
@@ -139,12 +182,14 @@ def test_every_form_refuses_a_post_without_csrf_token(app, users, seeded, as_use
 def test_a_forged_csrf_token_is_refused(app, users):
     portal = Portal(app)
     portal.get("/login")
-    response = portal.client.post("/login", data={"username": "alice", "password": PASSWORD,
-                                                  "csrf_token": "forged.token.value"})
+    response = portal.client.post(
+        "/login", data={"username": "alice", "password": PASSWORD, "csrf_token": "forged.token.value"}
+    )
     assert response.status_code == 400 and b"not sent by this site" in response.data
 
 
 # ----------------------------------------------------------------------------- headers and cookies
+
 
 def test_session_cookie_is_secure_httponly_samesite(app, users):
     response = Portal(app).login("alice")
@@ -187,6 +232,7 @@ def test_vendor_assets_are_served_locally(client):
 
 # ----------------------------------------------------------------------------- rate limits
 
+
 def test_login_is_rate_limited(engine, users):
     app = make_app(engine, rate_login="3 per minute")
     portal = Portal(app)
@@ -200,6 +246,7 @@ def test_signup_is_rate_limited(engine):
 
 
 # ----------------------------------------------------------------------------- secrets never logged
+
 
 def test_passwords_tokens_and_keys_are_never_logged(app, engine, caplog):
     caplog.set_level(logging.DEBUG)
@@ -219,21 +266,29 @@ def test_passwords_tokens_and_keys_are_never_logged(app, engine, caplog):
 
 # ----------------------------------------------------------------------------- Sign-In with Ethereum
 
+
 def siwe_message(nonce, address, domain="localhost", minutes=10):
     from siwe import SiweMessage
 
     now = datetime.now(UTC).replace(microsecond=0)
-    return SiweMessage(domain=domain, address=address, uri="http://localhost", version="1", chain_id=31337,
-                       nonce=nonce, statement="Sign in to the royalty ledger portal.",
-                       issued_at=now.isoformat().replace("+00:00", "Z"),
-                       expiration_time=(now + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z"),
-                       ).prepare_message()
+    return SiweMessage(
+        domain=domain,
+        address=address,
+        uri="http://localhost",
+        version="1",
+        chain_id=31337,
+        nonce=nonce,
+        statement="Sign in to the royalty ledger portal.",
+        issued_at=now.isoformat().replace("+00:00", "Z"),
+        expiration_time=(now + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z"),
+    ).prepare_message()
 
 
 def siwe_post(portal, message, signature):
     token = csrf_of(portal.get("/login").data)
-    return portal.client.post("/auth/siwe", json={"message": message, "signature": signature},
-                              headers={"X-CSRFToken": token})
+    return portal.client.post(
+        "/auth/siwe", json={"message": message, "signature": signature}, headers={"X-CSRFToken": token}
+    )
 
 
 def test_siwe_signs_a_wallet_in_and_makes_its_account(app, engine):
@@ -270,8 +325,9 @@ def test_siwe_refuses_a_replayed_nonce(app):
     assert siwe_post(portal, message, _signed(wallet, message)).status_code == 400
 
 
-@pytest.mark.parametrize("domain, nonce_ok, minutes", [("evil.example", True, 10), ("localhost", False, 10),
-                                                       ("localhost", True, -1)])
+@pytest.mark.parametrize(
+    "domain, nonce_ok, minutes", [("evil.example", True, 10), ("localhost", False, 10), ("localhost", True, -1)]
+)
 def test_siwe_refuses_wrong_domain_nonce_or_expired(app, domain, nonce_ok, minutes):
     wallet = Account.create()
     portal = Portal(app)

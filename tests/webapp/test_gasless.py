@@ -1,6 +1,7 @@
 """Gasless actions: the OZ 5 ERC2771Forwarder ForwardRequest, signed and encoded, and the daily
 gas budget. No forwarder contract is needed: the digest is checked against an independent
 computation and the calldata against the contracts' ABIs."""
+
 import json
 
 import pytest
@@ -18,27 +19,54 @@ DOMAIN = ForwarderDomain("RoyaltyForwarder", "1", 31337, "0x" + "cd" * 20)
 
 
 def _request(**changes):
-    fields = dict(from_=USER.address, to=TARGET, value=0, gas=200_000, nonce=7, deadline=1_800_000_000,
-                  data=b"\x12\x34\x56\x78" + b"\x00" * 32)
+    fields = dict(
+        from_=USER.address,
+        to=TARGET,
+        value=0,
+        gas=200_000,
+        nonce=7,
+        deadline=1_800_000_000,
+        data=b"\x12\x34\x56\x78" + b"\x00" * 32,
+    )
     fields.update(changes)
     return ForwardRequest(**fields)
 
 
 def test_typehash_is_oz5_forward_request():
     assert gasless.FORWARD_REQUEST_TYPEHASH == keccak(
-        b"ForwardRequest(address from,address to,uint256 value,uint256 gas,uint256 nonce,uint48 deadline,bytes data)")
+        b"ForwardRequest(address from,address to,uint256 value,uint256 gas,uint256 nonce,uint48 deadline,bytes data)"
+    )
 
 
 def test_digest_matches_a_by_hand_eip712_hash():
     request = _request()
-    domain_hash = keccak(encode(
-        ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-        [keccak(b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
-         keccak(b"RoyaltyForwarder"), keccak(b"1"), 31337, DOMAIN.verifying_contract]))
-    struct_hash = keccak(encode(
-        ["bytes32", "address", "address", "uint256", "uint256", "uint256", "uint256", "bytes32"],
-        [gasless.FORWARD_REQUEST_TYPEHASH, USER.address, TARGET, 0, 200_000, 7, 1_800_000_000,
-         keccak(request.data)]))
+    domain_hash = keccak(
+        encode(
+            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+            [
+                keccak(b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                keccak(b"RoyaltyForwarder"),
+                keccak(b"1"),
+                31337,
+                DOMAIN.verifying_contract,
+            ],
+        )
+    )
+    struct_hash = keccak(
+        encode(
+            ["bytes32", "address", "address", "uint256", "uint256", "uint256", "uint256", "bytes32"],
+            [
+                gasless.FORWARD_REQUEST_TYPEHASH,
+                USER.address,
+                TARGET,
+                0,
+                200_000,
+                7,
+                1_800_000_000,
+                keccak(request.data),
+            ],
+        )
+    )
     assert request.digest(DOMAIN) == keccak(b"\x19\x01" + domain_hash + struct_hash)
 
 
@@ -55,8 +83,16 @@ def test_signature_recovers_to_the_user_over_the_same_digest():
     assert recovered.to_checksum_address() == USER.address
 
 
-@pytest.mark.parametrize("change", [{"nonce": 8}, {"gas": 200_001}, {"deadline": 1_800_000_001},
-                                    {"data": b"\x00"}, {"to": to_checksum_address("0x" + "ee" * 20)}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"nonce": 8},
+        {"gas": 200_001},
+        {"deadline": 1_800_000_001},
+        {"data": b"\x00"},
+        {"to": to_checksum_address("0x" + "ee" * 20)},
+    ],
+)
 def test_any_changed_field_breaks_the_signature(change):
     signature = gasless.sign_request(USER, _request(), DOMAIN)
     assert gasless.recover_signer(_request(**change), DOMAIN, signature) != USER.address
@@ -83,10 +119,21 @@ def test_requests_carry_no_eth_and_a_uint48_deadline():
 def test_typed_data_is_what_a_wallet_signs():
     typed = _request().typed_data(DOMAIN)
     assert typed["primaryType"] == "ForwardRequest"
-    assert [f["name"] for f in typed["types"]["ForwardRequest"]] == ["from", "to", "value", "gas", "nonce",
-                                                                     "deadline", "data"]
-    assert typed["domain"] == {"name": "RoyaltyForwarder", "version": "1", "chainId": 31337,
-                               "verifyingContract": to_checksum_address(DOMAIN.verifying_contract)}
+    assert [f["name"] for f in typed["types"]["ForwardRequest"]] == [
+        "from",
+        "to",
+        "value",
+        "gas",
+        "nonce",
+        "deadline",
+        "data",
+    ]
+    assert typed["domain"] == {
+        "name": "RoyaltyForwarder",
+        "version": "1",
+        "chainId": 31337,
+        "verifyingContract": to_checksum_address(DOMAIN.verifying_contract),
+    }
     assert typed["message"]["data"].startswith("0x12345678")
     json.dumps(typed)  # serialisable for eth_signTypedData_v4
 
@@ -124,8 +171,10 @@ def test_withdraw_and_distribute_calldata_follow_the_abi(abis):
     to = USER.address
     assert gasless.encode_call(abis["RoyaltyLedger"], "withdraw", [to])[:4] == keccak(b"withdraw(address)")[:4]
     data = gasless.encode_call(abis["RoyaltyLedger"], "distribute", [1, [to], [10_000]])
-    assert decode(["uint256", "address[]", "uint32[]"], data[4:])[0] == 1 or \
-        decode(["uint256", "address[]", "uint16[]"], data[4:])[0] == 1
+    assert (
+        decode(["uint256", "address[]", "uint32[]"], data[4:])[0] == 1
+        or decode(["uint256", "address[]", "uint16[]"], data[4:])[0] == 1
+    )
 
 
 def test_bad_arguments_are_refused_before_signing(abis):
@@ -139,6 +188,7 @@ def test_action_kinds_name_real_functions(abis):
 
 
 # ----------------------------------------------------------------------------- budget
+
 
 def _spend(engine, user_id, gas, status="confirmed"):
     action = gasless.queue_action(engine, user_id, "withdraw", {"to": USER.address})

@@ -4,6 +4,7 @@ relayer pays, the target sees the user as _msgSender(), the daily gas budget hol
 
 Until the contracts branch deploys the ledger behind a forwarder, this is where the gasless path
 meets a real forwarder; the browser test's `needs_forwarder` half covers the real ledger after it."""
+
 from __future__ import annotations
 
 import itertools
@@ -25,6 +26,8 @@ _ISRCS = itertools.count(1)
 def fresh_isrc() -> str:
     """An ISRC not used yet on the module's chain (shared by the SQLite and PostgreSQL runs)."""
     return f"USSKG26{next(_ISRCS):05d}"
+
+
 FORWARDER_NAME = "RoyaltyLedgerForwarder"  # the name main's `ledger deploy` gives it
 SECRET = "f" * 40
 
@@ -49,8 +52,9 @@ def _relayer(world, engine, budget=2_000_000):
 def _register(engine, user, title, isrc=None):
     from ledger.metadata import make_data_uri
 
-    return gasless.queue_action(engine, user.id, "register_work",
-                                {"uri": make_data_uri(title), "isrc": isrc, "title": title})
+    return gasless.queue_action(
+        engine, user.id, "register_work", {"uri": make_data_uri(title), "isrc": isrc, "title": title}
+    )
 
 
 def test_domain_is_read_from_the_forwarder(world, engine):
@@ -114,6 +118,7 @@ def test_wallet_user_signs_the_typed_data_like_a_wallet(world, engine):
 
 # ----------------------------------------------------------------------------- through the portal
 
+
 @pytest.fixture
 def portal_on_chain(world, engine, users):
     """The portal app whose relayer sends through the real forwarder to the test target."""
@@ -136,25 +141,46 @@ def test_portal_registration_split_and_terms_go_through_the_forwarder(world, eng
     w3, _, target = world
     alice = Portal(portal_on_chain)
     alice.login("alice")
-    response = alice.post_form("/artist/works/new", {
-        "title": "Relayed", "isrc": "", "iswc": "T0345246801",
-        "payees-0-payee": "alice", "payees-0-bps": "7000", "payees-1-payee": "label", "payees-1-bps": "3000",
-        "metered": "y", "metered_rate": "0.002", "metered_fee": "1", "metered_days": "30",
-        "flat": "y", "flat_fee": "100", "flat_days": "7"})
+    response = alice.post_form(
+        "/artist/works/new",
+        {
+            "title": "Relayed",
+            "isrc": "",
+            "iswc": "T0345246801",
+            "payees-0-payee": "alice",
+            "payees-0-bps": "7000",
+            "payees-1-payee": "label",
+            "payees-1-bps": "3000",
+            "metered": "y",
+            "metered_rate": "0.002",
+            "metered_fee": "1",
+            "metered_days": "30",
+            "flat": "y",
+            "flat_fee": "100",
+            "flat_days": "7",
+        },
+    )
     assert response.status_code == 302
     assert b"Confirmed on chain" in alice.get("/artist/").data
     actions = sorted(gasless.actions_of(engine, users["alice"].id), key=lambda a: a.id)
-    assert [(a.kind, a.status) for a in actions] == [("register_work", "confirmed"), ("set_split", "confirmed"),
-                                                    ("set_terms", "confirmed"), ("set_terms", "confirmed")]
+    assert [(a.kind, a.status) for a in actions] == [
+        ("register_work", "confirmed"),
+        ("set_split", "confirmed"),
+        ("set_terms", "confirmed"),
+        ("set_terms", "confirmed"),
+    ]
     work_id = actions[0].work_id
     assert target.functions.ownerOf(work_id).call() == users["alice"].address
     [split] = _events(world, "SplitSet", actions[1].tx_hash)
-    assert split["workId"] == work_id and list(split["payees"]) == [users["alice"].address,
-                                                                    users["label"].address]
+    assert split["workId"] == work_id and list(split["payees"]) == [users["alice"].address, users["label"].address]
     assert list(split["bps"]) == [7000, 3000]
     [metered] = _events(world, "TermsSet", actions[2].tx_hash)
-    assert (metered["kind"], metered["fee"], metered["ratePerPlay"], metered["duration"]) == (1, 10**6, 2000,
-                                                                                             30 * 86400)
+    assert (metered["kind"], metered["fee"], metered["ratePerPlay"], metered["duration"]) == (
+        1,
+        10**6,
+        2000,
+        30 * 86400,
+    )
     [flat] = _events(world, "TermsSet", actions[3].tx_hash)
     assert (flat["kind"], flat["fee"], flat["duration"]) == (0, 100 * 10**6, 7 * 86400)
     assert w3.eth.get_balance(users["alice"].address) == 0

@@ -1,4 +1,5 @@
 """ISRC and ISWC with their real formats and check digits (shared/MUSIC.md); exact money."""
+
 import pytest
 
 from ledger.identifiers import IdentifierError, format_isrc, iswc_check_digit, normalize_isrc, normalize_iswc
@@ -42,9 +43,18 @@ def test_isrc_is_displayed_with_hyphens():
     assert format_isrc("USSKG1912345") == "US-SKG-19-12345"
 
 
-@pytest.mark.parametrize("units, text", [(0, "$0.00"), (1_000_000, "$1.00"), (1_230_000, "$1.23"),
-                                         (1_234_567, "$1.234567"), (1_000, "$0.001"),
-                                         (123_456_789_000_000, "$123,456,789.00"), (-50_000, "-$0.05")])
+@pytest.mark.parametrize(
+    "units, text",
+    [
+        (0, "$0.00"),
+        (1_000_000, "$1.00"),
+        (1_230_000, "$1.23"),
+        (1_234_567, "$1.234567"),
+        (1_000, "$0.001"),
+        (123_456_789_000_000, "$123,456,789.00"),
+        (-50_000, "-$0.05"),
+    ],
+)
 def test_money_reads_as_dollars_and_cents_exactly(units, text):
     assert usd(units) == text
 
@@ -54,8 +64,7 @@ def test_money_is_exact_beyond_float_precision():
     assert usd(units) == "$100,000,000,000,000.000001"
 
 
-@pytest.mark.parametrize("text, units", [("12.5", 12_500_000), ("$0.000001", 1), ("1,000", 1_000_000_000),
-                                         ("0", 0)])
+@pytest.mark.parametrize("text, units", [("12.5", 12_500_000), ("$0.000001", 1), ("1,000", 1_000_000_000), ("0", 0)])
 def test_dollar_amounts_parse_to_units(text, units):
     assert parse_usd(text) == units
 

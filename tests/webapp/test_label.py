@@ -1,5 +1,6 @@
 """Label pages: works where the label is a payee with totals per work, period and territory;
 API tokens created (shown once), listed, revoked, stored hashed."""
+
 import re
 
 from portal_support import csrf_of

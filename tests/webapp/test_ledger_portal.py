@@ -1,5 +1,6 @@
 """The portal's ledger modules on their own: accounts, analytics (k-anonymity), migration 0200,
 settings (the server secret)."""
+
 import os
 import stat
 
@@ -17,6 +18,7 @@ SECRET = "s" * 40
 
 
 # ----------------------------------------------------------------------------- accounts
+
 
 def test_custodial_key_is_encrypted_at_rest_and_needs_the_secret(engine):
     user = accounts.create_user(engine, "keyholder", "long enough password", ["artist"], SECRET)
@@ -57,11 +59,22 @@ def test_tokens_resolve_only_while_live(engine):
 
 # ----------------------------------------------------------------------------- analytics
 
+
 def test_territory_cells_below_k_devices_merge_into_other(engine, seeded):
-    for k, expected in [(1, {("2026-10", "GB"): 60, ("2026-10", "FR"): 5, ("2026-10", "US"): 7,
-                             ("2026-11", "GB"): 40, ("2026-11", "FR"): 2}),
-                        (3, {("2026-10", "GB"): 60, ("2026-10", "other"): 12, ("2026-11", "other"): 42}),
-                        (4, {("2026-10", "other"): 72, ("2026-11", "other"): 42})]:
+    for k, expected in [
+        (
+            1,
+            {
+                ("2026-10", "GB"): 60,
+                ("2026-10", "FR"): 5,
+                ("2026-10", "US"): 7,
+                ("2026-11", "GB"): 40,
+                ("2026-11", "FR"): 2,
+            },
+        ),
+        (3, {("2026-10", "GB"): 60, ("2026-10", "other"): 12, ("2026-11", "other"): 42}),
+        (4, {("2026-10", "other"): 72, ("2026-11", "other"): 42}),
+    ]:
         report = analytics.plays_by_territory(engine, [1], k)
         assert {(c.period, c.territory): c.plays for c in report.cells} == expected, k
         assert sum(c.earnings for c in report.cells) == seeded.gross_w1
@@ -98,6 +111,7 @@ def test_balance_from_the_index(engine, seeded):
 
 # ----------------------------------------------------------------------------- migration
 
+
 def test_migration_0200_up_down_and_matches_the_models(db_url):
     from ledger.db import make_engine
 
@@ -117,6 +131,7 @@ def test_migration_0200_up_down_and_matches_the_models(db_url):
 
 # ----------------------------------------------------------------------------- settings
 
+
 def test_devnet_secret_is_generated_once_and_kept_private(tmp_path):
     path = tmp_path / "var" / "secret_key"
     first = devnet_secret(path)
@@ -131,14 +146,19 @@ def test_production_requires_a_secret(tmp_path):
     assert not (tmp_path / "secret").exists()
     with pytest.raises(ConfigError, match="at least 32"):
         PortalSettings.from_env({"LEDGER_ENV": "production", "LEDGER_SECRET_KEY": "short"})
-    ok = PortalSettings.from_env({"LEDGER_ENV": "production", "LEDGER_SECRET_KEY": "p" * 40,
-                                  "LEDGER_GAS_BUDGET": "1_000_000", "LEDGER_K_ANONYMITY": "5"})
+    ok = PortalSettings.from_env(
+        {
+            "LEDGER_ENV": "production",
+            "LEDGER_SECRET_KEY": "p" * 40,
+            "LEDGER_GAS_BUDGET": "1_000_000",
+            "LEDGER_K_ANONYMITY": "5",
+        }
+    )
     assert ok.production and ok.gas_budget == 1_000_000 and ok.k_anonymity == 5
     assert "p" * 40 not in repr(ok)
 
 
-@pytest.mark.parametrize("env", [{"LEDGER_ENV": "staging"}, {"LEDGER_K_ANONYMITY": "0"},
-                                 {"LEDGER_GAS_BUDGET": "lots"}])
+@pytest.mark.parametrize("env", [{"LEDGER_ENV": "staging"}, {"LEDGER_K_ANONYMITY": "0"}, {"LEDGER_GAS_BUDGET": "lots"}])
 def test_bad_settings_are_refused(tmp_path, env):
     with pytest.raises(ConfigError):
         PortalSettings.from_env({"LEDGER_SECRET_KEY": "p" * 40, **env}, secret_file=tmp_path / "s")

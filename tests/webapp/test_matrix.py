@@ -1,6 +1,7 @@
 """Authorization matrix: every role and user tries the others' pages and API routes and gets
 403/404 (or a log-in), never data. Work 1 "Blue Hour" is alice's (label is a 30% payee); work 2
 is bob's alone."""
+
 import pytest
 from portal_support import Portal, csrf_of
 
@@ -18,8 +19,7 @@ PAGES = {
     "/label/tokens": {"label": ALLOWED, "alice": 403, "bob": 403, "lic": 403, "anon": 302},
     "/api/v1/works/1": {"alice": ALLOWED, "label": ALLOWED, "bob": 404, "multi": 404, "lic": 404, "anon": 401},
     "/api/v1/works/2": {"bob": ALLOWED, "alice": 404, "label": 404, "multi": 404, "lic": 404, "anon": 401},
-    "/api/v1/works/1/plays": {"alice": ALLOWED, "label": ALLOWED, "bob": 404, "multi": 404, "lic": 404,
-                              "anon": 401},
+    "/api/v1/works/1/plays": {"alice": ALLOWED, "label": ALLOWED, "bob": 404, "multi": 404, "lic": 404, "anon": 401},
     "/api/v1/works/2/plays": {"bob": ALLOWED, "alice": 404, "label": 404, "lic": 404, "anon": 401},
     "/api/v1/works/3": {"alice": 404, "bob": 404, "label": 404, "anon": 401},
 }
@@ -70,8 +70,9 @@ def test_nobody_sees_or_signs_another_users_action(as_user, engine, users):
     bob = as_user("bob")
     assert bob.get(f"/artist/actions/{action.id}/typed-data").status_code == 404
     token = csrf_of(bob.get("/artist/actions").data)
-    response = bob.client.post(f"/artist/actions/{action.id}/signature", json={"signature": "0x" + "11" * 65},
-                               headers={"X-CSRFToken": token})
+    response = bob.client.post(
+        f"/artist/actions/{action.id}/signature", json={"signature": "0x" + "11" * 65}, headers={"X-CSRFToken": token}
+    )
     assert response.status_code == 404
     assert b"withdraw" not in bob.get("/artist/actions").data
 

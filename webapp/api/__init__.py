@@ -5,6 +5,7 @@ cookie. A caller sees the works it owns and those where it is (or was) a payee, 
 any other work is a 404, as if it did not exist. The device ingest (POST /batches) is
 authenticated by the batch's own EIP-712 signature instead.
 """
+
 from __future__ import annotations
 
 import functools
@@ -50,6 +51,7 @@ def token_rate_key() -> str:
 def api_auth(view):
     """The caller (token or session) on g.api_user; 401 JSON without one, 403 for a token
     that tries anything but reading."""
+
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         token = _bearer()
@@ -63,9 +65,11 @@ def api_auth(view):
         elif g.get("user") is not None:
             g.api_user = g.user
         else:
-            return _error(401, "unauthenticated", "send an API token (Authorization: Bearer lt_...) "
-                                                  "or log in to the portal")
+            return _error(
+                401, "unauthenticated", "send an API token (Authorization: Bearer lt_...) or log in to the portal"
+            )
         return view(*args, **kwargs)
+
     return wrapped
 
 
@@ -95,15 +99,23 @@ def _visible(work_id: int) -> None:
 
 def _work_json(info) -> dict:
     history = analytics.split_history(engine(), info.work_id)
-    return {"workId": info.work_id, "title": info.title, "isrc": info.isrc, "iswc": info.iswc, "owner": info.owner,
-            "plays": info.plays, "licensedPlays": info.licensed_plays, "accrued": str(info.accrued),
-            "distributed": str(info.distributed),
-            "split": [{"payee": p, "bps": b} for p, b in (history[-1].shares if history else [])],
-            "terms": {k: {**v, "fee": str(v["fee"])}
-                      for k, v in analytics.current_terms(engine(), info.work_id).items()}}
+    return {
+        "workId": info.work_id,
+        "title": info.title,
+        "isrc": info.isrc,
+        "iswc": info.iswc,
+        "owner": info.owner,
+        "plays": info.plays,
+        "licensedPlays": info.licensed_plays,
+        "accrued": str(info.accrued),
+        "distributed": str(info.distributed),
+        "split": [{"payee": p, "bps": b} for p, b in (history[-1].shares if history else [])],
+        "terms": {k: {**v, "fee": str(v["fee"])} for k, v in analytics.current_terms(engine(), info.work_id).items()},
+    }
 
 
 # ----------------------------------------------------------------------------- documents, health
+
 
 def openapi_document() -> dict:
     return yaml.safe_load(OPENAPI.read_text())
@@ -135,16 +147,22 @@ def health():
 
 # ----------------------------------------------------------------------------- works, plays
 
+
 @bp.get("/works")
 @api_auth
 def works():
     page = _int_arg("page", 1, 1, 10**9)
     per_page = _int_arg("per_page", 50, 1, MAX_PER_PAGE)
     ids = analytics.visible_work_ids(engine(), g.api_user.address)
-    chunk = ids[(page - 1) * per_page: page * per_page]
+    chunk = ids[(page - 1) * per_page : page * per_page]
     items = [_work_json(w) for w in analytics.works_by_id(engine(), chunk)]
-    return jsonify(items=items, page=page, perPage=per_page, total=len(ids),
-                   nextPage=page + 1 if page * per_page < len(ids) else None)
+    return jsonify(
+        items=items,
+        page=page,
+        perPage=per_page,
+        total=len(ids),
+        nextPage=page + 1 if page * per_page < len(ids) else None,
+    )
 
 
 @bp.get("/works/<int:work_id>")
@@ -165,16 +183,31 @@ def plays(work_id: int):
     k = portal_settings().k_anonymity
     series = analytics.plays_over_time(engine(), [work_id], granularity, period.first, period.last)
     report = analytics.plays_by_territory(engine(), [work_id], k, period.first, period.last)
-    return jsonify(workId=work_id, period=period.label, granularity=granularity, k=k,
-                   byTime=[{"bucket": p.bucket, "plays": p.plays, "licensedPlays": p.licensed_plays,
-                            "earnings": str(p.earnings)} for p in series],
-                   byTerritory=[{"period": c.period, "territory": c.territory, "plays": c.plays,
-                                 "licensedPlays": c.licensed_plays, "earnings": str(c.earnings)}
-                                for c in report.cells],
-                   licenseFees=str(report.license_fees))
+    return jsonify(
+        workId=work_id,
+        period=period.label,
+        granularity=granularity,
+        k=k,
+        byTime=[
+            {"bucket": p.bucket, "plays": p.plays, "licensedPlays": p.licensed_plays, "earnings": str(p.earnings)}
+            for p in series
+        ],
+        byTerritory=[
+            {
+                "period": c.period,
+                "territory": c.territory,
+                "plays": c.plays,
+                "licensedPlays": c.licensed_plays,
+                "earnings": str(c.earnings),
+            }
+            for c in report.cells
+        ],
+        licenseFees=str(report.license_fees),
+    )
 
 
 # ----------------------------------------------------------------------------- money
+
 
 @bp.get("/statements")
 @api_auth
@@ -192,11 +225,11 @@ def statements():
 @api_auth
 def balances():
     b = analytics.balance(engine(), g.api_user.address)
-    return jsonify(address=b.address, credited=str(b.credited), withdrawn=str(b.withdrawn),
-                   available=str(b.available))
+    return jsonify(address=b.address, credited=str(b.credited), withdrawn=str(b.withdrawn), available=str(b.available))
 
 
 # ----------------------------------------------------------------------------- device ingest
+
 
 def _ingest_context():
     """The ingest context of this app: built once from the LEDGER_* settings."""
@@ -226,7 +259,8 @@ def submit_batch():
         return _error(503, "unavailable", "the ledger is not reachable; retry later")
     if request.content_length is not None and request.content_length > ctx.max_body_bytes:
         # refused before a byte of the body is read (a device never needs more)
-        return _error(413, "payload_too_large",
-                      f"the body is {request.content_length} bytes; at most {ctx.max_body_bytes}")
+        return _error(
+            413, "payload_too_large", f"the body is {request.content_length} bytes; at most {ctx.max_body_bytes}"
+        )
     status, body = handle_json(request.get_data(), ctx)
     return Response(json.dumps(body), status=status, mimetype="application/json")
