@@ -532,17 +532,19 @@ class GaslessRelayer:
     def arguments(self, action: PortalAction) -> list[Any]:
         """The target function's arguments for an action (current split looked up on chain)."""
         from .metadata import isrc_to_bytes12
+        from .playbatch import sorted_split
 
         p = action.arguments
         if action.kind == "register_work":
             return [p["uri"], isrc_to_bytes12(p.get("isrc"))]
         if action.kind == "set_split":
-            cur = self.client.current_split(self._work_id(action))
-            return [action.work_id, [to_checksum_address(a) for a in p["payees"]], list(p["bps"]), *cur]
+            # the contract takes splits in ascending address order (ledger.playbatch.sorted_split)
+            payees, bps = sorted_split([to_checksum_address(a) for a in p["payees"]], list(p["bps"]))
+            return [action.work_id, payees, bps, *sorted_split(*self.client.current_split(self._work_id(action)))]
         if action.kind == "set_terms":
             return [action.work_id, int(p["kind"]), int(p["fee"]), int(p["rate"]), int(p["duration"]), True]
         if action.kind == "distribute":
-            return [action.work_id, *self.client.current_split(self._work_id(action))]
+            return [action.work_id, *sorted_split(*self.client.current_split(self._work_id(action)))]
         if action.kind == "withdraw":
             return [to_checksum_address(p["to"])]
         raise GaslessError(f"unknown action {action.kind!r}")

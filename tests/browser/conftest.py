@@ -128,7 +128,7 @@ def portal(chain, tmp_path_factory):
     try:
         for _ in range(300):
             try:
-                if requests.get(url + "/api/v1/health", timeout=1).ok:
+                if requests.get(url + "/", timeout=1).ok:  # /api/v1/health is 503 without an indexer
                     break
             except requests.RequestException:
                 if proc.poll() is not None:
