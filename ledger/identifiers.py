@@ -1,4 +1,4 @@
-"""Music identifiers with their real formats and check digits (shared/MUSIC.md).
+"""Music identifiers with their real formats and check digits (ISRC: ISO 3901; ISWC: ISO 15707).
 
 - ISRC (ISO 3901): ``CC XXX YY NNNNN``, 12 characters, no check digit. Stored compact and
   upper-case (``USSKG1912345``), shown with hyphens (``US-SKG-19-12345``).

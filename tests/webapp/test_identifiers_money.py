@@ -1,4 +1,4 @@
-"""ISRC and ISWC with their real formats and check digits (shared/MUSIC.md); exact money."""
+"""ISRC and ISWC with their real formats and check digits (ISO 3901, ISO 15707); exact money."""
 
 import pytest
 
