@@ -17,10 +17,10 @@ import yaml  # type: ignore[import-untyped]  # no PyYAML stubs in the environmen
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 
 from ledger import accounts, analytics
-from ledger.errors import UserError
-from ledger.statements import parse_period, statement
+from ledger.statements import statement
 
 from ..runtime import engine, portal_settings
+from ..views import period_from_args
 
 OPENAPI = Path(__file__).with_name("openapi.yaml")
 MAX_PER_PAGE = 100
@@ -80,16 +80,6 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     if not raw.isdigit() or not lo <= int(raw) <= hi:
         abort(400, description=f"{name} must be an integer from {lo} to {hi}")
     return int(raw)
-
-
-def _period():
-    args = request.args
-    try:
-        if args.get("from") or args.get("to"):
-            return parse_period(None, args.get("from") or None, args.get("to") or None)
-        return parse_period(args.get("period") or "all")
-    except UserError as exc:
-        abort(400, description=str(exc))
 
 
 def _visible(work_id: int) -> None:
@@ -179,7 +169,7 @@ def plays(work_id: int):
     granularity = request.args.get("granularity", "month")
     if granularity not in ("day", "month"):
         abort(400, description="granularity is day or month")
-    period = _period()
+    period = period_from_args()
     k = portal_settings().k_anonymity
     series = analytics.plays_over_time(engine(), [work_id], granularity, period.first, period.last)
     report = analytics.plays_by_territory(engine(), [work_id], k, period.first, period.last)
@@ -215,7 +205,7 @@ def statements():
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "csv"):
         abort(400, description="format is json or csv")
-    st = statement(engine(), g.api_user.address, _period())
+    st = statement(engine(), g.api_user.address, period_from_args())
     if fmt == "csv":
         return Response(st.to_csv(), mimetype="text/csv")
     return Response(st.to_json(), mimetype="application/json")
