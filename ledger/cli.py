@@ -149,6 +149,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--once", action="store_true", help="relay until nothing is pending, then exit")
     r.add_argument("--idle", type=float, default=1.0, help="seconds to sleep when nothing is pending")
+    r.add_argument(
+        "--unlicensed-per-day",
+        type=int,
+        help="plays of batches that pay nobody sent per licensee per UTC day (LEDGER_UNLICENSED_PLAYS_PER_DAY)",
+    )
 
     m = sub.add_parser(
         "ingest-mqtt",
@@ -386,8 +391,14 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
     except Exception:  # noqa: BLE001 - eth-account raises several types; never echo the key
         raise UserError("LEDGER_RELAYER_KEY is not a valid private key") from None
     rt = open_runtime(settings, args.ledger)
+    per_day = settings.unlicensed_plays_per_day if args.unlicensed_per_day is None else args.unlicensed_per_day
+    if per_day < 0:
+        raise UserError("--unlicensed-per-day must be at least 0")
     config = RelayerConfig(
-        gas_cap=args.gas_cap, max_input_bytes=args.max_bytes - ENVELOPE_RESERVE, idle_sleep=args.idle
+        gas_cap=args.gas_cap,
+        max_input_bytes=args.max_bytes - ENVELOPE_RESERVE,
+        idle_sleep=args.idle,
+        unlicensed_plays_per_day=per_day,
     )
     relayer = Relayer(rt.w3, rt.deployment, account, rt.engine, config)
     stop = threading.Event()
