@@ -51,7 +51,15 @@ def test_catalogue_lists_works_with_their_terms(as_user, world):
 
 @pytest.mark.parametrize(
     "query, found",
-    [("blue", [1]), ("US-SKG-19-12345", [1]), ("ussk g19-12345", [1]), ("no such song", []), ("gbabc26", [2]), ("bob", [2]), ("BOB", [2])],
+    [
+        ("blue", [1]),
+        ("US-SKG-19-12345", [1]),
+        ("ussk g19-12345", [1]),
+        ("no such song", []),
+        ("gbabc26", [2]),
+        ("bob", [2]),
+        ("BOB", [2]),
+    ],
 )
 def test_catalogue_search_by_title_isrc_and_artist(as_user, world, query, found):
     page = as_user("lic").get("/licensee/", query_string={"q": query}).data.decode()
