@@ -141,6 +141,8 @@ def test_zero_eth_licensee_tops_up_buys_a_basket_and_withdraws(chain, engine, us
     failed = [a for a in gasless.actions_of(engine, users["lic"].id) if a.kind == "buy_licenses"][0]
     assert failed.status == "failed" and failed.error.startswith("RateAboveMax")
     assert ledger.license_of(me, third, LicenseKind.METERED) == (0, 0) and ledger.token_balance(me) == tokens
+    fee_permits = [a for a in gasless.actions_of(engine, users["lic"].id) if a.kind == "fee_permit"]
+    assert len(fee_permits) == 1  # the refused purchase cost no permit transaction
 
     # Withdraw: request, refused before the notice ends, completed after it.
     assert (
