@@ -219,3 +219,37 @@ def test_wallet_licensee_signs_the_permit_then_the_request(chain, engine, on_cha
     assert sign_and_send(("typed-data", "signature"))["status"] == "confirmed"
     assert ledger.escrow_of(wallet.address) == 4 * USD and ledger.token_balance(wallet.address) == 6 * USD
     assert w3.eth.get_balance(wallet.address) == 0
+
+
+def test_a_fee_raised_after_reading_is_refused_without_a_permit(chain, engine, users, artist, on_chain):
+    w3, deployment = chain
+    ledger = LedgerClient(w3, deployment, w3.eth.accounts[0])
+    me = users["lic"].address
+    ledger.faucet(me, 100 * USD)
+    artist_client, (first, _, _) = artist
+    index(chain, engine)
+    lic = Portal(on_chain)
+    lic.login("lic")
+    lic.post_form("/licensee/basket/add", {"work_id": first}, "/licensee/")
+    artist_client.set_terms(first, LicenseKind.METERED, 3 * FEE, RATE, 30 * DAY)  # not indexed yet
+    response = lic.post_form("/licensee/basket", {"kind": "METERED", "max_fee": "1", "max_rate": "0.002"})
+    assert response.status_code == 302
+    page = text(lic.get("/licensee/basket"))
+    assert "the fees are now above your maximum total fee (FeeAboveMax(fee=3000000, maxFee=1000000))" in page
+    assert [a.kind for a in gasless.actions_of(engine, users["lic"].id)] == ["buy_licenses"]  # no fee permit
+    assert ledger.token_balance(me) == 100 * USD and ledger.license_of(me, first, LicenseKind.METERED) == (0, 0)
+
+
+def test_the_gas_budget_stops_a_top_up_before_anything_is_sent(chain, engine, users, artist):
+    w3, deployment = chain
+    payer = Account.create()
+    w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": payer.address, "value": 10**18})
+    app = make_app(engine)
+    app.config["GASLESS_RELAYER"] = gasless.GaslessRelayer(w3, deployment, payer, engine, 50_000)
+    me = users["lic"].address
+    LedgerClient(w3, deployment, w3.eth.accounts[0]).faucet(me, 10 * USD)
+    lic = Portal(app)
+    lic.login("lic")
+    assert lic.post_form("/licensee/escrow/top-up", {"topup-amount": "5"}, "/licensee/escrow").status_code == 302
+    assert "Not sent: this action needs up to" in text(lic.get("/licensee/escrow"))
+    assert LedgerClient(w3, deployment).escrow_of(me) == 0 and w3.eth.get_transaction_count(payer.address) == 0
