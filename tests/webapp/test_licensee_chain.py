@@ -253,3 +253,38 @@ def test_the_gas_budget_stops_a_top_up_before_anything_is_sent(chain, engine, us
     assert lic.post_form("/licensee/escrow/top-up", {"topup-amount": "5"}, "/licensee/escrow").status_code == 302
     assert "Not sent: this action needs up to" in text(lic.get("/licensee/escrow"))
     assert LedgerClient(w3, deployment).escrow_of(me) == 0 and w3.eth.get_transaction_count(payer.address) == 0
+
+
+def test_wallet_licensee_buys_a_license_with_a_fee(chain, engine, artist, on_chain):
+    w3, deployment = chain
+    ledger = LedgerClient(w3, deployment, w3.eth.accounts[0])
+    _, (first, _, _) = artist
+    index(chain, engine)
+    wallet = Account.create()
+    user = accounts.user_for_wallet(engine, wallet.address, roles=("licensee",))
+    ledger.faucet(wallet.address, 10 * USD)
+    portal = Portal(on_chain)
+    with portal.client.session_transaction() as s:
+        s["uid"] = user.id
+    portal.post_form("/licensee/basket/add", {"work_id": first}, "/licensee/")
+    response = portal.post_form("/licensee/basket", {"kind": "METERED", "max_fee": "1", "max_rate": "0.002"})
+    assert response.status_code == 302
+    [action] = gasless.actions_of(engine, user.id)
+    assert action.status == "awaiting_permit"
+    token = csrf_of(portal.get("/licensee/actions").data)
+    for typed_path, signature_path, status in (
+        ("permit", "permit", "awaiting_signature"),
+        ("typed-data", "signature", "confirmed"),
+    ):
+        typed = portal.get(f"/licensee/actions/{action.id}/{typed_path}").get_json()
+        signature = wallet.sign_message(encode_typed_data(full_message=typed)).signature
+        response = portal.client.post(
+            f"/licensee/actions/{action.id}/{signature_path}",
+            json={"signature": "0x" + bytes(signature).hex()},
+            headers={"X-CSRFToken": token},
+        )
+        assert response.status_code == 200 and response.get_json()["status"] == status, response.get_json()
+    assert {a.kind for a in gasless.actions_of(engine, user.id)} == {"buy_licenses", "fee_permit"}
+    rate, expiry = ledger.license_of(wallet.address, first, LicenseKind.METERED)
+    assert rate == RATE and expiry > time.time()
+    assert ledger.token_balance(wallet.address) == 10 * USD - FEE and w3.eth.get_balance(wallet.address) == 0
