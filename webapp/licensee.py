@@ -325,9 +325,7 @@ def licenses():
         for a in gasless.actions_of(engine(), g.user.id, statuses=(*views.PENDING, "awaiting_permit"))
         if a.kind == "buy_licenses"
     ]
-    return render_template(
-        "licensee/licenses.html", held=held, now=_now(), pending=pending, add_form=BasketForm(), kinds=LicenseKind
-    )
+    return render_template("licensee/licenses.html", held=held, now=_now(), pending=pending, add_form=BasketForm())
 
 
 # ----------------------------------------------------------------------------- escrow
