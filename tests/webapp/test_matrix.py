@@ -22,6 +22,10 @@ PAGES = {
     "/api/v1/works/1/plays": {"alice": ALLOWED, "label": ALLOWED, "bob": 404, "multi": 404, "lic": 404, "anon": 401},
     "/api/v1/works/2/plays": {"bob": ALLOWED, "alice": 404, "label": 404, "lic": 404, "anon": 401},
     "/api/v1/works/3": {"alice": 404, "bob": 404, "label": 404, "anon": 401},
+    **{
+        f"/licensee/{page}": {"lic": ALLOWED, "alice": 403, "bob": 403, "label": 403, "multi": 403, "anon": 302}
+        for page in ("", "?q=blue", "basket", "licenses", "escrow", "actions")
+    },
 }
 SECRETS = {1: "Blue Hour", 2: "Bob&#39;s Song"}
 
@@ -80,3 +84,12 @@ def test_nobody_sees_or_signs_another_users_action(as_user, engine, users):
 def test_statements_are_always_the_callers_own(as_user, seeded, users):
     csv = as_user("bob").get("/artist/statement?period=all").data.decode()
     assert "Blue Hour" not in csv and "Bob's Song" in csv
+
+
+@pytest.mark.parametrize("who, status", [("alice", 403), ("label", 403), ("anon", 302)])
+def test_licensee_action_routes_are_the_licensees_alone(app, as_user, engine, users, who, status):
+    action = gasless.queue_action(engine, users["lic"].id, "deposit_with_permit", {"amount": 1})
+    portal = Portal(app) if who == "anon" else as_user(who)
+    for suffix in ("typed-data", "permit"):
+        assert portal.get(f"/licensee/actions/{action.id}/{suffix}").status_code == status
+    assert portal.client.post(f"/licensee/actions/{action.id}/signature", json={}).status_code in (400, status)
