@@ -245,7 +245,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_statement(args: argparse.Namespace, settings: Settings) -> int:
-    from .chain import checksum
+    from .address import checksum
     from .statements import parse_period, statement, usage_by_territory
 
     payee = checksum(args.payee, "--payee")
@@ -264,7 +264,7 @@ def cmd_works(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from .chain import checksum
+    from .address import checksum
     from .models import Work
 
     owner = checksum(args.owner, "--owner") if args.owner else None
