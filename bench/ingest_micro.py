@@ -55,7 +55,15 @@ from web3 import Web3  # noqa: E402
 from ledger import ingest, playbatch  # noqa: E402
 from ledger.chain import LedgerClient, deploy  # noqa: E402
 from ledger.db import make_engine, upgrade  # noqa: E402
-from tests.support import BUILD_DIR, ensure_compiled, free_port, postgres_database, running_anvil  # noqa: E402
+from tests.support import (  # noqa: E402
+    BUILD_DIR,
+    MQTT_HOST,
+    MQTT_PORT,
+    ensure_compiled,
+    free_port,
+    postgres_database,
+    running_anvil,
+)
 
 PLAYS, WORKS = 20, 15
 CATALOGUE = 30  # works registered on chain; a batch names 15 of them (ingest refuses unknown works)
@@ -257,6 +265,23 @@ def load(port: int, bodies: list[bytes], clients: int) -> tuple[float, list[floa
     return time.perf_counter() - started, latencies, statuses
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children (gunicorn's master and workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(c) for c in children.read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def summarize_py_spy(path: Path, top: int = 30) -> str:
     """Where the workers' samples went, from py-spy's collapsed stacks: inclusive share per
     function (frames every request passes through, the server loop, are left out above 90%),
@@ -308,6 +333,8 @@ def run_http(args: argparse.Namespace) -> int:
             LEDGER_LOG_LEVEL="WARNING",
             PYTHONPATH=str(ROOT),
         )
+        if args.mqtt:
+            return run_mqtt(args, env, bodies, engine)
         port = free_port()
         proc = serve(env, port, args.workers, args.threads)
         stack.callback(proc.wait)
@@ -322,9 +349,9 @@ def run_http(args: argparse.Namespace) -> int:
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(1.0)
-        cpu0 = os.times()
+        cpu0, server0 = os.times(), tree_cpu_seconds(proc.pid)
         seconds, latencies, statuses = load(port, bodies[args.warmup :], args.clients)
-        cpu = os.times()
+        cpu, server = os.times(), tree_cpu_seconds(proc.pid) - server0
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
@@ -340,13 +367,86 @@ def run_http(args: argparse.Namespace) -> int:
             f"stored {stored} (of {len(bodies)})"
         )
         print(
-            f"  answer latency: mean {statistics.fmean(ms):.1f} ms  p50 {pct(ms, 0.5):.1f} ms  p99 {pct(ms, 0.99):.1f} ms"
-            f"; load generator CPU {client_cpu:.2f} cores"
+            f"  answer latency: mean {statistics.fmean(ms):.1f} ms  p50 {pct(ms, 0.5):.1f} ms"
+            f"  p99 {pct(ms, 0.99):.1f} ms; gunicorn CPU {1000 * server / n:.2f} ms per batch"
+            f" ({server / seconds:.2f} cores); load generator CPU {client_cpu:.2f} cores"
             f"; load average {os.getloadavg()[0]:.1f}"
         )
         if args.py_spy and args.py_spy.exists():
             print(summarize_py_spy(args.py_spy))
         return 0 if statuses.get(202, 0) == n and stored == len(bodies) else 1
+
+
+def run_mqtt(args: argparse.Namespace, env: dict[str, str], bodies: list[bytes], engine: Any) -> int:
+    """``ledger ingest-mqtt`` as make run starts it; one publisher sends every body with QoS 1
+    and waits for every answer on the ack topics."""
+    import paho.mqtt.client as mqtt
+
+    prefix = f"bench-{os.getpid()}/plays"
+    env = dict(env, LEDGER_MQTT_URL=f"mqtt://{MQTT_HOST}:{MQTT_PORT}", LEDGER_MQTT_TOPIC_PREFIX=prefix)
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "ledger", "ingest-mqtt", "--client-id", prefix, "--workers", str(args.threads)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    lock = threading.Lock()
+    answers: dict[tuple[str, int], float] = {}
+    statuses: collections.Counter[int] = collections.Counter()
+    sent: dict[tuple[str, int], float] = {}
+    all_done = threading.Event()
+    total = len(bodies)
+
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+        reply = json.loads(msg.payload)
+        device = msg.topic.split("/")[-2]
+        with lock:
+            key = (device, reply.get("nonce"))
+            if key in sent and key not in answers:
+                answers[key] = time.perf_counter() - sent[key]
+                statuses[reply["status"]] += 1
+            if len(answers) >= total:
+                all_done.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{prefix}-pub")
+    client.on_message = on_message
+    client.connect(MQTT_HOST, MQTT_PORT)
+    client.subscribe(f"{prefix}/+/ack", qos=1)
+    client.loop_start()
+    try:
+        time.sleep(3.0)  # the consumer subscribes
+        parsed = [json.loads(b) for b in bodies]
+        started = time.perf_counter()
+        cpu0 = tree_cpu_seconds(consumer.pid)
+        for body, p in zip(bodies, parsed, strict=True):
+            device = p["device"].lower()
+            with lock:
+                sent[(device, p["nonce"])] = time.perf_counter()
+            client.publish(f"{prefix}/{device}", body, qos=1)
+        all_done.wait(600)
+        seconds = time.perf_counter() - started
+        cpu = tree_cpu_seconds(consumer.pid) - cpu0
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        consumer.terminate()
+        consumer.wait(30)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT count(*) FROM pending_batches")).scalar_one()
+    engine.dispose()
+    ms = [t * 1000 for t in answers.values()]
+    n = len(ms)
+    print(
+        f"mqtt {args.db} consumer workers={args.threads}: {n} answers for {total} batches in {seconds:.2f} s -> "
+        f"{n / seconds:,.0f} batches/s accepted; statuses {dict(statuses)}; stored {stored}"
+    )
+    print(
+        f"  publish-to-answer latency: p50 {pct(ms, 0.5):.1f} ms  p99 {pct(ms, 0.99):.1f} ms; "
+        f"consumer CPU {1000 * cpu / max(n, 1):.2f} ms per batch ({cpu / seconds:.2f} cores); "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    return 0 if statuses.get(202, 0) == total and stored == total else 1
 
 
 def main() -> int:
@@ -357,6 +457,7 @@ def main() -> int:
     p.add_argument("--profile", type=Path, metavar="DIR", help="write pyinstrument profiles here")
     p.add_argument("--nonce-ttl", type=float, help="seconds a nonce bitmap word is cached (0: read every batch)")
     p.add_argument("--http", action="store_true", help="through gunicorn over HTTP, concurrent clients")
+    p.add_argument("--mqtt", action="store_true", help="through `ledger ingest-mqtt` (--threads: its workers)")
     p.add_argument("--workers", type=int, default=2, help="--http: gunicorn worker processes")
     p.add_argument("--threads", type=int, default=1, help="--http: threads per worker (1: sync workers)")
     p.add_argument("--clients", type=int, default=16, help="--http: concurrent connections")
@@ -367,7 +468,7 @@ def main() -> int:
     if args.summarize:
         print(summarize_py_spy(args.summarize))
         return 0
-    if args.http:
+    if args.http or args.mqtt:
         return run_http(args)
     ensure_compiled()
     with running_anvil() as url:

@@ -163,6 +163,12 @@ def _parser() -> argparse.ArgumentParser:
         help="MQTT client id; keep it stable so the broker keeps the session while it is down",
     )
     m.add_argument("--shared-group", help="share the load with other consumers ($share/NAME/plays/+)")
+    m.add_argument(
+        "--workers",
+        type=int,
+        default=16,
+        help="batches handled at once (their stores share one commit; default 16)",
+    )
     return p
 
 
@@ -415,6 +421,7 @@ def cmd_ingest_mqtt(args: argparse.Namespace, settings: Settings) -> int:
         client_id=args.client_id,
         shared_group=args.shared_group,
         topic_prefix=settings.mqtt_topic_prefix,
+        workers=args.workers,
     )
     signal.signal(signal.SIGTERM, lambda *_: consumer.client.disconnect())
     try:
