@@ -47,9 +47,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     try:
-        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+        engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
     except ModuleNotFoundError as exc:
         raise UserError(f"no database driver for {parsed.drivername}: {exc}") from None
+    # executemany of an INSERT (the indexer's event rows and upserts): multi-row VALUES pages of
+    # 1,000 rows (SQLAlchemy's insertmanyvalues) instead of psycopg's one statement per row in a
+    # pipeline, which made the indexer's writes a statement per row (docs/bench/ingest-profile.md)
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+    return engine
 
 
 def check_connection(engine: Engine) -> None:
