@@ -1,6 +1,7 @@
 """Start-up of the `ledger` command: wall time of `ledger --version` and of `ledger statement`.
 
-Runs each command N times in fresh interpreters (as a user would) and prints p50, p99 and mean,
+Runs each command N times in fresh interpreters (as a user would) and prints wall p50 and p99 and
+the CPU time the command used (steadier than wall time on a loaded machine),
 and which heavy packages the command imported. ``--tree DIR`` runs another checkout's package
 (e.g. an export of main) with the same interpreter, for a before/after comparison.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,20 +37,28 @@ print(" ".join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)
 """
 
 
-def timed(cmd: list[str], env: dict[str, str], n: int) -> list[float]:
-    times = []
+def timed(cmd: list[str], env: dict[str, str], n: int) -> tuple[list[float], list[float]]:
+    """Wall seconds and CPU seconds (user + system of the child) of ``n`` runs."""
+    walls, cpus = [], []
     for _ in range(n):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         subprocess.run(cmd, env=env, cwd=env["PYTHONPATH"], check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t)
-    return times
+        walls.append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return walls, cpus
 
 
-def show(label: str, times: list[float]) -> None:
-    ms = sorted(t * 1000 for t in times)
+def show(label: str, runs: tuple[list[float], list[float]]) -> None:
+    walls, cpus = runs
+    ms = sorted(t * 1000 for t in walls)
     p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
-    mean = statistics.fmean(ms)
-    print(f"{label:40} n={len(ms)}  p50 {statistics.median(ms):7.1f} ms  p99 {p99:7.1f} ms  mean {mean:7.1f} ms")
+    cpu = statistics.median(cpus) * 1000
+    print(
+        f"{label:40} n={len(ms)}  wall p50 {statistics.median(ms):7.1f} ms  p99 {p99:7.1f} ms"
+        f"  CPU p50 {cpu:7.1f} ms  (load average {os.getloadavg()[0]:.1f})"
+    )
 
 
 def main() -> int:

@@ -385,7 +385,8 @@ def run_mqtt(args: argparse.Namespace, env: dict[str, str], bodies: list[bytes],
     prefix = f"bench-{os.getpid()}/plays"
     env = dict(env, LEDGER_MQTT_URL=f"mqtt://{MQTT_HOST}:{MQTT_PORT}", LEDGER_MQTT_TOPIC_PREFIX=prefix)
     consumer = subprocess.Popen(
-        [sys.executable, "-m", "ledger", "ingest-mqtt", "--client-id", prefix, "--workers", str(args.threads)],
+        [sys.executable, "-m", "ledger", "ingest-mqtt", "--client-id", prefix]
+        + (["--workers", str(args.threads)] if args.threads > 1 else []),  # 1: the option's default (or none)
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -398,9 +399,15 @@ def run_mqtt(args: argparse.Namespace, env: dict[str, str], bodies: list[bytes],
     all_done = threading.Event()
     total = len(bodies)
 
+    probe = "0x" + "00" * 20  # a message the consumer answers (422) once it is subscribed
+    ready = threading.Event()
+
     def on_message(client: Any, userdata: Any, msg: Any) -> None:
         reply = json.loads(msg.payload)
         device = msg.topic.split("/")[-2]
+        if device == probe:
+            ready.set()
+            return
         with lock:
             key = (device, reply.get("nonce"))
             if key in sent and key not in answers:
@@ -415,12 +422,19 @@ def run_mqtt(args: argparse.Namespace, env: dict[str, str], bodies: list[bytes],
     client.subscribe(f"{prefix}/+/ack", qos=1)
     client.loop_start()
     try:
-        time.sleep(3.0)  # the consumer subscribes
+        for _ in range(300):  # the consumer starts (imports, node, database) and subscribes
+            client.publish(f"{prefix}/{probe}", b"{}", qos=1)
+            if ready.wait(1.0):
+                break
+        else:
+            raise SystemExit("the MQTT consumer did not answer")
         parsed = [json.loads(b) for b in bodies]
         started = time.perf_counter()
         cpu0 = tree_cpu_seconds(consumer.pid)
         for body, p in zip(bodies, parsed, strict=True):
             device = p["device"].lower()
+            while len(sent) - len(answers) >= args.window:  # the broker queues at most 1,000 per client
+                time.sleep(0.001)
             with lock:
                 sent[(device, p["nonce"])] = time.perf_counter()
             client.publish(f"{prefix}/{device}", body, qos=1)
@@ -458,6 +472,7 @@ def main() -> int:
     p.add_argument("--nonce-ttl", type=float, help="seconds a nonce bitmap word is cached (0: read every batch)")
     p.add_argument("--http", action="store_true", help="through gunicorn over HTTP, concurrent clients")
     p.add_argument("--mqtt", action="store_true", help="through `ledger ingest-mqtt` (--threads: its workers)")
+    p.add_argument("--window", type=int, default=200, help="--mqtt: batches sent but not yet answered, at most")
     p.add_argument("--workers", type=int, default=2, help="--http: gunicorn worker processes")
     p.add_argument("--threads", type=int, default=1, help="--http: threads per worker (1: sync workers)")
     p.add_argument("--clients", type=int, default=16, help="--http: concurrent connections")

@@ -412,7 +412,10 @@ class IngestContext:
     def __post_init__(self) -> None:
         self.ledger_address = to_checksum_address(self.ledger_address)
         if self.group is None:
-            self.group = GroupCommit(self.sessions.kw["bind"])
+            bind = self.sessions.kw.get("bind")
+            if not isinstance(bind, Engine):
+                raise ValueError("IngestContext needs sessions bound to an Engine (or a GroupCommit)")
+            self.group = GroupCommit(bind)
 
     @classmethod
     def create(cls, w3: Web3, deployment: Deployment, engine_or_sessions: Any, **kw: Any) -> IngestContext:
