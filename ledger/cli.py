@@ -168,6 +168,12 @@ def _parser() -> argparse.ArgumentParser:
         help="MQTT client id; keep it stable so the broker keeps the session while it is down",
     )
     m.add_argument("--shared-group", help="share the load with other consumers ($share/NAME/plays/+)")
+    m.add_argument(
+        "--workers",
+        type=int,
+        default=16,
+        help="batches handled at once (their stores share one commit; default 16)",
+    )
     return p
 
 
@@ -250,7 +256,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_statement(args: argparse.Namespace, settings: Settings) -> int:
-    from .chain import checksum
+    from .address import checksum
     from .statements import parse_period, statement, usage_by_territory
 
     payee = checksum(args.payee, "--payee")
@@ -269,7 +275,7 @@ def cmd_works(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from .chain import checksum
+    from .address import checksum
     from .models import Work
 
     owner = checksum(args.owner, "--owner") if args.owner else None
@@ -426,6 +432,7 @@ def cmd_ingest_mqtt(args: argparse.Namespace, settings: Settings) -> int:
         client_id=args.client_id,
         shared_group=args.shared_group,
         topic_prefix=settings.mqtt_topic_prefix,
+        workers=args.workers,
     )
     signal.signal(signal.SIGTERM, lambda *_: consumer.client.disconnect())
     try:
