@@ -6,8 +6,8 @@ another page with a new index entry, and the table and its primary key bloat unt
 (62 MiB was seen for 120k summary rows). With free space on the page the update is HOT (no index
 entry, the old version pruned on the page), so the table stays near its live size.
 
-Revision ID: 0310
-Revises: 0300
+Revision ID: 0320
+Revises: 0310
 Create Date: 2026-11-28
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 from alembic import op
 
 
-revision = '0310'
-down_revision = '0300'
+revision = '0320'
+down_revision = '0310'
 branch_labels = None
 depends_on = None
 
