@@ -24,6 +24,8 @@ from ledger.playbatch import encode_entries, make_device_id
 T0 = 1_790_000_000  # 2026-09-21
 LEDGER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 RATE = 1_000
+#: The seeded device keys (Bar and Shop are lic's, Rival is lic2's).
+BAR, SHOP, RIVAL = (Account.from_key(bytes([k]) * 32).address for k in (0x31, 0x32, 0x33))
 
 
 @dataclass
@@ -60,7 +62,7 @@ def _pending(device, device_id, nonce, plays_by_work, status, reason=None, recei
 
 def seed_devices(engine, lic, lic2, works: bool = True) -> DeviceSeed:
     """``works=False`` when portal_seed wrote works 1 and 2 already."""
-    bar, shop, rival = (Account.from_key(bytes([k]) * 32).address for k in (0x31, 0x32, 0x33))
+    bar, shop, rival = BAR, SHOP, RIVAL
     bar_id, shop_id, rival_id = make_device_id(1, 1), make_device_id(1, 2), make_device_id(2, 1)
     rows: list = [
         IndexerCheckpoint(id=1, chain_id=31337, ledger_address=LEDGER, deploy_block=1, block_number=200, updated_at=T0),
