@@ -252,12 +252,14 @@ def check_proof(
     if proof_signer(proof.signature, chain_id, ledger, device, licensee, registration_nonce) == device:
         return device
     for nonce in range(registration_nonce + _NONCE_PROBE):
-        if nonce != registration_nonce and proof_signer(proof.signature, chain_id, ledger, device, licensee, nonce):
-            if proof_signer(proof.signature, chain_id, ledger, device, licensee, nonce) == device:
-                raise DeviceProofError(
-                    f"this proof was made with registration nonce {nonce}, but the ledger expects "
-                    f"{registration_nonce} (the key was registered before): run `{command}`"
-                )
+        if (
+            nonce != registration_nonce
+            and proof_signer(proof.signature, chain_id, ledger, device, licensee, nonce) == device
+        ):
+            raise DeviceProofError(
+                f"this proof was made with registration nonce {nonce}, but the ledger expects "
+                f"{registration_nonce} (the key was registered {registration_nonce} time(s) before): run `{command}`"
+            )
     raise DeviceProofError(
         f"this is not device {device}'s proof for you (licensee {licensee}) on ledger {ledger}, chain {chain_id}: "
         f"it was made for another licensee, ledger, chain or key. Run `{command}` on the device and paste its output"
@@ -280,6 +282,8 @@ ADVICE: dict[str, str] = {
     "provisioning file (chain id and ledger).",
     "MalformedEntries": "The batch's content was malformed: update scripts/device.py on the device.",
     "CounterOverflow": "A play counter would overflow: report the plays in smaller batches.",
+    "UnknownDeviceOrBadSignature": "The ledger could not attribute the batch to a registered device: check "
+    "that the registration is confirmed and that the device's provisioning file names this ledger and chain.",
 }
 GENERIC_ADVICE = "The ledger refused this batch; it will not be retried. Contact the operator if it recurs."
 

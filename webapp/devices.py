@@ -80,7 +80,11 @@ def index():
         "devices/index.html",
         view=view,
         unlicensed=[w for w in works if w.unlicensed],
-        pending=gasless.actions_of(engine(), g.user.id, statuses=views.PENDING),
+        pending=[
+            a
+            for a in gasless.actions_of(engine(), g.user.id, statuses=views.PENDING)
+            if a.kind in gasless.DEVICE_ACTIONS
+        ],
         action_form=ActionForm(),
         catalogue_url=catalogue_url,
         escrow_url=escrow_url(),

@@ -5,9 +5,10 @@ ERC2771Forwarder), on SQLite and PostgreSQL.
   is spent (nothing queued, the forwarder nonce unchanged).
 - The whole path: a licensee with 0 ETH registers a device from the real output of
   `device.py register-proof --json` through the forwarder, downloads the provisioning file,
-  the device (scripts/device.py, unchanged) reports plays over HTTP to this portal; the device's
-  page shows the batch pending, then charged once relayed and indexed; revocation goes through
-  the forwarder too, and the device's next batch is refused, which `device.py status` explains.
+  the device (scripts/device.py, unchanged) reports plays over HTTP to this portal, then over
+  MQTT (Mosquitto, `ledger.mqtt` consumer) with the MQTT file; the device's page shows each batch
+  pending, then charged once relayed and indexed; revocation goes through the forwarder too, and
+  the device's next batch is refused, which `device.py status` explains.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import subprocess
 import sys
 import threading
+import uuid
 
 import pytest
 from eth_account import Account
@@ -28,7 +30,8 @@ from ledger import accounts, devices, gasless
 from ledger.chain import LedgerClient, LicenseKind, deploy
 from ledger.gasless import GaslessRelayer
 from ledger.ingest import IngestContext
-from tests.support import BUILD_DIR, DEVICE_SCRIPT, ensure_compiled, running_anvil
+from ledger.mqtt import MqttIngest
+from tests.support import BUILD_DIR, DEVICE_SCRIPT, MQTT_HOST, MQTT_PORT, ensure_compiled, running_anvil
 from webapp.money import usd
 
 RATE = 1_000  # $0.001 per play
@@ -153,6 +156,7 @@ def test_zero_eth_licensee_registers_a_device_sees_batches_pending_then_charged_
     w3, deployment, admin, work = chain
     server = make_server("127.0.0.1", 0, portal, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    stop = [server.shutdown]
     try:
         portal.config["PORTAL_SETTINGS"] = type(portal.config["PORTAL_SETTINGS"])(
             **{**portal.config["PORTAL_SETTINGS"].__dict__, "public_url": f"http://127.0.0.1:{server.server_port}"}
@@ -217,6 +221,34 @@ def test_zero_eth_licensee_registers_a_device_sees_batches_pending_then_charged_
         assert f"#{work} Blue Hour 5 5 {usd(5 * RATE)} 0" in text, text[-1500:]  # charged, nothing pending
         assert "Nothing is waiting" in lic.get("/licensee/devices/").data.decode()
 
+        # The same device over MQTT: the MQTT provisioning file names this server's broker and topics.
+        prefix = f"test-{uuid.uuid4().hex[:12]}/plays"
+        portal.config["LEDGER_SETTINGS"] = portal.config["LEDGER_SETTINGS"].with_(
+            mqtt_url=f"mqtt://ingest:secret@{MQTT_HOST}:{MQTT_PORT}", mqtt_topic_prefix=prefix
+        )
+        consumer = MqttIngest(
+            portal.config["INGEST_CONTEXT"],
+            f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
+            topic_prefix=prefix,
+            client_id=f"devices-test-{uuid.uuid4().hex[:10]}",
+        )
+        consumer.start()
+        stop.append(consumer.stop)
+        prov = lic.get(f"/licensee/devices/{address}/provisioning.json?transport=mqtt")
+        (state / "provisioning.json").write_bytes(prov.data)
+        assert prov.get_json()["mqttUrl"] == f"mqtt://{MQTT_HOST}:{MQTT_PORT}"  # the server's credentials stay
+        _device(state, "play", "--work", work, "--count", 3, "--at", w3.eth.get_block("latest")["timestamp"] + 1)
+        _device(state, "flush")
+        status = json.loads(_device(state, "status", "--json").stdout)
+        assert status["lastAck"]["nonce"] == 1 and status["spooledBatches"] == 0
+        assert status["server"]["transport"] == "mqtt" and prefix in status["server"]["url"]
+        assert re.search(r'id="pending-count">1<', lic.get(f"/licensee/devices/{address}").data.decode())
+        Relayer(w3, deployment, relayer, engine).run(once=True)
+        Indexer(engine, w3, deployment, progress=False).run()
+        page = _page(lic.get(f"/licensee/devices/{address}"))
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+        assert f"#{work} Blue Hour 8 8 {usd(8 * RATE)} 0" in text, text[-1500:]
+
         # Revocation: gasless too; the device's next batch is refused and `status` says why.
         token = csrf_of(page)
         assert lic.client.post(f"/licensee/devices/{address}/revoke", data={"csrf_token": token}).status_code == 302
@@ -232,6 +264,7 @@ def test_zero_eth_licensee_registers_a_device_sees_batches_pending_then_charged_
         _device(state, "play", "--work", work, "--at", revoked_at + 1)  # plays before it stay chargeable
         _device(state, "flush")
         text = _device(state, "status").stdout
-        assert "403 device_revoked" in text and "register the key again" in text
+        assert "403 device_revoked" in text and "register the key again" in text  # the MQTT ack's refusal
     finally:
-        server.shutdown()
+        for fn in reversed(stop):
+            fn()
