@@ -41,6 +41,11 @@ class RegisterDeviceForm(FlaskForm):
     submit = SubmitField("Register the device")
 
 
+class RenameDeviceForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(1, devices.MAX_NAME)])
+    submit = SubmitField("Rename")
+
+
 def _view() -> devices.LicenseeView:
     statuses = {a.id: a.status for a in gasless.actions_of(engine(), g.user.id)}
     return devices.licensee_view(engine(), g.user.id, g.user.address, statuses)
@@ -208,10 +213,30 @@ def device(address: str):
         skipped=[b for b in batches if b in view.skipped],
         works=devices.plays_by_work(engine(), found.device_ids, batches),
         action_form=ActionForm(),
+        rename_form=RenameDeviceForm(data={"name": found.name or ""}),
         catalogue_url=catalogue_url,
         escrow_url=escrow_url(),
         territory_name=devices.territory_name,
     )
+
+
+@bp.post("/<address>/name")
+@role_required("licensee")
+def rename(address: str):
+    """Renames a device (off chain only: the name is the portal's, the chain never sees it)."""
+    found = _own_device(_view(), address)
+    form = RenameDeviceForm()
+    if not form.validate_on_submit():
+        abort(400, description="give a name of 1 to 80 characters")
+    if found.portal is not None:
+        devices.update_device(engine(), found.portal.id, name=form.name.data.strip())
+    else:  # registered outside the portal: the name gets a row of its own
+        domain = devices.indexed_domain(engine())
+        if domain is None or not found.territory:
+            abort(409, description="this device is not indexed yet: try again in a minute")
+        row = devices.add_device(engine(), g.user.id, found.address, form.name.data, found.territory, *domain)
+        devices.update_device(engine(), row.id, device_id=found.device_ids[-1])
+    return redirect(url_for("devices.device", address=found.address))
 
 
 @bp.post("/<address>/revoke")

@@ -213,3 +213,22 @@ def test_empty_devices_page_says_how_to_start(as_user, users):
 
 def test_device_pages_are_not_cached(as_user, dseed):
     assert as_user("lic").get("/licensee/devices/").headers["Cache-Control"] == "no-store"
+
+
+def test_rename_is_off_chain_and_own_devices_only(as_user, engine, users, dseed):
+    lic = as_user("lic")
+    token = csrf_of(lic.get(f"/licensee/devices/{dseed.bar}").data)
+    response = lic.client.post(
+        f"/licensee/devices/{dseed.bar}/name", data={"csrf_token": token, "name": "Bar, back room"}
+    )
+    assert response.status_code == 302
+    assert "Bar, back room" in lic.get("/licensee/devices/").data.decode()
+    assert gasless.actions_of(engine, users["lic"].id) == []  # nothing on chain
+    assert (
+        lic.client.post(f"/licensee/devices/{dseed.bar}/name", data={"csrf_token": token, "name": ""}).status_code
+        == 400
+    )
+    assert lic.client.post(f"/licensee/devices/{dseed.bar}/name", data={"name": "x"}).status_code == 400  # no CSRF
+    rival = lic.client.post(f"/licensee/devices/{dseed.rival}/name", data={"csrf_token": token, "name": "Mine"})
+    assert rival.status_code == 404
+    assert [r.name for r in devices.portal_rows(engine, users["lic"].id)] == ["Shop", "Bar, back room"]

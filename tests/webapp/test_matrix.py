@@ -6,7 +6,7 @@ import pytest
 from devices_seed import BAR, RIVAL, seed_devices
 from portal_support import PASSWORD, SECRET, Portal, csrf_of
 
-from ledger import accounts, gasless
+from ledger import accounts, devices, gasless
 
 ALLOWED = 200
 # who -> expected status; "anon" is not logged in (pages redirect to log-in, the API says 401)
@@ -123,10 +123,15 @@ def test_device_pages_by_role_and_licensee(app, as_user, device_world, path, who
 
 
 @pytest.mark.parametrize("who, status", [("lic2", 404), ("alice", 403), ("label", 403), ("anon", 302)])
-def test_nobody_revokes_another_licensees_device(app, as_user, engine, users, lic2, device_world, who, status):
+def test_nobody_revokes_or_renames_another_licensees_device(
+    app, as_user, engine, users, lic2, device_world, who, status
+):
     portal = Portal(app) if who == "anon" else as_user(who)
     token = csrf_of(portal.get("/login").data)
     assert portal.client.post(f"/licensee/devices/{BAR}/revoke", data={"csrf_token": token}).status_code == status
+    renamed = portal.client.post(f"/licensee/devices/{BAR}/name", data={"csrf_token": token, "name": "Mine"})
+    assert renamed.status_code == status
+    assert [r.name for r in devices.portal_rows(engine, users["lic"].id)] == ["Shop", "Bar"]
     for user in [*users.values(), lic2]:
         assert gasless.actions_of(engine, user.id) == []
 
