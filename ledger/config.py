@@ -41,6 +41,10 @@ The portal's (:class:`PortalSettings`, read by ``webapp``):
 ``LEDGER_RATE_SIGNUP``         sign-ups per client address (default ``5 per hour``)
 ``LEDGER_RATE_TOKEN``          API requests per token (default ``120 per minute``)
 ``LEDGER_RATELIMIT_STORAGE``   Flask-Limiter storage URI (default ``memory://``: per process)
+``LEDGER_PUBLIC_URL``          the portal's URL as devices reach it, for provisioning files
+                               (default: the URL of the request that downloads the file)
+``LEDGER_PUBLIC_MQTT_URL``     the broker's URL as devices reach it (default: LEDGER_MQTT_URL
+                               without its user and password)
 
 docs/ledger.md carries the same table for users; a test checks that every ``LEDGER_*`` name in
 the package is read here.
@@ -171,6 +175,19 @@ def _count(env: Mapping[str, str], name: str, default: int, minimum: int = 0) ->
     return int(raw)
 
 
+def _public_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    """A URL devices are given (provisioning files): one of ``schemes`` with a host, or None."""
+    from urllib.parse import urlsplit
+
+    raw = (env.get(name) or "").strip().rstrip("/")
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(f"{name} must be a {' or '.join(s + '://' for s in schemes)} URL with a host, not {raw!r}")
+    return raw
+
+
 SECRET_FILE = Path("var") / "secret_key"
 
 
@@ -203,6 +220,8 @@ class PortalSettings:
     rate_signup: str = "5 per hour"
     rate_token: str = "120 per minute"
     ratelimit_storage: str = "memory://"
+    public_url: str | None = None  # e.g. https://portal.example.org (no trailing slash)
+    public_mqtt_url: str | None = field(default=None, repr=False)  # may carry device credentials
 
     @property
     def production(self) -> bool:
@@ -232,4 +251,6 @@ class PortalSettings:
             rate_signup=env.get("LEDGER_RATE_SIGNUP") or cls.rate_signup,
             rate_token=env.get("LEDGER_RATE_TOKEN") or cls.rate_token,
             ratelimit_storage=env.get("LEDGER_RATELIMIT_STORAGE") or cls.ratelimit_storage,
+            public_url=_public_url(env, "LEDGER_PUBLIC_URL", ("http", "https")),
+            public_mqtt_url=_public_url(env, "LEDGER_PUBLIC_MQTT_URL", ("mqtt", "mqtts")),
         )

@@ -549,6 +549,8 @@ class GaslessRelayer:
             return [to_checksum_address(p["to"])]
         if action.kind in LICENSEE_ACTIONS:
             return licensee_arguments(action)
+        if action.kind in DEVICE_ACTIONS:
+            return device_action_arguments(action)
         raise GaslessError(f"unknown action {action.kind!r}")
 
     def run(self, action: PortalAction, user: User, server_secret: str | bytes) -> PortalAction:
@@ -901,3 +903,28 @@ def prepare_licensee_action(
     found = get_action(relayer.engine, action.id)
     assert found is not None
     return found
+
+
+# ----------------------------------------------------------------------------- device actions
+# A licensee's devices (webapp/devices.py): registerDevice with the device key's proof of
+# possession (checked by ledger.devices before it is queued), and revokeDevice.
+
+DEVICE_ACTIONS: dict[str, tuple[str, str]] = {
+    "register_device": ("RoyaltyLedger", "registerDevice"),
+    "revoke_device": ("RoyaltyLedger", "revokeDevice"),
+}
+ACTIONS.update(DEVICE_ACTIONS)
+
+
+def device_action_arguments(action: PortalAction) -> list[Any]:
+    """registerDevice(device, territory, proof) or revokeDevice(deviceId) of a device action."""
+    p = action.arguments
+    if action.kind == "register_device":
+        territory = str(p["territory"])
+        if len(territory) != 2 or not territory.isascii() or not territory.isalpha():
+            raise GaslessError(f"territory {territory!r} is not an ISO 3166-1 alpha-2 code")
+        signature = bytes.fromhex(str(p["signature"]).removeprefix("0x"))
+        return [to_checksum_address(p["device"]), territory.upper().encode("ascii"), signature]
+    if action.kind == "revoke_device":
+        return [int(p["device_id"])]
+    raise GaslessError(f"unknown device action {action.kind!r}")

@@ -63,7 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.extensions["portal_limiter"] = limiter
 
-    from . import api, artist, auth, label, licensee
+    from . import api, artist, auth, devices, label, licensee
 
     csrf.exempt(api.bp)  # token or session auth, read-only except the device ingest (signed batches)
     limiter.limit(
@@ -77,6 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(artist.bp, url_prefix="/artist")
     app.register_blueprint(label.bp, url_prefix="/label")
     app.register_blueprint(licensee.bp, url_prefix="/licensee")
+    app.register_blueprint(devices.bp, url_prefix="/licensee/devices")
     for endpoint, rate, message in (
         ("auth.login", portal.rate_login, "too many log-in attempts"),
         ("auth.siwe_verify", portal.rate_login, "too many log-in attempts"),

@@ -30,7 +30,7 @@ def test_upgrade_downgrade_upgrade(db_url):
 def test_migrations_match_the_models(db_url):
     import importlib
 
-    for module in ("ledger.pending", "ledger.accounts", "ledger.gasless"):  # their tables share the metadata
+    for module in ("ledger.pending", "ledger.accounts", "ledger.gasless", "ledger.devices"):  # tables share Base
         importlib.import_module(module)
     engine = make_engine(db_url)
     try:
