@@ -80,7 +80,8 @@ def terms_of(engine: Engine, work_ids: list[int]) -> dict[int, dict[str, TermsIn
 
 def search(engine: Engine, query: str = "", page: int = 1, per_page: int = PER_PAGE) -> CataloguePage:
     """Registered works matching `query` in the title, the ISRC (dashes and case ignored), the
-    owner's portal username or address; by work id, `per_page` a page."""
+    owner's portal username or address, or the work id (``42`` or ``#42``); by work id,
+    `per_page` a page."""
     w, u = Work.__table__, User.__table__
     base = select(w.c.work_id).select_from(w.outerjoin(u, u.c.address == w.c.owner))
     query = query.strip()
@@ -93,6 +94,9 @@ def search(engine: Engine, query: str = "", page: int = 1, per_page: int = PER_P
         ]
         if isrc.isalnum():
             matches.append(w.c.isrc.like(f"%{isrc}%"))
+        number = query.removeprefix("#")
+        if number.isdigit() and len(number) <= 12:
+            matches.append(w.c.work_id == int(number))
         base = base.where(or_(*matches))
     page = max(1, page)
     with engine.connect() as conn:

@@ -272,6 +272,9 @@ def check_proof(
 ADVICE: dict[str, str] = {
     "InsufficientEscrow": "Your escrow does not cover these plays: top up your escrow; the batch is retried "
     "about a minute later, nothing is lost.",
+    "UnlicensedLimit": "None of these plays is licensed and your devices have used today's allowance of "
+    "unlicensed plays: buy a license that covers them (a license covers plays up to its expiry) and the "
+    "batch goes out; otherwise it waits for tomorrow's allowance. Nothing is lost.",
     "UnknownDevice": "The ledger did not know this device when the batch was relayed: check that its "
     "registration is confirmed; plays it reports from now on are charged.",
     "DeviceRevoked": "The device was revoked before these plays: register its key again (a new proof) "
@@ -298,7 +301,7 @@ class BatchRow:
     device_id: int
     nonce: int
     plays: int
-    state: str  # pending | inflight | confirmed | rejected | waiting (InsufficientEscrow)
+    state: str  # pending | inflight | confirmed | rejected (pending with a reason: InsufficientEscrow, UnlicensedLimit)
     reason: str | None
     received_at: int | None  # unix seconds (pending store)
     from_time: int

@@ -60,12 +60,17 @@ def _own_device(view: devices.LicenseeView, address: str) -> devices.DeviceSumma
 
 def catalogue_url(work_id: int) -> str | None:
     """Where the licensee buys a license for a work (the licensee pages, when present)."""
-    for endpoint in ("licensee.work", "licensee.catalogue"):
-        try:
-            return url_for(endpoint, work_id=work_id) if endpoint.endswith("work") else url_for(endpoint)
-        except BuildError:
-            continue
-    return None
+    try:
+        return url_for("licensee.catalogue_page", q=f"#{work_id}")
+    except BuildError:
+        return None
+
+
+def licenses_url() -> str | None:
+    try:
+        return url_for("licensee.catalogue_page")
+    except BuildError:
+        return None
 
 
 def escrow_url() -> str | None:
@@ -93,6 +98,7 @@ def index():
         action_form=ActionForm(),
         catalogue_url=catalogue_url,
         escrow_url=escrow_url(),
+        licenses_url=licenses_url(),
     )
 
 
@@ -216,6 +222,7 @@ def device(address: str):
         rename_form=RenameDeviceForm(data={"name": found.name or ""}),
         catalogue_url=catalogue_url,
         escrow_url=escrow_url(),
+        licenses_url=licenses_url(),
         territory_name=devices.territory_name,
     )
 

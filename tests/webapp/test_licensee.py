@@ -59,6 +59,9 @@ def test_catalogue_lists_works_with_their_terms(as_user, world):
         ("gbabc26", [2]),
         ("bob", [2]),
         ("BOB", [2]),
+        ("#2", [2]),
+        ("#1", [1]),
+        ("#999", []),
     ],
 )
 def test_catalogue_search_by_title_isrc_and_artist(as_user, world, query, found):
