@@ -31,6 +31,17 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+def _partition(text: str) -> tuple[int, int]:
+    """``K/N`` of ``ledger relay --partition``: 0 <= K < N."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"{text!r}: K must be at least 0 and below N")
+    return k, n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ledger",
@@ -149,6 +160,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--once", action="store_true", help="relay until nothing is pending, then exit")
     r.add_argument("--idle", type=float, default=1.0, help="seconds to sleep when nothing is pending")
+    r.add_argument(
+        "--partition",
+        type=_partition,
+        default=(0, 1),
+        metavar="K/N",
+        help="relay only licensees whose index modulo N is K (N relayers, one key each; default 0/1: all)",
+    )
 
     m = sub.add_parser(
         "ingest-mqtt",
@@ -387,7 +405,10 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("LEDGER_RELAYER_KEY is not a valid private key") from None
     rt = open_runtime(settings, args.ledger)
     config = RelayerConfig(
-        gas_cap=args.gas_cap, max_input_bytes=args.max_bytes - ENVELOPE_RESERVE, idle_sleep=args.idle
+        gas_cap=args.gas_cap,
+        max_input_bytes=args.max_bytes - ENVELOPE_RESERVE,
+        idle_sleep=args.idle,
+        partition=args.partition,
     )
     relayer = Relayer(rt.w3, rt.deployment, account, rt.engine, config)
     stop = threading.Event()
