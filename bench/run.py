@@ -12,6 +12,7 @@ machine, or not). Exits non-zero when a W2 run loses a play.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
@@ -42,6 +43,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    # SIGTERM unwinds like Ctrl-C, so every stack, Anvil and database a run started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workloads = args.workload or ["1", "2", "3"]
     smoke = args.smoke
     conditions = args.conditions or ("smoke run" if smoke else "not stated")

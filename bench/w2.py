@@ -211,7 +211,25 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the API did not start")
                 time.sleep(0.2)
+        self.warm_up()
         time.sleep(1.0)  # the MQTT consumer subscribes
+
+    def warm_up(self) -> None:
+        """An empty body to every worker (a 4xx): each builds its ingest context before the clock
+        starts, as a server that has been up a while has."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import requests
+
+        def post(url: str) -> int:
+            return requests.post(url, data=b"{}", headers={"Content-Type": "application/json"}, timeout=60).status_code
+
+        urls = [u for u in self.endpoints() for _ in range(2 * self.api_workers)]
+        with ThreadPoolExecutor(len(urls)) as pool:
+            for _ in range(2):
+                codes = set(pool.map(post, urls))
+        if not all(400 <= c < 500 for c in codes):
+            raise RuntimeError(f"warm-up answers {codes}, not a 4xx")
 
     def endpoints(self) -> list[str]:
         return [f"http://127.0.0.1:{p}/api/v1/batches" for p in self.api_ports]
@@ -257,12 +275,12 @@ class SendPlan:
     ledger: str
     shape: Shape
     duration: float
-    start_at: float  # wall clock
     devices: list[tuple[int, int, str, str]]  # (global index, device id, address, key)
 
 
-def _device_worker(plan: SendPlan, out: Any) -> None:
-    """One worker process: its devices over ``shape.threads`` threads; puts its records on ``out``."""
+def _device_worker(plan: SendPlan, out: Any, go: Any, start: Any) -> None:
+    """One worker process: its devices over ``shape.threads`` threads. Says "ready" on ``out`` once
+    set up, sends from ``start.value`` (wall clock) once ``go`` is set, then puts its records on ``out``."""
     from eth_account import Account
 
     from tests.support import load_device_script
@@ -274,7 +292,7 @@ def _device_worker(plan: SendPlan, out: Any) -> None:
     mqtt = _MqttLink(plan, device_mod) if plan.transport == "mqtt" else None
     threads = min(plan.shape.threads, len(plan.devices))
 
-    def sender(mine: list[tuple[int, int, str, str]]) -> None:
+    def prepare(mine: list[tuple[int, int, str, str]]) -> tuple[list[Any], dict[int, Any]]:
         devs = [(idx, dev_id, Account.from_key(key), random.Random(f"{SEED}/{idx}"), 0) for idx, dev_id, _, key in mine]
         transports = {}
         if mqtt is None:
@@ -290,10 +308,13 @@ def _device_worker(plan: SendPlan, out: Any) -> None:
                     ledger=plan.ledger,
                 )
                 transports[idx] = device_mod.HttpTransport(prov, timeout=30, workers=1)
+        return devs, transports
+
+    def sender(devs: list[Any], transports: dict[int, Any]) -> None:
         nonces = {idx: 0 for idx, *_ in devs}
         local: list[tuple[int, int, int, float, float, str]] = []
-        end = plan.start_at + plan.duration
-        while time.time() < plan.start_at:
+        end = start.value + plan.duration
+        while time.time() < start.value:
             time.sleep(0.01)
         i = 0
         while time.time() < end:
@@ -317,7 +338,10 @@ def _device_worker(plan: SendPlan, out: Any) -> None:
         with lock:
             records.extend(local)
 
-    pool = [threading.Thread(target=sender, args=(plan.devices[t::threads],)) for t in range(threads)]
+    prepared = [prepare(plan.devices[t::threads]) for t in range(threads)]
+    out.put("ready")
+    go.wait()
+    pool = [threading.Thread(target=sender, args=args) for args in prepared]
     for t in pool:
         t.start()
     for t in pool:
@@ -442,9 +466,8 @@ def run_once(
             stack.start()
             watcher.start()
             devs = [(i, d, a, k) for i, (d, a, k) in enumerate(chain.devices)]
-            start_at = time.time() + 2.0
             ctx = mp.get_context("spawn")
-            queue = ctx.Queue()
+            queue, go, start = ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
             workers = []
             for w in range(procs):
                 plan = SendPlan(
@@ -456,12 +479,16 @@ def run_once(
                     chain.deployment.ledger.address,
                     shape,
                     duration,
-                    start_at,
                     devs[w::procs],
                 )
-                p = ctx.Process(target=_device_worker, args=(plan, queue), daemon=True)
+                p = ctx.Process(target=_device_worker, args=(plan, queue, go, start), daemon=True)
                 p.start()
                 workers.append(p)
+            for _ in workers:  # every worker has imported, loaded its keys and connected
+                if queue.get(timeout=300) != "ready":
+                    raise RuntimeError("a device worker did not start")
+            start_at = start.value = time.time() + 0.5
+            go.set()
             bar = tqdm(total=int(duration), desc=label, unit="s", disable=not progress)
             while time.time() < start_at + duration:
                 time.sleep(1)
@@ -629,7 +656,7 @@ def main(
     plot_dir: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    duration = duration or (4.0 if smoke else 60.0)
+    duration = duration or (8.0 if smoke else 60.0)
     drain_timeout = drain_timeout or (120.0 if smoke else 600.0)
     runs: list[dict[str, Any]] = []
     errors: list[str] = []
@@ -644,6 +671,12 @@ def main(
             configs: list[tuple[str, str, int, int, int]] = [(t, d, 1, 3, 1) for d in dbs for t in transports]
             if scale and key == "small":
                 configs += [("http", "postgresql", n, 1, r) for n in (1, 2) for r in (1, 2)]
+            if smoke:  # each transport and database once (crossed between the shapes), one scale-out run
+                flip = key == "small"
+                configs = [
+                    c for c in configs if c[2:] == (1, 3, 1) and (c[0] == "http") == (c[1] == "postgresql") ^ flip
+                ]
+                configs += [("http", "postgresql", 2, 1, 2)] if scale and key == "small" else []
             for transport, db, nodes, workers, relayers in configs:
                 plot = None
                 if plot_dir is not None:
