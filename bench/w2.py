@@ -562,7 +562,7 @@ def run_once(
         "store_after_drain": pending_left,
     }
     if plot is not None and accepted:
-        _plot(plot, label, start_at, accepted, seen, latencies)
+        _plot(plot, label, start_at, accepted, seen, latencies, by_batch=shape.plays < 100)
         result["plot"] = plot.name
     if not keep and not result["loss_plays"]:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -605,6 +605,7 @@ def _plot(
     accepted: list[tuple[int, int, int, float, float, str]],
     seen: dict[tuple[int, int], float],
     latencies: list[float],
+    by_batch: bool,
 ) -> None:
     import matplotlib
 
@@ -614,17 +615,18 @@ def _plot(
     acc: dict[int, int] = {}
     idx: dict[int, int] = {}
     for dev, nonce, plays, _sent, acked, _ in accepted:
-        acc[int(acked - start)] = acc.get(int(acked - start), 0) + plays
+        n = 1 if by_batch else plays
+        acc[int(acked - start)] = acc.get(int(acked - start), 0) + n
         if (dev, nonce) in seen:
             t = int(seen[(dev, nonce)] - start)
-            idx[t] = idx.get(t, 0) + plays
+            idx[t] = idx.get(t, 0) + n
     end = max([*acc, *idx, 1]) + 1
     xs = list(range(end))
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.plot(xs, [acc.get(x, 0) for x in xs], label="accepted")
     a.plot(xs, [idx.get(x, 0) for x in xs], label="confirmed and indexed (seen per poll)")
     a.set_xlabel("seconds since the first send")
-    a.set_ylabel("plays per second")
+    a.set_ylabel("batches per second" if by_batch else "plays per second")
     a.set_title("throughput")
     a.legend()
     b.hist(latencies, bins=40)
