@@ -73,9 +73,12 @@ def git_commit() -> str:
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         ).stdout
-        return commit + ("+dirty" if dirty.strip() else "")
+        return commit + ("+dirty" if dirty.strip() else "")  # results and docs written by a run do not count
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
