@@ -31,6 +31,17 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+def _partition(text: str) -> tuple[int, int]:
+    """``K/N`` of ``ledger relay --partition``: 0 <= K < N."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"{text!r}: K must be at least 0 and below N")
+    return k, n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ledger",
@@ -153,6 +164,13 @@ def _parser() -> argparse.ArgumentParser:
         "--unlicensed-per-day",
         type=int,
         help="plays of batches that pay nobody sent per licensee per UTC day (LEDGER_UNLICENSED_PLAYS_PER_DAY)",
+    )
+    r.add_argument(
+        "--partition",
+        type=_partition,
+        default=(0, 1),
+        metavar="K/N",
+        help="relay only licensees whose index modulo N is K (N relayers, one key each; default 0/1: all)",
     )
 
     m = sub.add_parser(
@@ -405,6 +423,7 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
         max_input_bytes=args.max_bytes - ENVELOPE_RESERVE,
         idle_sleep=args.idle,
         unlicensed_plays_per_day=per_day,
+        partition=args.partition,
     )
     relayer = Relayer(rt.w3, rt.deployment, account, rt.engine, config)
     stop = threading.Event()

@@ -101,6 +101,9 @@ class RelayerConfig:
     log_scan_blocks: int = 5000  # eth_getLogs range when settling from chain state
     finality_blocks: int = 64  # confirmed batches this close to the head are re-checked (reorgs)
     recheck_every: float = 10.0  # seconds between re-checks of recent confirmed batches
+    #: (k, n): relay only licensees whose index % n == k, so n relayer keys share the pending store
+    #: without packing the same batch; (0, 1) relays every licensee.
+    partition: tuple[int, int] = (0, 1)
 
 
 class Relayer:
@@ -237,7 +240,7 @@ class Relayer:
             open_ids = list(
                 session.scalars(
                     select(RelayTransaction.id)
-                    .where(RelayTransaction.status == TX_SENT)
+                    .where(RelayTransaction.status == TX_SENT, RelayTransaction.sender == self.account.address)
                     .order_by(RelayTransaction.tx_nonce)
                 )
             )

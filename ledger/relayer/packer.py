@@ -53,6 +53,9 @@ class PackLimits(Protocol):
     @property
     def unlicensed_retry_after(self) -> float: ...
 
+    @property
+    def partition(self) -> tuple[int, int]: ...
+
 
 def queued(row: PendingBatch) -> playbatch.QueuedBatch:
     """A stored batch as the calldata planner sees it (the row is its ref)."""
@@ -98,6 +101,9 @@ class Packer:
             .order_by(PendingBatch.licensee_index, PendingBatch.device_number, PendingBatch.nonce)
             .limit(limit)
         )
+        k, n = self.limits.partition
+        if n > 1:
+            stmt = stmt.where(PendingBatch.licensee_index % n == k)
         return list(session.scalars(stmt))
 
     def fit_bytes(self, rows: Sequence[PendingBatch]) -> list[PendingBatch]:
