@@ -9,7 +9,7 @@ SOLC_EXE := $(SOLC_DIR)/solc-v$(SOLC_VERSION)
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export SOLCX_BINARY_PATH := $(SOLC_DIR)
 
-.PHONY: fuzz soak lint install install-python install-node install-solc install-brownie-network install-chromium compile test test-contracts test-ledger run bench gas clean services
+.PHONY: fuzz soak play-path-coverage lint install install-python install-node install-solc install-brownie-network install-chromium compile test test-contracts test-ledger run bench gas clean services
 
 install: install-python install-node install-solc install-brownie-network install-chromium services
 
@@ -105,6 +105,17 @@ fuzz: install
 	brownie compile >/dev/null
 	PLAY_PATH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) brownie test tests/contracts/test_play_path_differential.py \
 	  --network contract-tests -p no:cacheprovider
+
+# Line and branch coverage of the play path's Yul (brownie's coverage cannot see inside it): the
+# differential test traced opcode by opcode, mapped to source by scripts/play_path_coverage.py.
+# brownie attaches to the Anvil started here (same settings as `contract-tests`, plus opcode traces).
+play-path-coverage: install
+	brownie compile >/dev/null
+	anvil --steps-tracing --silent --accounts 10 --block-base-fee-per-gas 0 --gas-limit 30000000 --port 8548 & \
+	  trap "kill $$!" EXIT; sleep 2; \
+	  PLAY_PATH_COVERAGE=reports/play_path_pcs.json brownie test tests/contracts/test_play_path_differential.py \
+	  --network contract-tests -p no:cacheprovider
+	python scripts/play_path_coverage.py reports/play_path_pcs.json
 
 soak: install
 	brownie compile >/dev/null

@@ -15,6 +15,26 @@ import {LedgerBase} from "./LedgerBase.sol";
 abstract contract Payouts is LedgerBase, IPayouts {
     using SafeERC20 for IERC20;
 
+    // ---- literals for the assembly of _credit (inline assembly takes literal constants only) ----
+    /// @dev SplitLib.TOTAL_BPS.
+    uint256 private constant SPLIT_TOTAL_BPS = 10_000;
+    /// @dev log2 of an ABI word: element i of a calldata array is at offset + (i << 5).
+    uint256 private constant WORD_SHIFT = 5;
+    /// @dev ACCRUED_MASK: no amount credited at once is larger (a work's accrual), so
+    ///      amount * share (share < 2**16) cannot wrap.
+    uint256 private constant CREDIT_LIMIT = 0xffffffffffffff;
+    /// @dev Panic(uint256) selector, left-aligned, and its code for an arithmetic wrap: what
+    ///      Solidity's checked arithmetic reverts with.
+    uint256 private constant PANIC_SELECTOR = 0x4e487b7100000000000000000000000000000000000000000000000000000000;
+    uint256 private constant PANIC_ARITHMETIC = 0x11;
+
+    /// @dev The literals above must equal what they copy (folds to nothing when they do).
+    constructor() {
+        if (SPLIT_TOTAL_BPS != SplitLib.TOTAL_BPS || CREDIT_LIMIT != ACCRUED_MASK || PANIC_SELECTOR != uint256(0x4e487b71) << 224) {
+            revert();
+        }
+    }
+
     /// @inheritdoc IPayouts
     function setSplit(
         uint256 workId,
@@ -107,26 +127,53 @@ abstract contract Payouts is LedgerBase, IPayouts {
     }
 
     /// @dev Reverts unless (payees, bps) is a valid split and the one committed in `slot`.
+    ///      SplitLib.commitmentIfValid checks the split in one pass of assembly; only a split it
+    ///      refuses goes through SplitLib.validate, which reverts with the precise error.
     function _checkSplit(uint256 workId, uint256 slot, address[] calldata payees, uint16[] calldata bps)
         private
         pure
     {
         uint256 committed = slot >> COMMITMENT_SHIFT;
         if (committed == 0) revert SplitNotSet(workId);
-        if (SplitLib.validate(payees, bps) != committed) revert SplitMismatch(workId);
+        uint160 c = SplitLib.commitmentIfValid(payees, bps);
+        if (c == 0) c = SplitLib.validate(payees, bps);
+        if (c != committed) revert SplitMismatch(workId);
     }
 
     /// @dev Credits `amount` by a validated split: floor shares, the remainder to the first payee,
-    ///      so the credits sum to exactly `amount`. Checked arithmetic throughout: the shares of a
-    ///      split summing to 10,000 never exceed the amount, and if they ever did this reverts.
+    ///      so the credits sum to exactly `amount`. Checked arithmetic throughout (Panic 0x11 on
+    ///      a wrap, as Solidity's checked arithmetic): the shares of a split summing to 10,000
+    ///      never exceed the amount, and if they ever did this reverts. amount < 2**56 and a
+    ///      share < 2**16, so amount * share cannot wrap.
     function _credit(uint256 amount, address[] calldata payees, uint16[] calldata bps) private {
-        uint256 rest = amount;
-        uint256 n = payees.length;
-        for (uint256 i = 1; i < n; ++i) {
-            uint256 share = amount * bps[i] / SplitLib.TOTAL_BPS;
-            rest -= share;
-            _balances[payees[i]] += share;
+        uint256 balancesSlot;
+        assembly ("memory-safe") {
+            balancesSlot := _balances.slot
         }
-        _balances[payees[0]] += rest;
+        assembly ("memory-safe") {
+            function credit(payee, value, base) {
+                mstore(0x00, payee)
+                mstore(0x20, base)
+                let s := keccak256(0x00, 0x40)
+                let credited := add(sload(s), value)
+                if lt(credited, value) { overflowed() }
+                sstore(s, credited)
+            }
+            function overflowed() {
+                mstore(0x00, PANIC_SELECTOR)
+                mstore(0x04, PANIC_ARITHMETIC)
+                revert(0x00, 0x24)
+            }
+            if gt(amount, CREDIT_LIMIT) { overflowed() }
+            let rest := amount
+            let n := payees.length
+            for { let i := 1 } lt(i, n) { i := add(i, 1) } {
+                let share := div(mul(amount, calldataload(add(bps.offset, shl(WORD_SHIFT, i)))), SPLIT_TOTAL_BPS)
+                if gt(share, rest) { overflowed() }
+                rest := sub(rest, share)
+                credit(calldataload(add(payees.offset, shl(WORD_SHIFT, i))), share, balancesSlot)
+            }
+            credit(calldataload(payees.offset), rest, balancesSlot)
+        }
     }
 }

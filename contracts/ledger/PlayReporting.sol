@@ -87,26 +87,43 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
     ///      totals, stored values included, so a counter overflow is seen per batch.
     uint256 private constant ROW_PLAYS_SHIFT = 32;
     uint256 private constant ROW_AMOUNT_SHIFT = 96;
-    /// @dev Word 1, license cache for the current group: work id (224..255) | group tag (192..223)
-    ///      | expiry (160..191) | multiplier (0..159), multiplier = rate << 96 | 1 << 32, so
-    ///      count * multiplier adds plays and amount to word 0 in one step.
+    /// @dev Word 1, license cache of the current group: key (193..255) = tag << 32 | work id,
+    ///      the tag even and its low bit (cache bit 225) hasPrevious; bit 192 always 0 (a guard,
+    ///      see KEY_TIME_SHIFT); expiry (160..191); multiplier (0..159) = rate << 96 | 1 << 32,
+    ///      so count * multiplier adds plays and amount to word 0 in one step.
     uint256 private constant ROW_CACHE = 0x20;
-    /// @dev Word 2: the previous rate period: prevExpiry (160..191) | its multiplier (0..159).
+    /// @dev Word 2: the previous rate period, laid out like word 1 without a key:
+    ///      prevExpiry (160..191) | its multiplier (0..159). Written and read only when the
+    ///      cache has hasPrevious.
     uint256 private constant ROW_PREV = 0x40;
     /// @dev Word 3: the work's storage slot as read when the row was made.
     uint256 private constant ROW_STORED = 0x60;
-    uint256 private constant CACHE_KEY_SHIFT = 224;
-    uint256 private constant CACHE_TAG_SHIFT = 192;
+    uint256 private constant CACHE_KEY_SHIFT = 193;
     uint256 private constant CACHE_EXPIRY_SHIFT = 160;
+    /// @dev hasPrevious in a cache key (bit 32: the low bit of the tag, which tags never set).
+    uint256 private constant KEY_HAS_PREVIOUS = 0x100000000;
+    /// @dev hasPrevious in a cache word: KEY_HAS_PREVIOUS << CACHE_KEY_SHIFT.
+    uint256 private constant CACHE_HAS_PREVIOUS = 0x200000000000000000000000000000000000000000000000000000000;
+    /// @dev The entry loop's one test: with kt = tag << 65 | toTime (KEY_TIME_SHIFT = 33 puts the
+    ///      key above the guard bit and the expiry), x = (cache >> 160) - (kt + (w << 33)) is
+    ///      below TIME_RANGE exactly when the key is this group's key of work w without
+    ///      hasPrevious and expiry >= toTime: equal keys leave expiry - toTime (wrapping to a
+    ///      huge number when negative), and unequal keys differ by at least 2**33, more than any
+    ///      difference of two 32-bit times.
+    uint256 private constant KEY_TIME_SHIFT = 33;
+    uint256 private constant TIME_RANGE = 0x100000000;
+    /// @dev Bits 160..191 of a cache word: the expiry.
+    uint256 private constant CACHE_EXPIRY_MASK = 0xffffffff0000000000000000000000000000000000000000;
+    /// @dev Bits 0..159 of a cache word: the multiplier.
     uint256 private constant MULTIPLIER_MASK = 0x00ffffffffffffffffffffffffffffffffffffffff;
     uint256 private constant RATE_SHIFT = 96;
     uint256 private constant ONE_PLAY = 0x100000000;
     /// @dev Row bits that are set once plays exceed PLAYS_MASK (row bits 72..95) or the
-    ///      accrual exceeds ACCRUED_MASK (row bits 152..255).
+    ///      accrual exceeds ACCRUED_MASK (row bits 152..255). Rows never hold such bits between
+    ///      batches (a batch that sets one is undone), so the OR of the rows a batch wrote
+    ///      shows whether it overflowed a counter.
     uint256 private constant OVERFLOW_BITS =
         0xffffffffffffffffffffffffff00000000000000ffffff000000000000000000;
-    /// @dev Bit 0 of a batch's charge sum (always 0 in count * multiplier) flags an overflow.
-    uint256 private constant OVERFLOW_FLAG = 1;
     /// @dev License lanes (see LedgerBase): 64 bits, lane (workId & 3) of word (workId >> 2):
     ///      expiry (bits 0..31) | rate (32..62) | hasPrevious (63); previous-period lanes
     ///      (same position in the `_meteredPrevious` word): prevExpiry (0..31) | prevRate (32..63).
@@ -118,8 +135,9 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
     uint256 private constant LANE_RATE_MASK = 0x7fffffff;
     /// @dev HAS_PREVIOUS, 1 << 63.
     uint256 private constant LANE_HAS_PREVIOUS = 0x8000000000000000;
-    /// @dev Width of the group tag in a cache word (right below the work id).
-    uint256 private constant TAG_BITS = 32;
+    /// @dev Each licensee group of a call gets its own tag, kept shifted (tag << 32, see
+    ///      ROW_CACHE): the next group's is the previous one + TAG_STEP (tags 2, 4, 6, ...).
+    uint256 private constant TAG_STEP = 0x200000000;
 
     // ---- a record of PlaysRecorded: id u64 | nonce u32 | from u32 | to u32 | charged u96 | n u16 | entries ----
     uint256 private constant RECORD_HEADER_BYTES = 34;
@@ -183,6 +201,9 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
         if (
             DEVICE_ADDRESS_MASK != ADDRESS_MASK || ACCRUED_LIMIT != ACCRUED_MASK || PLAYS_LIMIT != PLAYS_MASK
                 || LANE_RATE_MASK != MAX_RATE || LANE_HAS_PREVIOUS != HAS_PREVIOUS || 1 << LANE_BITS_LOG2 != LANE_BITS
+                || CACHE_HAS_PREVIOUS != KEY_HAS_PREVIOUS << CACHE_KEY_SHIFT || TAG_STEP != KEY_HAS_PREVIOUS << 1
+                || MULTIPLIER_MASK != (1 << CACHE_EXPIRY_SHIFT) - 1 || CACHE_EXPIRY_MASK != U32 << CACHE_EXPIRY_SHIFT
+                || KEY_TIME_SHIFT != CACHE_KEY_SHIFT - CACHE_EXPIRY_SHIFT || TIME_RANGE != U32 + 1 || ONE_PLAY != 1 << 32
         ) {
             revert();
         }
@@ -294,71 +315,88 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 }
             }
 
-            // The slow path of an entry: the row is not at its home slot, or its license cache
-            // is from another group. Reads the license lane (four per word) into the row's
-            // cache word (current period) and, for a lane flagged hasPrevious, the previous
-            // period's lane into word ROW_PREV (else 0: a prevExpiry of 0 never applies).
-            function slowRow(c, t, m, w, tag) -> e, cache {
-                e := findRow(c, t, m, w)
+            // Reads the license lane (four per word) of work w for the current group into the
+            // row's cache word and, for a lane flagged hasPrevious, the previous period's lane
+            // into word ROW_PREV. Returns the new cache word.
+            function loadLicense(c, e, w, tagHi) -> cache {
                 mstore(0x00, shr(LANE_WORD_SHIFT, w))
                 mstore(0x20, mload(add(c, CTX_LICENSE_BASE)))
                 let shift := shl(LANE_BITS_LOG2, and(w, LANE_INDEX_MASK))
                 let lane := shr(shift, sload(keccak256(0x00, 0x40)))
                 cache := or(
-                    or(shl(CACHE_KEY_SHIFT, w), shl(CACHE_TAG_SHIFT, tag)),
-                    or(shl(CACHE_EXPIRY_SHIFT, and(lane, U32)), or(shl(RATE_SHIFT, and(shr(LANE_RATE_SHIFT, lane), LANE_RATE_MASK)), ONE_PLAY))
+                    or(shl(CACHE_KEY_SHIFT, or(tagHi, w)), shl(CACHE_EXPIRY_SHIFT, and(lane, U32))),
+                    or(shl(RATE_SHIFT, and(shr(LANE_RATE_SHIFT, lane), LANE_RATE_MASK)), ONE_PLAY)
                 )
-                mstore(add(e, ROW_CACHE), cache)
-                let previous := 0
                 if and(lane, LANE_HAS_PREVIOUS) {
+                    cache := or(cache, CACHE_HAS_PREVIOUS)
                     mstore(0x20, mload(add(c, CTX_PREVIOUS_BASE)))
                     lane := shr(shift, sload(keccak256(0x00, 0x40)))
-                    previous := or(shl(CACHE_EXPIRY_SHIFT, and(lane, U32)), or(shl(RATE_SHIFT, and(shr(LANE_RATE_SHIFT, lane), U32)), ONE_PLAY))
+                    mstore(add(e, ROW_PREV), or(
+                        shl(CACHE_EXPIRY_SHIFT, and(lane, U32)),
+                        or(shl(RATE_SHIFT, and(shr(LANE_RATE_SHIFT, lane), U32)), ONE_PLAY)
+                    ))
                 }
-                mstore(add(e, ROW_PREV), previous)
+                mstore(add(e, ROW_CACHE), cache)
+            }
+
+            // The slow path of an entry (its home row holds another work, or a cache of another
+            // group, or a license with a previous period, or one that expired before toTime):
+            // the row of w, and a word whose expiry (bits 160..191) and multiplier (bits 0..159)
+            // are those of the period that charges plays ending at toTime (kt & U32): the
+            // previous one when toTime <= prevExpiry, else the current one (unlicensed when
+            // its expiry < toTime).
+            function slowEntry(t, m, w, kt) -> e, cache {
+                let c := sub(t, CTX_BYTES) // the table follows ctx
+                e := findRow(c, t, m, w)
+                cache := mload(add(e, ROW_CACHE))
+                let tagHi := shr(KEY_TIME_SHIFT, kt)
+                // The cache is this group's (with or without hasPrevious), else it is loaded.
+                if iszero(eq(or(shr(CACHE_KEY_SHIFT, cache), KEY_HAS_PREVIOUS), or(or(tagHi, w), KEY_HAS_PREVIOUS))) {
+                    cache := loadLicense(c, e, w, tagHi)
+                }
+                if and(cache, CACHE_HAS_PREVIOUS) {
+                    let previous := mload(add(e, ROW_PREV))
+                    if iszero(gt(and(kt, U32), shr(CACHE_EXPIRY_SHIFT, previous))) { cache := previous }
+                }
             }
 
             // Adds the licensed plays of the entries in [p, last) to the table. Returns the
-            // sum of count * multiplier (the charge is its bits 96..255; bit 0 set when a work's
-            // totals overflowed) and where it stopped (before `last` when an entry is malformed).
-            function applyEntries(c, p, last, t, m, tag, toTime) -> chg, at {
+            // sum of count * multiplier (the charge is its bits 96..255), the OR of the rows it
+            // wrote (a counter overflowed when it has OVERFLOW_BITS) and where it stopped
+            // (before `last` when an entry is malformed). kt = tag << 65 | toTime (see
+            // KEY_TIME_SHIFT). The common case (the work's home row, cached for this group, one
+            // rate period, licensed) takes one comparison, no call and no storage read.
+            function applyEntries(p, last, t, m, kt) -> chg, ovf, at {
                 let previous := 0
-                let v := 0
-                let w := 0
-                let e := 0
-                let cache := 0
                 for {} lt(p, last) { p := add(p, ENTRY_BYTES) } {
-                    v := calldataload(p)
-                    w := shr(ENTRY_WORK_SHIFT, v)
-                    v := and(shr(ENTRY_COUNT_SHIFT, v), U16) // the count
-                    if iszero(mul(gt(w, previous), v)) { break }
+                    let w := shr(ENTRY_WORK_SHIFT, calldataload(p))
+                    let count := and(shr(ENTRY_COUNT_SHIFT, calldataload(p)), U16)
+                    if iszero(mul(gt(w, previous), count)) { break }
                     previous := w
-                    e := add(t, shl(ROW_SHIFT, and(w, m)))
-                    cache := mload(add(e, ROW_CACHE))
-                    if iszero(eq(shr(CACHE_TAG_SHIFT, cache), or(shl(TAG_BITS, w), tag))) { e, cache := slowRow(c, t, m, w, tag) }
-                    // Licensed: expiry >= toTime (toTime >= 1, so no license never passes); at
-                    // the previous period's rate when toTime <= prevExpiry.
-                    if iszero(lt(and(shr(CACHE_EXPIRY_SHIFT, cache), U32), toTime)) {
-                        if iszero(lt(shr(CACHE_EXPIRY_SHIFT, mload(add(e, ROW_PREV))), toTime)) { cache := mload(add(e, ROW_PREV)) }
-                        v := mul(v, and(cache, MULTIPLIER_MASK))
-                        chg := add(chg, v)
-                        v := add(mload(e), v)
-                        mstore(e, v)
-                        chg := or(chg, iszero(iszero(and(v, OVERFLOW_BITS))))
+                    let e := add(t, shl(ROW_SHIFT, and(w, m)))
+                    let cache := mload(add(e, ROW_CACHE))
+                    if iszero(lt(sub(shr(CACHE_EXPIRY_SHIFT, cache), add(kt, shl(KEY_TIME_SHIFT, w))), TIME_RANGE)) {
+                        e, cache := slowEntry(t, m, w, kt)
+                        // Licensed: expiry >= toTime (toTime >= 1, so no license never passes).
+                        if lt(shr(CACHE_EXPIRY_SHIFT, and(cache, CACHE_EXPIRY_MASK)), and(kt, U32)) { continue }
                     }
+                    let amount := mul(count, and(cache, MULTIPLIER_MASK))
+                    chg := add(chg, amount)
+                    let row := add(mload(e), amount)
+                    mstore(e, row)
+                    ovf := or(ovf, row)
                 }
                 at := p
             }
 
-            // Takes back what applyEntries added for the well-formed entries in [p, last).
-            function undoEntries(c, p, last, t, m, toTime) {
+            // Takes back what applyEntries added for the well-formed entries in [p, last)
+            // (their rows hold this group's cache already: no storage read).
+            function undoEntries(p, last, t, m, kt) {
                 for {} lt(p, last) { p := add(p, ENTRY_BYTES) } {
-                    let v := calldataload(p)
-                    let e := findRow(c, t, m, shr(ENTRY_WORK_SHIFT, v))
-                    let cache := mload(add(e, ROW_CACHE))
-                    if iszero(lt(and(shr(CACHE_EXPIRY_SHIFT, cache), U32), toTime)) {
-                        if iszero(lt(shr(CACHE_EXPIRY_SHIFT, mload(add(e, ROW_PREV))), toTime)) { cache := mload(add(e, ROW_PREV)) }
-                        mstore(e, sub(mload(e), mul(and(shr(ENTRY_COUNT_SHIFT, v), U16), and(cache, MULTIPLIER_MASK))))
+                    let e, cache := slowEntry(t, m, shr(ENTRY_WORK_SHIFT, calldataload(p)), kt)
+                    if iszero(lt(shr(CACHE_EXPIRY_SHIFT, and(cache, CACHE_EXPIRY_MASK)), and(kt, U32))) {
+                        let count := and(shr(ENTRY_COUNT_SHIFT, calldataload(p)), U16)
+                        mstore(e, sub(mload(e), mul(count, and(cache, MULTIPLIER_MASK))))
                     }
                 }
             }
@@ -477,21 +515,22 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 let toTime := and(shr(HEAD_TO_SHIFT, head), U32)
                 let t := mload(add(c, CTX_TABLE))
                 let m := mload(add(c, CTX_MASK))
-                let chg, at := applyEntries(c, entries, last, t, m, mload(add(c, CTX_TAG)), toTime)
+                let kt := or(shl(KEY_TIME_SHIFT, mload(add(c, CTX_TAG))), toTime)
+                let chg, ovf, at := applyEntries(entries, last, t, m, kt)
                 if lt(at, last) {
-                    undoEntries(c, entries, at, t, m, toTime)
+                    undoEntries(entries, at, t, m, kt)
                     reason := SKIP_MALFORMED_ENTRIES
                     leave
                 }
-                if and(chg, OVERFLOW_FLAG) {
-                    undoEntries(c, entries, last, t, m, toTime)
+                if and(ovf, OVERFLOW_BITS) {
+                    undoEntries(entries, last, t, m, kt)
                     reason := SKIP_COUNTER_OVERFLOW
                     leave
                 }
                 chg := shr(ROW_AMOUNT_SHIFT, chg)
                 let escrow := mload(add(c, CTX_ESCROW))
                 if gt(chg, escrow) {
-                    undoEntries(c, entries, last, t, m, toTime)
+                    undoEntries(entries, last, t, m, kt)
                     reason := SKIP_INSUFFICIENT_ESCROW
                     leave
                 }
@@ -517,7 +556,7 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 mstore(0x20, mload(add(c, CTX_PREVIOUS_SLOT)))
                 mstore(add(c, CTX_PREVIOUS_BASE), keccak256(0x00, 0x40))
                 mstore(add(c, CTX_LICENSEE), licensee)
-                mstore(add(c, CTX_TAG), add(mload(add(c, CTX_TAG)), 1))
+                mstore(add(c, CTX_TAG), add(mload(add(c, CTX_TAG)), TAG_STEP))
                 mstore(add(c, CTX_ESCROW), escrow)
                 for {} count { count := sub(count, 1) } { next := processBatch(c, next) }
                 let left := mload(add(c, CTX_ESCROW))

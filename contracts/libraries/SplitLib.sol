@@ -8,6 +8,14 @@ import {IPayouts} from "../interfaces/IPayouts.sol";
 library SplitLib {
     uint256 internal constant TOTAL_BPS = 10_000;
     uint256 internal constant MAX_PAYEES = 32;
+    // ---- literals for the assembly (inline assembly takes literal constants only) ----
+    /// @dev log2 of an ABI word: element i of a calldata array is at offset + (i << 5).
+    uint256 private constant WORD_SHIFT = 5;
+    /// @dev A clean address word has nothing above bit 159; a clean uint16 nothing above bit 15.
+    uint256 private constant ADDRESS_BITS = 160;
+    uint256 private constant SHARE_BITS = 16;
+    /// @dev 256 - 160: the commitment is the high 160 bits of the hash.
+    uint256 private constant COMMITMENT_DROP_BITS = 96;
 
     /// @notice Checks a split in full (1..32 payees in strictly ascending address order, hence
     ///         no zero address and no duplicate; no zero share; shares summing to 10,000) and
@@ -36,6 +44,37 @@ library SplitLib {
         return commitment(payees, bps);
     }
 
+    /// @notice The commitment of (payees, bps) when it is a valid split (the rules of `validate`,
+    ///         and every word clean: an address below 2**160, a share below 2**16), else 0.
+    ///         One pass in assembly, for the hot paths; callers that get 0 call `validate`,
+    ///         which reverts with the precise error (a valid split whose commitment happens to
+    ///         be 0 gets it from `validate` too).
+    function commitmentIfValid(address[] calldata payees, uint16[] calldata bps) internal pure returns (uint160 c) {
+        assembly ("memory-safe") {
+            let n := payees.length
+            if and(and(iszero(iszero(n)), iszero(gt(n, MAX_PAYEES))), eq(bps.length, n)) {
+                let previous := 0
+                let sum := 0
+                let bad := 0
+                for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                    let payee := calldataload(add(payees.offset, shl(WORD_SHIFT, i)))
+                    let share := calldataload(add(bps.offset, shl(WORD_SHIFT, i)))
+                    // Strictly ascending (hence non-zero and no duplicate), clean, share 1..65535.
+                    bad := or(bad, or(or(iszero(gt(payee, previous)), shr(ADDRESS_BITS, payee)), or(iszero(share), shr(SHARE_BITS, share))))
+                    previous := payee
+                    sum := add(sum, share)
+                }
+                if iszero(or(bad, iszero(eq(sum, TOTAL_BPS)))) {
+                    let m := mload(0x40)
+                    let len := shl(WORD_SHIFT, n)
+                    calldatacopy(m, payees.offset, len)
+                    calldatacopy(add(m, len), bps.offset, len)
+                    c := shr(COMMITMENT_DROP_BITS, keccak256(m, shl(1, len)))
+                }
+            }
+        }
+    }
+
     /// @notice High 160 bits of keccak256(abi.encodePacked(payees, bps)). Callers make sure the
     ///         two arrays have the same length, which makes the packed encoding unambiguous.
     ///      The words are hashed as they are in calldata: a non-canonical (dirty) encoding
@@ -48,7 +87,7 @@ library SplitLib {
             calldatacopy(m, payees.offset, a)
             calldatacopy(add(m, a), bps.offset, b)
             // 256 - 160 = 96: keep the high 160 bits of the hash.
-            c := shr(96, keccak256(m, add(a, b)))
+            c := shr(COMMITMENT_DROP_BITS, keccak256(m, add(a, b)))
         }
     }
 }

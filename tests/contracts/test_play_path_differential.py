@@ -10,8 +10,13 @@ same EIP-712 domain), runs the same call at the same block time, and compares: s
 or revert data, every log (topics and data) and every storage change (prestate diff trace).
 
 Examples: 300 by default (make test); PLAY_PATH_FUZZ_EXAMPLES=N for a long run (make fuzz).
+With PLAY_PATH_COVERAGE=FILE (and an Anvil started with --steps-tracing: `make
+play-path-coverage`) the Yul runs are also traced opcode by opcode and the program counters
+reached (and each JUMPI's directions) are written to FILE for scripts/play_path_coverage.py,
+which maps them to lines and branches of the play path.
 """
 
+import json
 import os
 import struct
 
@@ -26,6 +31,9 @@ from contract_helpers import FLAT, METERED, register_device, sign_registration
 from ledger.playbatch import SKIP_REASONS, batch_digest, decode_play_records, to_compact_signature
 
 EXAMPLES = int(os.environ.get("PLAY_PATH_FUZZ_EXAMPLES", "300"))
+COVERAGE_FILE = os.environ.get("PLAY_PATH_COVERAGE")
+#: pc -> directions seen ("next" for an opcode reached; "jump"/"fall" for a JUMPI's two ways).
+COVERAGE: dict[int, set[str]] = {}
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 # Work ids: 1, 17, 33 share a home row in a 16-row table (2, 18 too); 999 is not registered.
 POOL = [1, 1, 1, 2, 3, 17, 17, 18, 33, 999]  # (1 and 17 drawn more often: their licenses have edges)
@@ -219,6 +227,8 @@ def run(scene, code, data, timestamp):
             }
         )
         receipt = web3.eth.wait_for_transaction_receipt(tx_hash)
+        if COVERAGE_FILE and code == scene["yul"]:
+            _record_coverage(web3.to_hex(tx_hash))
         trace = _rpc("debug_traceTransaction", [web3.to_hex(tx_hash), {"tracer": "callTracer"}])
         diff = _rpc(
             "debug_traceTransaction",
@@ -262,6 +272,29 @@ def test_yul_play_path_matches_solidity_reference(scene, call):
     assert yul["output"] == reference["output"]
     assert yul["logs"] == reference["logs"]
     assert yul["storage"] == reference["storage"]
+
+
+def _record_coverage(tx_hash):
+    """Adds the ledger's program counters (call depth 1) of one traced run to COVERAGE."""
+    steps = _rpc(
+        "debug_traceTransaction",
+        [tx_hash, {"disableStack": True, "disableMemory": True, "disableStorage": True}],
+    )["structLogs"]
+    steps = [(step["pc"], step["op"]) for step in steps if step["depth"] == 1]
+    assert steps, "no opcode trace: PLAY_PATH_COVERAGE needs Anvil started with --steps-tracing"
+    for i, (pc, op) in enumerate(steps):
+        seen = COVERAGE.setdefault(pc, set())
+        seen.add("next")
+        if op == "JUMPI" and i + 1 < len(steps):
+            seen.add("fall" if steps[i + 1][0] == pc + 1 else "jump")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_coverage():
+    yield
+    if COVERAGE_FILE:
+        with open(COVERAGE_FILE, "w") as out:
+            json.dump({str(pc): sorted(seen) for pc, seen in sorted(COVERAGE.items())}, out)
 
 
 def _record_outcomes(result):
