@@ -743,9 +743,13 @@ def print_logins(state: Path, portal: str, world: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- a running device
 
 
-def play(state: Path, name: str, python: str = sys.executable) -> int:
-    """Runs one demo device: `device.py run --stdin`, fed a few plays a minute from its playlist.
-    Ends (and ends the device) on SIGTERM/SIGINT; exits with the device's status if it dies."""
+def play(
+    state: Path, name: str, per_minute: float | None = None, max_age: float = 20, python: str = sys.executable
+) -> int:
+    """Runs one demo device: `device.py run --stdin` (a batch at least every `max_age` seconds),
+    fed plays from its playlist at random moments, `per_minute` on average (default: the
+    device's rate in world.json). Ends, and ends the device, on SIGTERM or SIGINT; exits with
+    the device's status if the device dies (the supervisor restarts both)."""
     world = load_world(state)
     found = [d for d in world.get("devices", []) if d["name"] == name]
     if not found:
@@ -754,9 +758,19 @@ def play(state: Path, name: str, python: str = sys.executable) -> int:
     device = found[0]
     works = [int(w) for w, _ in device["playlist"]]
     weights = [int(weight) for _, weight in device["playlist"]]
-    rate = float(device.get("playsPerMinute") or 3.0) / 60.0
+    rate = float(per_minute or device.get("playsPerMinute") or 3.0) / 60.0
     child = subprocess.Popen(
-        [python, str(DEVICE_SCRIPT), "--state", str(state / "devices" / name), "run", "--stdin", "--max-age", "20"],
+        [
+            python,
+            str(DEVICE_SCRIPT),
+            "--state",
+            str(state / "devices" / name),
+            "run",
+            "--stdin",
+            "--exit-on-eof",
+            "--max-age",
+            str(max_age),
+        ],
         stdin=subprocess.PIPE,
         text=True,
     )
@@ -779,10 +793,14 @@ def play(state: Path, name: str, python: str = sys.executable) -> int:
             except BrokenPipeError:
                 break
     finally:
-        if child.poll() is None:
-            child.terminate()
+        try:  # end of input: the device batches what it holds, delivers it and exits
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=10)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            child.terminate()  # its spool keeps what it could not deliver, for the next start
             try:
-                child.wait(timeout=15)
+                child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
     return 0 if stop.is_set() else (child.returncode or 1)
@@ -803,6 +821,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("devices", help="print the demo devices' names")
     s = sub.add_parser("play", help="run one demo device (plays a few times a minute)")
     s.add_argument("name")
+    s.add_argument("--per-minute", type=float, help="plays a minute on average (default: the device's own rate)")
+    s.add_argument("--max-age", type=float, default=20, help="seconds before a partial batch is sent (default 20)")
     sub.add_parser("logins", help="print the demo log-ins again")
     args = p.parse_args(argv)
     state = Path(args.state)
@@ -811,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
             print(device["name"])
         return 0
     if args.command == "play":
-        return play(state, args.name)
+        return play(state, args.name, args.per_minute, args.max_age)
     if args.command == "logins":
         print_logins(state, args.portal, load_world(state))
         return 0

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -24,14 +26,15 @@ from ledger.db import session_scope
 from ledger.gasless import GaslessRelayer
 from ledger.identifiers import normalize_iswc
 from ledger.indexer import Indexer
+from ledger.ingest import IngestContext
 from ledger.metadata import isrc_to_bytes12
 from ledger.models import Device, License, Licensee, Play, SplitShare, Work
 from ledger.mqtt import MqttIngest
 from ledger.pending import CONFIRMED, PendingBatch
 from ledger.relayer import Relayer
-from tests.support import BUILD_DIR, MQTT_HOST, MQTT_PORT, ROOT, migrated_engine, running_anvil, sqlite_url
+from tests.support import BUILD_DIR, MQTT_HOST, MQTT_PORT, ROOT, ensure_compiled, running_anvil
 
-from .conftest import HttpIngestServer, make_ctx
+from .conftest import HttpIngestServer
 
 SECRET = "demo-test-secret-" + "d" * 32
 DAYS = 2
@@ -45,64 +48,90 @@ def load_demo():
     return module
 
 
-def test_demo_seeds_a_living_world_once(tmp_path):
-    from tests.support import ensure_compiled
-
+def test_demo_seeds_a_living_world_once(tmp_path, engine):
     demo = load_demo()
     ensure_compiled()
+    # as scripts/run.sh starts a fresh demo devnet: its clock begins DAYS days back
     with running_anvil("--timestamp", str(int(time.time()) - DAYS * 86_400)) as url:
         w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
         deployment = deploy(w3, w3.eth.accounts[0], BUILD_DIR)
-        with migrated_engine(sqlite_url(tmp_path)) as engine:
-            world_stub = type("W", (), {"w3": w3, "deployment": deployment})
-            ingest = make_ctx(world_stub, engine)
-            http = HttpIngestServer(ingest).start()
-            prefix = f"test-{uuid.uuid4().hex[:12]}/plays"
-            mqtt = MqttIngest(
-                ingest, f"mqtt://{MQTT_HOST}:{MQTT_PORT}", topic_prefix=prefix, client_id=f"demo-{uuid.uuid4().hex[:8]}"
+        ingest = IngestContext.create(w3, deployment, engine)
+        http = HttpIngestServer(ingest).start()
+        prefix = f"test-{uuid.uuid4().hex[:12]}/plays"
+        mqtt = MqttIngest(
+            ingest, f"mqtt://{MQTT_HOST}:{MQTT_PORT}", topic_prefix=prefix, client_id=f"demo-{uuid.uuid4().hex[:8]}"
+        )
+        mqtt.start()
+        relayer_account = Account.create()
+        w3.provider.make_request("anvil_setBalance", [relayer_account.address, hex(10**20)])
+        stop = threading.Event()
+        relayer = threading.Thread(
+            target=Relayer(w3, deployment, relayer_account, engine).run, kwargs={"stop": stop}, daemon=True
+        )
+        relayer.start()
+        try:
+            ctx = demo.Context(
+                w3=w3,
+                deployment=deployment,
+                engine=engine,
+                secret=SECRET,
+                gasless=GaslessRelayer(w3, deployment, w3.eth.accounts[1], engine, 3_000_000),
+                funder=w3.eth.accounts[2],
+                endpoint=http.url,
+                mqtt_url=f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
+                topic_prefix=prefix,
+                state=tmp_path / "demo",
+                portal=f"http://127.0.0.1:{http.port}",
             )
-            mqtt.start()
-            relayer_account = Account.create()
-            w3.provider.make_request("anvil_setBalance", [relayer_account.address, hex(10**20)])
-            stop = threading.Event()
-            relayer = threading.Thread(
-                target=Relayer(w3, deployment, relayer_account, engine).run, kwargs={"stop": stop}, daemon=True
-            )
-            relayer.start()
-            try:
-                ctx = demo.Context(
-                    w3=w3,
-                    deployment=deployment,
-                    engine=engine,
-                    secret=SECRET,
-                    gasless=GaslessRelayer(w3, deployment, w3.eth.accounts[1], engine, 3_000_000),
-                    funder=w3.eth.accounts[2],
-                    endpoint=http.url,
-                    mqtt_url=f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
-                    topic_prefix=prefix,
-                    state=tmp_path / "demo",
-                    portal=f"http://127.0.0.1:{http.port}",
-                )
-                world = demo.seed(ctx, days=DAYS, quiet=True)
-                Indexer(engine, w3, deployment, progress=False).run()
-                check_world(demo, ctx, world)
+            world = demo.seed(ctx, days=DAYS, quiet=True)
+            Indexer(engine, w3, deployment, progress=False).run()
+            check_world(demo, ctx, world)
 
-                # once per devnet state: a second run finds the world and adds nothing
-                with session_scope(engine) as s:
-                    batches = s.scalar(select(func.count()).select_from(PendingBatch))
-                    users = s.scalar(select(func.count()).select_from(accounts.User))
-                assert demo.seeded(ctx)
-                assert demo.seed(ctx, days=DAYS, quiet=True) == world
-                client = LedgerClient(w3, deployment)
-                assert client.total_works() == len(demo.WORKS)
-                with session_scope(engine) as s:
-                    assert s.scalar(select(func.count()).select_from(PendingBatch)) == batches
-                    assert s.scalar(select(func.count()).select_from(accounts.User)) == users
-            finally:
-                stop.set()
-                relayer.join(30)
-                mqtt.stop()
-                http.stop()
+            # once per devnet state: a second run finds the world and adds nothing
+            with session_scope(engine) as s:
+                batches = s.scalar(select(func.count()).select_from(PendingBatch))
+                users = s.scalar(select(func.count()).select_from(accounts.User))
+            assert demo.seeded(ctx)
+            assert demo.seed(ctx, days=DAYS, quiet=True) == world
+            client = LedgerClient(w3, deployment)
+            assert client.total_works() == len(demo.WORKS)
+            with session_scope(engine) as s:
+                assert s.scalar(select(func.count()).select_from(PendingBatch)) == batches
+                assert s.scalar(select(func.count()).select_from(accounts.User)) == users
+
+            check_device_keeps_playing(ctx, world["devices"][0])
+        finally:
+            stop.set()
+            relayer.join(30)
+            mqtt.stop()
+            http.stop()
+
+
+def check_device_keeps_playing(ctx, device):
+    """`demo.py play NAME` (what run.sh supervises) makes the device report new plays, and ends
+    with its device on SIGTERM."""
+
+    def stored() -> int:
+        with session_scope(ctx.engine) as s:
+            return s.scalar(
+                select(func.count()).select_from(PendingBatch).where(PendingBatch.device == device["address"])
+            )
+
+    before = stored()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--state", str(ctx.state)]
+        + ["play", device["name"], "--per-minute", "600", "--max-age", "1"],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(600):
+            if stored() > before or proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert stored() > before, proc.stderr.read().decode() if proc.poll() is not None else "no new batch"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
 
 
 def check_world(demo, ctx, world):
