@@ -279,6 +279,7 @@ class Context:
     state: Path
     portal: str = "http://127.0.0.1:5000"
     python: str = sys.executable
+    ready: Callable[[], None] = lambda: None  # called before the first play is sent (waits for the portal)
 
     def chain_time(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
@@ -502,30 +503,46 @@ class Steps:
     def devices(self, tick: Callable[[], None]) -> None:
         chain_id = int(self.ctx.w3.eth.chain_id)
         ledger = self.ctx.deployment.ledger.address
-        rows = []
-        for spec in DEVICES:
-            folder = self.device_dir(spec.name)
-            key_file = folder / "key.json"
+        clients = {spec.name: self.client_of(spec.licensee) for spec in DEVICES}
+
+        def key_of(spec: DemoDevice) -> str:
+            """The device's address: its key made by `device.py keygen` (once)."""
+            key_file = self.device_dir(spec.name) / "key.json"
             if key_file.exists():
-                address = json.loads(key_file.read_text())["address"]  # the public half only
-            else:
-                address = self.device_cmd(spec.name, "keygen")
-            client = self.client_of(spec.licensee)
-            device_id = client.device_id_of(address)
-            if device_id == 0:
-                proof = self.device_cmd(
-                    spec.name,
-                    "register-proof",
-                    "--licensee",
-                    client.address,
-                    "--ledger",
-                    ledger,
-                    "--chain-id",
-                    str(chain_id),
-                    "--nonce",
-                    str(client.device_registration_nonce(address)),
-                )
-                device_id = client.register_device(address, spec.territory, bytes.fromhex(proof.removeprefix("0x")))
+                return str(json.loads(key_file.read_text())["address"])  # the public half only
+            return self.device_cmd(spec.name, "keygen")
+
+        def proof_of(spec: DemoDevice, address: str) -> bytes:
+            """The key's proof of possession for its licensee, from `device.py register-proof`."""
+            client = clients[spec.name]
+            proof = self.device_cmd(
+                spec.name,
+                "register-proof",
+                "--licensee",
+                client.address,
+                "--ledger",
+                ledger,
+                "--chain-id",
+                str(chain_id),
+                "--nonce",
+                str(client.device_registration_nonce(address)),
+            )
+            return bytes.fromhex(proof.removeprefix("0x"))
+
+        with ThreadPoolExecutor(len(DEVICES)) as pool:  # the device script starts slowly: all at once
+            addresses = list(pool.map(key_of, DEVICES))
+            ids = [clients[spec.name].device_id_of(a) for spec, a in zip(DEVICES, addresses, strict=True)]
+            unregistered = [(spec, a) for spec, a, i in zip(DEVICES, addresses, ids, strict=True) if i == 0]
+            proofs = {
+                spec.name: proof
+                for (spec, _), proof in zip(unregistered, pool.map(lambda x: proof_of(*x), unregistered), strict=True)
+            }
+        rows = []
+        for spec, address, device_id in zip(DEVICES, addresses, ids, strict=True):
+            folder = self.device_dir(spec.name)
+            client = clients[spec.name]
+            if device_id == 0:  # the licensee registers the key with its proof (a transaction of its own)
+                device_id = client.register_device(address, spec.territory, proofs[spec.name])
             provisioning = {
                 "device": address,
                 "deviceId": str(device_id),
@@ -623,11 +640,20 @@ class Steps:
                 )
             time.sleep(0.25)
 
+    def hold_clock(self) -> None:
+        """A devnet whose clock began in the past (a fresh demo) stays there until the history is
+        recorded: after a restart Anvil would stamp the next block with the wall clock."""
+        latest = self.ctx.chain_time()
+        if latest < time.time() - HOUR:
+            self.ctx.w3.provider.make_request("evm_setTime", [latest + 1])
+
     def set_clock(self, ts: int) -> bool:
         """Moves the devnet's clock forward to `ts` (never back); True when it moved."""
         if ts <= self.ctx.chain_time():
             return False
         self.ctx.w3.provider.make_request("evm_setTime", [int(ts)])
+        # a block at the new time: gas estimates run on the latest block's timestamp
+        self.ctx.w3.provider.make_request("evm_mine", [])
         return True
 
     def history(self, days: int, advance: Callable[[int], None], set_total: Callable[[int], None]) -> None:
@@ -640,6 +666,8 @@ class Steps:
         if not travel and plan:
             self.note("this devnet's clock is the wall clock: the backlog of plays is recorded today")
         rejected = 0
+        if plan:
+            self.ctx.ready()
         for day, lo, hi in plan:
             if travel:
                 self.set_clock(hi + 60)
@@ -685,6 +713,7 @@ def seed(ctx: Context, days: int = 7, quiet: bool = False, wait_index: bool = Fa
     elif (ctx.state / "devices").exists():
         # devices of another devnet (its state was removed): their spools and logs belong to it
         (ctx.state / "devices").rename(ctx.state / f"devices.old-{int(time.time())}")
+    steps.hold_clock()
     progress = Progress(
         TextColumn("{task.description:<34}"),
         BarColumn(),
@@ -775,8 +804,10 @@ def play(
         text=True,
     )
     stop = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:
+        received.append(signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -803,6 +834,9 @@ def play(
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
+    if signal.SIGINT in received:  # Ctrl-C: die of it, so the supervising shell stops too
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
     return 0 if stop.is_set() else (child.returncode or 1)
 
 
@@ -837,8 +871,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.days < 1:
         p.error("--days must be at least 1")
-    wait_for_portal(args.portal, args.wait_portal)
     ctx = open_context(args)
+    ctx.ready = lambda: wait_for_portal(args.portal, args.wait_portal)
     if seeded(ctx):
         print("The demo world is seeded on this devnet already.", file=sys.stderr)
     else:
