@@ -344,6 +344,8 @@ class Steps:
         self.users: dict[str, Any] = {}  # username -> accounts.User
         self.work_ids: dict[str, int] = {}
         self.passwords = read_logins(ctx.state)
+        self._children: set[subprocess.Popen[str]] = set()  # device.py processes running now
+        self._lock = threading.Lock()
 
     def save(self) -> None:
         write_json(self.ctx.state / "world.json", self.world)
@@ -490,15 +492,41 @@ class Steps:
         return self.ctx.state / "devices" / name
 
     def device_cmd(self, name: str, *args: str, timeout: float = 120) -> str:
-        proc = subprocess.run(
+        """Runs `device.py` for a device and returns what it printed; SystemExit if it fails."""
+        proc = subprocess.Popen(
             [self.ctx.python, str(DEVICE_SCRIPT), "--state", str(self.device_dir(name)), "--quiet", *args],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
         )
+        with self._lock:
+            self._children.add(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise SystemExit(f"device.py {args[0]} for {name} did not finish in {timeout:.0f} s") from None
+        finally:
+            with self._lock:
+                self._children.discard(proc)
         if proc.returncode != 0:
-            raise SystemExit(f"device.py {args[0]} for {name} failed ({proc.returncode}): {proc.stderr.strip()}")
-        return proc.stdout.strip()
+            raise SystemExit(f"device.py {args[0]} for {name} failed ({proc.returncode}): {err.strip()}")
+        return out.strip()
+
+    def in_parallel(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """fn over items in threads (device.py starts slowly); an interruption ends the device
+        processes at once instead of waiting for them."""
+        pool = ThreadPoolExecutor(max(1, len(items)))
+        try:
+            return list(pool.map(fn, items))
+        except BaseException:
+            with self._lock:
+                for proc in self._children:
+                    proc.terminate()
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
     def devices(self, tick: Callable[[], None]) -> None:
         chain_id = int(self.ctx.w3.eth.chain_id)
@@ -529,14 +557,15 @@ class Steps:
             )
             return bytes.fromhex(proof.removeprefix("0x"))
 
-        with ThreadPoolExecutor(len(DEVICES)) as pool:  # the device script starts slowly: all at once
-            addresses = list(pool.map(key_of, DEVICES))
-            ids = [clients[spec.name].device_id_of(a) for spec, a in zip(DEVICES, addresses, strict=True)]
-            unregistered = [(spec, a) for spec, a, i in zip(DEVICES, addresses, ids, strict=True) if i == 0]
-            proofs = {
-                spec.name: proof
-                for (spec, _), proof in zip(unregistered, pool.map(lambda x: proof_of(*x), unregistered), strict=True)
-            }
+        addresses = self.in_parallel(key_of, DEVICES)
+        ids = [clients[spec.name].device_id_of(a) for spec, a in zip(DEVICES, addresses, strict=True)]
+        unregistered = [(spec, a) for spec, a, i in zip(DEVICES, addresses, ids, strict=True) if i == 0]
+        proofs = {
+            spec.name: proof
+            for (spec, _), proof in zip(
+                unregistered, self.in_parallel(lambda x: proof_of(*x), unregistered), strict=True
+            )
+        }
         rows = []
         for spec, address, device_id in zip(DEVICES, addresses, ids, strict=True):
             folder = self.device_dir(spec.name)
@@ -569,7 +598,7 @@ class Steps:
             )
             tick()
         self.world["devices"] = rows
-        self.world["setupChainTime"] = self.ctx.chain_time()
+        self.world.setdefault("setupChainTime", self.ctx.chain_time())  # kept when a seed resumes
         self.save()
 
     # --------------------------------------------------------------------- history
@@ -612,8 +641,7 @@ class Steps:
             spec, path = item
             self.device_cmd(spec.name, "replay", str(path), "--batch-size", "12", "--workers", "2", timeout=300)
 
-        with ThreadPoolExecutor(len(files) or 1) as pool:
-            list(pool.map(one, files))
+        self.in_parallel(one, files)
 
     def settled(self, timeout: float = 180) -> int:
         """Waits until the relayer has settled every stored batch; returns the rejected ones."""
@@ -871,6 +899,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.days < 1:
         p.error("--days must be at least 1")
+    signal.signal(signal.SIGTERM, _exit_on_term)
     ctx = open_context(args)
     ctx.ready = lambda: wait_for_portal(args.portal, args.wait_portal)
     if seeded(ctx):
@@ -881,6 +910,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Demo world seeded in {time.monotonic() - started:.0f} s.", file=sys.stderr)
     print_logins(state, args.portal, load_world(state))
     return 0
+
+
+def _exit_on_term(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so the device processes of the seed are ended too
 
 
 def wait_for_portal(url: str, timeout: float) -> None:
