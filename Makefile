@@ -71,6 +71,7 @@ test: install lint slither
 	brownie compile >/dev/null
 	brownie test tests/contracts --network contract-tests -p no:cacheprovider
 	python scripts/gas_w1.py --smoke
+	python -m bench.run --smoke --reuse-gas-report
 	pytest -p no:pytest-brownie -p no:cacheprovider tests/ledger tests/e2e tests/device tests/webapp tests/browser
 	$(TOOLS_VENV)/bin/python tools/api_fuzz.py
 
@@ -116,8 +117,13 @@ soak: install
 gas: install
 	python scripts/gas_w1.py
 
-bench: install gas
-	python scripts/bench_report.py
+# The benchmark workloads (bench/, docs/benchmarks.md): all three, or one with W=1|2|3;
+# BENCH_ARGS passes more (e.g. BENCH_ARGS='--duration 20 --conditions "quiet machine"').
+W ?=
+BENCH_ARGS ?=
+bench: install
+	brownie compile >/dev/null
+	python -m bench.run $(if $(W),-w $(W)) $(BENCH_ARGS)
 
 clean:
 	rm -rf build reports .pytest_cache .hypothesis

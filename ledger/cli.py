@@ -31,6 +31,17 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+def _partition(text: str) -> tuple[int, int]:
+    """``K/N`` of ``ledger relay --partition``: 0 <= K < N."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"{text!r}: K must be at least 0 and below N")
+    return k, n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ledger",
@@ -149,6 +160,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--once", action="store_true", help="relay until nothing is pending, then exit")
     r.add_argument("--idle", type=float, default=1.0, help="seconds to sleep when nothing is pending")
+    r.add_argument(
+        "--unlicensed-per-day",
+        type=int,
+        help="plays of batches that pay nobody sent per licensee per UTC day (LEDGER_UNLICENSED_PLAYS_PER_DAY)",
+    )
+    r.add_argument(
+        "--partition",
+        type=_partition,
+        default=(0, 1),
+        metavar="K/N",
+        help="relay only licensees whose index modulo N is K (N relayers, one key each; default 0/1: all)",
+    )
 
     m = sub.add_parser(
         "ingest-mqtt",
@@ -163,6 +186,12 @@ def _parser() -> argparse.ArgumentParser:
         help="MQTT client id; keep it stable so the broker keeps the session while it is down",
     )
     m.add_argument("--shared-group", help="share the load with other consumers ($share/NAME/plays/+)")
+    m.add_argument(
+        "--workers",
+        type=int,
+        default=16,
+        help="batches handled at once (their stores share one commit; default 16)",
+    )
     return p
 
 
@@ -245,7 +274,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_statement(args: argparse.Namespace, settings: Settings) -> int:
-    from .chain import checksum
+    from .address import checksum
     from .statements import parse_period, statement, usage_by_territory
 
     payee = checksum(args.payee, "--payee")
@@ -264,7 +293,7 @@ def cmd_works(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from .chain import checksum
+    from .address import checksum
     from .models import Work
 
     owner = checksum(args.owner, "--owner") if args.owner else None
@@ -386,8 +415,15 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
     except Exception:  # noqa: BLE001 - eth-account raises several types; never echo the key
         raise UserError("LEDGER_RELAYER_KEY is not a valid private key") from None
     rt = open_runtime(settings, args.ledger)
+    per_day = settings.unlicensed_plays_per_day if args.unlicensed_per_day is None else args.unlicensed_per_day
+    if per_day < 0:
+        raise UserError("--unlicensed-per-day must be at least 0")
     config = RelayerConfig(
-        gas_cap=args.gas_cap, max_input_bytes=args.max_bytes - ENVELOPE_RESERVE, idle_sleep=args.idle
+        gas_cap=args.gas_cap,
+        max_input_bytes=args.max_bytes - ENVELOPE_RESERVE,
+        idle_sleep=args.idle,
+        unlicensed_plays_per_day=per_day,
+        partition=args.partition,
     )
     relayer = Relayer(rt.w3, rt.deployment, account, rt.engine, config)
     stop = threading.Event()
@@ -415,6 +451,7 @@ def cmd_ingest_mqtt(args: argparse.Namespace, settings: Settings) -> int:
         client_id=args.client_id,
         shared_group=args.shared_group,
         topic_prefix=settings.mqtt_topic_prefix,
+        workers=args.workers,
     )
     signal.signal(signal.SIGTERM, lambda *_: consumer.client.disconnect())
     try:

@@ -14,6 +14,9 @@
 ``LEDGER_BUILD_DIR``       compiled contract artifacts (default ``build/contracts``)
 ``LEDGER_RELAYER_KEY``     key of ``ledger relay`` (default: ``LEDGER_PRIVATE_KEY``); one
                            relayer process per key
+``LEDGER_UNLICENSED_PLAYS_PER_DAY`` plays of batches that pay nobody (no entry licensed) that
+                           ``ledger relay`` sends per licensee per UTC day (default 5,000); more
+                           wait, pending, until a license covers them or the next day
 ``LEDGER_MQTT_URL``        broker of ``ledger ingest-mqtt`` (default
                            ``mqtt://127.0.0.1:1883``; ``mqtts://user:pass@host`` for TLS)
 ``LEDGER_MQTT_TOPIC_PREFIX`` first topic level of device batches (default ``plays``:
@@ -38,6 +41,10 @@ The portal's (:class:`PortalSettings`, read by ``webapp``):
 ``LEDGER_RATE_SIGNUP``         sign-ups per client address (default ``5 per hour``)
 ``LEDGER_RATE_TOKEN``          API requests per token (default ``120 per minute``)
 ``LEDGER_RATELIMIT_STORAGE``   Flask-Limiter storage URI (default ``memory://``: per process)
+``LEDGER_PUBLIC_URL``          the portal's URL as devices reach it, for provisioning files
+                               (default: the URL of the request that downloads the file)
+``LEDGER_PUBLIC_MQTT_URL``     the broker's URL as devices reach it (default: LEDGER_MQTT_URL
+                               without its user and password)
 
 docs/ledger.md carries the same table for users; a test checks that every ``LEDGER_*`` name in
 the package is read here.
@@ -61,6 +68,7 @@ DEFAULT_DATABASE_PATH = Path("var") / "ledger.sqlite3"
 DEFAULT_DEPLOYMENTS = Path("deployments")
 DEFAULT_BUILD_DIR = Path("build") / "contracts"
 DEFAULT_BLOCK_RANGE = 2000
+DEFAULT_UNLICENSED_PLAYS_PER_DAY = 5_000
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_MQTT_TOPIC_PREFIX = "plays"
 DEFAULT_LOG_LEVEL = "WARNING"
@@ -114,6 +122,7 @@ class Settings:
     token_address: str | None = None
     build_dir: Path = DEFAULT_BUILD_DIR
     relayer_key: str | None = field(default=None, repr=False)
+    unlicensed_plays_per_day: int = DEFAULT_UNLICENSED_PLAYS_PER_DAY
     mqtt_url: str = field(default=DEFAULT_MQTT_URL, repr=False)  # may carry a password
     mqtt_topic_prefix: str = DEFAULT_MQTT_TOPIC_PREFIX
     log_level: str = DEFAULT_LOG_LEVEL
@@ -131,6 +140,7 @@ class Settings:
             token_address=env.get("LEDGER_TOKEN_ADDRESS") or None,
             build_dir=Path(env.get("LEDGER_BUILD_DIR") or DEFAULT_BUILD_DIR),
             relayer_key=env.get("LEDGER_RELAYER_KEY") or None,
+            unlicensed_plays_per_day=_count(env, "LEDGER_UNLICENSED_PLAYS_PER_DAY", DEFAULT_UNLICENSED_PLAYS_PER_DAY),
             mqtt_url=env.get("LEDGER_MQTT_URL") or DEFAULT_MQTT_URL,
             mqtt_topic_prefix=_topic_prefix(env.get("LEDGER_MQTT_TOPIC_PREFIX") or DEFAULT_MQTT_TOPIC_PREFIX),
             log_level=_log_level(env.get("LEDGER_LOG_LEVEL") or DEFAULT_LOG_LEVEL, "LEDGER_LOG_LEVEL"),
@@ -165,6 +175,19 @@ def _count(env: Mapping[str, str], name: str, default: int, minimum: int = 0) ->
     return int(raw)
 
 
+def _public_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    """A URL devices are given (provisioning files): one of ``schemes`` with a host, or None."""
+    from urllib.parse import urlsplit
+
+    raw = (env.get(name) or "").strip().rstrip("/")
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(f"{name} must be a {' or '.join(s + '://' for s in schemes)} URL with a host, not {raw!r}")
+    return raw
+
+
 SECRET_FILE = Path("var") / "secret_key"
 
 
@@ -197,6 +220,8 @@ class PortalSettings:
     rate_signup: str = "5 per hour"
     rate_token: str = "120 per minute"
     ratelimit_storage: str = "memory://"
+    public_url: str | None = None  # e.g. https://portal.example.org (no trailing slash)
+    public_mqtt_url: str | None = field(default=None, repr=False)  # may carry device credentials
 
     @property
     def production(self) -> bool:
@@ -226,4 +251,6 @@ class PortalSettings:
             rate_signup=env.get("LEDGER_RATE_SIGNUP") or cls.rate_signup,
             rate_token=env.get("LEDGER_RATE_TOKEN") or cls.rate_token,
             ratelimit_storage=env.get("LEDGER_RATELIMIT_STORAGE") or cls.ratelimit_storage,
+            public_url=_public_url(env, "LEDGER_PUBLIC_URL", ("http", "https")),
+            public_mqtt_url=_public_url(env, "LEDGER_PUBLIC_MQTT_URL", ("mqtt", "mqtts")),
         )

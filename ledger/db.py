@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,9 +47,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     try:
-        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+        engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
     except ModuleNotFoundError as exc:
         raise UserError(f"no database driver for {parsed.drivername}: {exc}") from None
+    # executemany of an INSERT (the indexer's event rows and upserts): multi-row VALUES pages of
+    # 1,000 rows (SQLAlchemy's insertmanyvalues) instead of psycopg's one statement per row in a
+    # pipeline, which made the indexer's writes a statement per row (docs/bench/ingest-profile.md)
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+    return engine
 
 
 def check_connection(engine: Engine) -> None:
@@ -103,18 +110,37 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.migration import MigrationContext
-
+    """The revision in ``alembic_version`` (None: not migrated). Read with one SELECT, not through
+    Alembic, whose import costs every command that reads the index a noticeable part of its start-up."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        versions: list[str] = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    if len(versions) > 1:
+        raise DatabaseError(f"the database has several schema heads {versions}; ledger/migrations has one")
+    return versions[0] if versions else None
+
+
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
 
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    assert head is not None, "ledger/migrations has no revisions"
-    return head
+    """The head of ledger/migrations: the one revision no other names as its ``down_revision``.
+    Read from the scripts' ``revision =`` / ``down_revision =`` lines without importing Alembic
+    (a test checks it equals Alembic's own head)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found: dict[str, str] = {m[1]: m[2] for m in _REVISION_LINE.finditer(script.read_text())}
+        if "revision" not in found:
+            continue
+        revisions.add(ast.literal_eval(found["revision"]))
+        down = ast.literal_eval(found.get("down_revision", "None"))
+        parents.update([down] if isinstance(down, str) else (down or ()))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise DatabaseError(f"ledger/migrations must have one head, not {sorted(heads)}")
+    return heads.pop()
 
 
 def require_schema(engine: Engine) -> None:

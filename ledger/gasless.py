@@ -547,6 +547,10 @@ class GaslessRelayer:
             return [action.work_id, *sorted_split(*self.client.current_split(self._work_id(action)))]
         if action.kind == "withdraw":
             return [to_checksum_address(p["to"])]
+        if action.kind in LICENSEE_ACTIONS:
+            return licensee_arguments(action)
+        if action.kind in DEVICE_ACTIONS:
+            return device_action_arguments(action)
         raise GaslessError(f"unknown action {action.kind!r}")
 
     def run(self, action: PortalAction, user: User, server_secret: str | bytes) -> PortalAction:
@@ -555,6 +559,8 @@ class GaslessRelayer:
         from .accounts import custodial_account
 
         try:
+            if action.kind in LICENSEE_ACTIONS:  # a permit signed, or sent, before the request
+                action = prepare_licensee_action(self, action, user, server_secret)
             request = self.build(user.address, action.kind, self.arguments(action))
         except LedgerError as exc:
             _update(self.engine, action.id, status="failed", error=str(exc)[:500])
@@ -595,3 +601,330 @@ class GaslessRelayer:
         for step in done.arguments.get("then", []):
             follow = queue_action(self.engine, user.id, step["kind"], step["params"], work_id=done.work_id)
             self.run(follow, user, server_secret)
+
+
+# ============================================================================= licensee actions
+#
+# A licensee's purchases and escrow, as gasless requests like the artist's actions:
+#
+# - ``buy_licenses``: RoyaltyLedger.buyLicenses(workIds, kind, maxTotalFee, maxRate, minExpiry),
+#   one kind for every work of the basket. The buyer's limits go to the contract, so a terms
+#   change between reading and buying makes the purchase revert (FeeAboveMax, RateAboveMax,
+#   ExpiryBelowMin). Fees are paid in the settlement token from the licensee's own balance:
+#   the token is not ERC-2771 aware, so instead of an approve transaction the licensee signs an
+#   ERC-2612 permit (spender: the ledger, value: maxTotalFee) which the relayer submits to the
+#   token before the request (anyone may submit a permit; its gas counts against the budget).
+# - ``deposit_with_permit``: RoyaltyLedger.depositWithPermit(amount, deadline, v, r, s); the
+#   permit travels inside the request, so one relayed transaction moves the tokens.
+# - ``request_escrow_withdrawal``: requestEscrowWithdrawal(amount) starts the notice period
+#   (ESCROW_NOTICE, seven days); 0 cancels a request.
+# - ``withdraw_escrow``: withdrawEscrow(amount, to) once the notice has passed.
+#
+# A custodial user's permit is signed with the custodial key when the action runs; a wallet
+# user's permit is signed in the browser first (status ``awaiting_permit``), then the request.
+
+LICENSEE_ACTIONS: dict[str, tuple[str, str]] = {
+    "buy_licenses": ("RoyaltyLedger", "buyLicenses"),
+    "deposit_with_permit": ("RoyaltyLedger", "depositWithPermit"),
+    "request_escrow_withdrawal": ("RoyaltyLedger", "requestEscrowWithdrawal"),
+    "withdraw_escrow": ("RoyaltyLedger", "withdrawEscrow"),
+}
+ACTIONS.update(LICENSEE_ACTIONS)
+#: Transactions the relayer sends itself for a licensee (no forwarder), recorded as actions so
+#: their gas counts against the user's budget and shows on the actions page.
+RELAYER_TRANSACTIONS = ("fee_permit", "mint_test_tokens")
+PERMIT_TYPE = [
+    {"name": "owner", "type": "address"},
+    {"name": "spender", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+#: What the permit path needs of an ERC-2612 token (EIP-5267 eip712Domain is optional).
+PERMIT_ABI: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "name": "permit",
+        "stateMutability": "nonpayable",
+        "outputs": [],
+        "inputs": [
+            {"name": "owner", "type": "address"},
+            {"name": "spender", "type": "address"},
+            {"name": "value", "type": "uint256"},
+            {"name": "deadline", "type": "uint256"},
+            {"name": "v", "type": "uint8"},
+            {"name": "r", "type": "bytes32"},
+            {"name": "s", "type": "bytes32"},
+        ],
+    },
+    {
+        "type": "function",
+        "name": "nonces",
+        "stateMutability": "view",
+        "inputs": [{"name": "owner", "type": "address"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
+    {
+        "type": "function",
+        "name": "allowance",
+        "stateMutability": "view",
+        "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
+    {
+        "type": "function",
+        "name": "name",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [{"name": "", "type": "string"}],
+    },
+    FORWARDER_ABI[2],  # eip712Domain(), same signature as the forwarder's
+]
+PERMIT_TTL = 3600
+
+
+def permit_typed_data(
+    domain: ForwarderDomain, owner: str, spender: str, value: int, nonce: int, deadline: int
+) -> dict[str, Any]:
+    """The ERC-2612 Permit as an EIP-712 document (what eth_signTypedData_v4 takes)."""
+    return {
+        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "Permit": PERMIT_TYPE},
+        "primaryType": "Permit",
+        "domain": domain.as_dict(),
+        "message": {
+            "owner": to_checksum_address(owner),
+            "spender": to_checksum_address(spender),
+            "value": int(value),
+            "nonce": int(nonce),
+            "deadline": int(deadline),
+        },
+    }
+
+
+def split_signature(signature: bytes) -> dict[str, Any]:
+    """A 65-byte (r, s, v) signature as the {v, r, s} a permit call takes (r, s as 0x-hex)."""
+    if len(signature) != 65:
+        raise GaslessError("a signature is 65 bytes")
+    v = signature[64]
+    return {"v": v + 27 if v < 27 else v, "r": "0x" + signature[:32].hex(), "s": "0x" + signature[32:64].hex()}
+
+
+def permit_signer(typed: Mapping[str, Any], signature: bytes) -> str:
+    try:
+        signer: str = Account.recover_message(encode_typed_data(full_message=dict(typed)), signature=signature)
+        return signer
+    except Exception:  # noqa: BLE001 - malformed signature bytes
+        raise GaslessError("the permit signature is not a valid secp256k1 signature") from None
+
+
+def licensee_arguments(action: PortalAction) -> list[Any]:
+    """The ledger function's arguments of a licensee action (see the section's notes)."""
+    p = action.arguments
+    if action.kind == "buy_licenses":
+        return [
+            [int(w) for w in p["work_ids"]],
+            int(p["kind"]),
+            int(p["max_total_fee"]),
+            int(p["max_rate"]),
+            int(p["min_expiry"]),
+        ]
+    if action.kind == "deposit_with_permit":
+        permit = p.get("permit")
+        if not permit:
+            raise GaslessError("the deposit's permit is not signed yet")
+        return [
+            int(p["amount"]),
+            int(permit["deadline"]),
+            int(permit["v"]),
+            bytes.fromhex(permit["r"].removeprefix("0x")),
+            bytes.fromhex(permit["s"].removeprefix("0x")),
+        ]
+    if action.kind == "request_escrow_withdrawal":
+        return [int(p["amount"])]
+    if action.kind == "withdraw_escrow":
+        return [int(p["amount"]), to_checksum_address(p["to"])]
+    raise GaslessError(f"unknown licensee action {action.kind!r}")
+
+
+def needs_permit(action: PortalAction) -> bool:
+    """Deposits always carry a permit; a purchase does when its fees may be above 0."""
+    p = action.arguments
+    if action.kind == "deposit_with_permit":
+        return True
+    return action.kind == "buy_licenses" and int(p["max_total_fee"]) > 0
+
+
+def permit_value(action: PortalAction) -> int:
+    p = action.arguments
+    return int(p["amount"] if action.kind == "deposit_with_permit" else p["max_total_fee"])
+
+
+def set_params(engine: Engine, action_id: int, params: Mapping[str, Any], **values: Any) -> None:
+    _update(engine, action_id, params=json.dumps(dict(params)), **values)
+
+
+def record_relayer_tx(
+    engine: Engine, user_id: int, kind: str, params: Mapping[str, Any], result: TxResult, work_id: int | None = None
+) -> PortalAction:
+    """A transaction the relayer sent itself for the user (permit, devnet mint), as a confirmed
+    action: its gas counts against the user's budget."""
+    if kind not in RELAYER_TRANSACTIONS:
+        raise GaslessError(f"unknown relayer transaction {kind!r}")
+    now = int(time.time())
+    action = PortalAction(
+        user_id=user_id,
+        kind=kind,
+        params=json.dumps(dict(params)),
+        status="confirmed",
+        work_id=work_id,
+        day=utc_day(now),
+        gas_reserved=result.gas_used,
+        gas_used=result.gas_used,
+        tx_hash=result.tx_hash,
+        created_at=now,
+        updated_at=now,
+    )
+    with session_scope(engine) as session:
+        session.add(action)
+    return action
+
+
+class LicenseeChain:
+    """What the licensee pages read from the chain and the relayer sends for them: the token's
+    permit domain and nonces, escrow, withdrawal requests, and the relayer's own transactions."""
+
+    def __init__(self, relayer: GaslessRelayer) -> None:
+        self.relayer = relayer
+        self.w3 = relayer.w3
+        self.client = relayer.client
+        self.token = self.w3.eth.contract(address=relayer.deployment.token.address, abi=PERMIT_ABI)
+        self.spender = relayer.deployment.ledger.address
+        self._domain: ForwarderDomain | None = None
+
+    def token_domain(self) -> ForwarderDomain:
+        if self._domain is None:
+            try:
+                _, name, version, chain_id, verifying, _, _ = self.token.functions.eip712Domain().call()
+                self._domain = ForwarderDomain(name, version, chain_id, verifying)
+            except Exception:  # noqa: BLE001 - a token without EIP-5267: its name and version "1"
+                self._domain = ForwarderDomain(
+                    self.token.functions.name().call(), "1", self.w3.eth.chain_id, self.token.address
+                )
+        return self._domain
+
+    def permit_typed_data(self, owner: str, value: int) -> dict[str, Any]:
+        nonce = int(self.token.functions.nonces(to_checksum_address(owner)).call())
+        deadline = int(self.w3.eth.get_block("latest")["timestamp"]) + PERMIT_TTL
+        return permit_typed_data(self.token_domain(), owner, self.spender, value, nonce, deadline)
+
+    def allowance(self, owner: str) -> int:
+        return int(self.token.functions.allowance(to_checksum_address(owner), self.spender).call())
+
+    def submit_permit(self, user_id: int, permit: Mapping[str, Any], owner: str, value: int) -> TxResult:
+        """The relayer submits the user's permit to the token (gas counted to the user)."""
+        fn = self.token.functions.permit(
+            to_checksum_address(owner),
+            self.spender,
+            int(value),
+            int(permit["deadline"]),
+            int(permit["v"]),
+            bytes.fromhex(permit["r"].removeprefix("0x")),
+            bytes.fromhex(permit["s"].removeprefix("0x")),
+        )
+        check_budget(self.relayer.engine, user_id, 100_000, self.relayer.daily_budget)
+        with GaslessRelayer._send_lock:
+            return self.client.transact(fn, gas=100_000)
+
+    def mint_test_tokens(self, user_id: int, to: str, amount: int) -> TxResult:
+        """Devnet only (TestStablecoin's open faucet), sent and paid by the relayer."""
+        if "TestStablecoin" not in self.relayer.deployment.contracts:
+            raise GaslessError("the settlement token is not the devnet test token: nothing to mint")
+        check_budget(self.relayer.engine, user_id, 100_000, self.relayer.daily_budget)
+        with GaslessRelayer._send_lock:
+            return self.client.faucet(to, amount)
+
+
+def sign_permit_for(
+    chain: LicenseeChain, action: PortalAction, user: User, server_secret: str | bytes
+) -> dict[str, Any]:
+    """A custodial user's permit for the action, signed with the custodial key now."""
+    from .accounts import custodial_account
+
+    typed = chain.permit_typed_data(user.address, permit_value(action))
+    account = custodial_account(user, server_secret)
+    signature = bytes(account.sign_message(encode_typed_data(full_message=typed)).signature)
+    return {**split_signature(signature), "deadline": typed["message"]["deadline"], "value": permit_value(action)}
+
+
+def accept_permit_signature(
+    engine: Engine, action: PortalAction, user: User, typed: Mapping[str, Any], signature: bytes
+) -> PortalAction:
+    """Stores a wallet's permit signature over `typed` (checked to be the user's) on its action."""
+    if action.status != "awaiting_permit" or action.user_id != user.id:
+        raise GaslessError("this action is not waiting for a permit")
+    if permit_signer(typed, signature) != to_checksum_address(user.address):
+        raise GaslessError("the permit signature is not the user's")
+    message = typed["message"]
+    if int(message["value"]) != permit_value(action) or to_checksum_address(message["owner"]) != user.address:
+        raise GaslessError("the permit is not the one this action needs")
+    params = action.arguments
+    params["permit"] = {**split_signature(signature), "deadline": int(message["deadline"]), "value": message["value"]}
+    set_params(engine, action.id, params, status="queued")
+    found = get_action(engine, action.id)
+    assert found is not None
+    return found
+
+
+def prepare_licensee_action(
+    relayer: GaslessRelayer, action: PortalAction, user: User, server_secret: str | bytes
+) -> PortalAction:
+    """Before a licensee request is built: its permit is signed (custodial) or must have been
+    (wallet), and a purchase's fee permit is submitted to the token so the fee can be taken."""
+    if not needs_permit(action):
+        return action
+    chain = LicenseeChain(relayer)
+    params = action.arguments
+    value = permit_value(action)
+    if action.kind == "buy_licenses" and chain.allowance(user.address) >= value:
+        return action  # an earlier permit or approval already covers the fee
+    if not params.get("permit"):
+        if user.wallet:
+            raise GaslessError("sign the token permit with your wallet first")
+        params["permit"] = sign_permit_for(chain, action, user, server_secret)
+        set_params(relayer.engine, action.id, params)
+    if action.kind == "buy_licenses":
+        try:  # a purchase the contract refuses anyway (terms, limits) costs no permit
+            relayer.build(user.address, action.kind, licensee_arguments(action))
+        except GaslessError as exc:
+            if not str(exc).startswith("ERC20InsufficientAllowance"):
+                raise
+        result = chain.submit_permit(user.id, params["permit"], user.address, value)
+        record_relayer_tx(relayer.engine, user.id, "fee_permit", {"value": value, "for_action": action.id}, result)
+    found = get_action(relayer.engine, action.id)
+    assert found is not None
+    return found
+
+
+# ----------------------------------------------------------------------------- device actions
+# A licensee's devices (webapp/devices.py): registerDevice with the device key's proof of
+# possession (checked by ledger.devices before it is queued), and revokeDevice.
+
+DEVICE_ACTIONS: dict[str, tuple[str, str]] = {
+    "register_device": ("RoyaltyLedger", "registerDevice"),
+    "revoke_device": ("RoyaltyLedger", "revokeDevice"),
+}
+ACTIONS.update(DEVICE_ACTIONS)
+
+
+def device_action_arguments(action: PortalAction) -> list[Any]:
+    """registerDevice(device, territory, proof) or revokeDevice(deviceId) of a device action."""
+    p = action.arguments
+    if action.kind == "register_device":
+        territory = str(p["territory"])
+        if len(territory) != 2 or not territory.isascii() or not territory.isalpha():
+            raise GaslessError(f"territory {territory!r} is not an ISO 3166-1 alpha-2 code")
+        signature = bytes.fromhex(str(p["signature"]).removeprefix("0x"))
+        return [to_checksum_address(p["device"]), territory.upper().encode("ascii"), signature]
+    if action.kind == "revoke_device":
+        return [int(p["device_id"])]
+    raise GaslessError(f"unknown device action {action.kind!r}")

@@ -9,8 +9,9 @@ derived from what the services leave behind, so it holds across processes and ma
   confirmations plus ``max_lag``; ``stalled`` when it is lagging and the checkpoint has not moved
   for ``stall_after`` seconds (the indexer is down or stuck).
 - **relayer**: backlog = batches pending or in flight; ``stalled`` when the oldest batch still
-  waiting was received more than ``stall_after`` seconds ago (batches waiting for an escrow top-up
-  do not count: they wait for the licensee, not for the relayer).
+  waiting was received more than ``stall_after`` seconds ago (batches waiting for an escrow top-up,
+  or held back because they pay nobody and their licensee's daily allowance is spent, do not
+  count: they wait for the licensee, not for the relayer).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .pending import INFLIGHT, PENDING, PendingBatch
 
 OK, LAGGING, STALLED, DOWN = "ok", "lagging", "stalled", "down"
 INSUFFICIENT_ESCROW = "InsufficientEscrow"
+UNLICENSED_LIMIT = "UnlicensedLimit"  # ledger.relayer.unlicensed: held back, not stalled
 
 
 @dataclass
@@ -72,13 +74,18 @@ def check(
             checkpoint = conn.execute(select(IndexerCheckpoint.block_number, IndexerCheckpoint.updated_at)).first()
             waiting = (PendingBatch.status == INFLIGHT) | (
                 (PendingBatch.status == PENDING)
-                & or_(PendingBatch.reason.is_(None), PendingBatch.reason != INSUFFICIENT_ESCROW)
+                & or_(
+                    PendingBatch.reason.is_(None), PendingBatch.reason.not_in((INSUFFICIENT_ESCROW, UNLICENSED_LIMIT))
+                )
             )
             backlog, oldest = conn.execute(
                 select(func.count(), func.min(PendingBatch.received_at)).where(waiting)
             ).one()
             unpayable = conn.execute(
                 select(func.count()).where(PendingBatch.status == PENDING, PendingBatch.reason == INSUFFICIENT_ESCROW)
+            ).scalar()
+            unlicensed = conn.execute(
+                select(func.count()).where(PendingBatch.status == PENDING, PendingBatch.reason == UNLICENSED_LIMIT)
             ).scalar()
         health.database = {"state": OK}
     except Exception as exc:  # noqa: BLE001 - any failure to answer means down
@@ -88,6 +95,7 @@ def check(
         return health
     health.indexer = _indexer(checkpoint, head, confirmations, max_lag, stall_after, now)
     health.relayer = _relayer(int(backlog), oldest, int(unpayable or 0), stall_after, now)
+    health.relayer["waiting_for_license"] = int(unlicensed or 0)
     return health
 
 

@@ -10,17 +10,23 @@ returns) and then publishes the answer with QoS 1 on the ack topic::
     {"status": 202, "nonce": 7, "batchId": 12, "state": "pending", "device": "0x…", "digest": "0x…", "plays": 1000}
     {"status": 409, "nonce": 7, "error": {"code": "nonce_conflict", "message": "…"}}
 
-The broker's PUBACK for the batch goes out only after the callback returned, i.e. after the
-batch is stored: a consumer killed in between gets the message again and answers it
-idempotently. Several consumers can share the load with ``--shared-group NAME``
-(``$share/NAME/plays/+``, MQTT 5 brokers such as Mosquitto 2).
+Messages are handled by ``workers`` threads at once, so that the batches arriving together are
+stored by one group commit (:class:`ledger.ingest.GroupCommit`: one transaction and one fsync for
+many). The PUBACKs are sent by hand (paho's ``manual_ack``), each only after its batch is stored
+and its answer published, and in the order the messages arrived (as MQTT 3.1.1 asks): a consumer
+killed in between gets the unacknowledged messages again and answers them idempotently. The
+broker bounds how many unacknowledged messages it sends at once (Mosquitto's
+``max_inflight_messages``, 20 by default), which bounds a group. Several consumers can share the
+load with ``--shared-group NAME`` (``$share/NAME/plays/+``, MQTT 5 brokers such as Mosquitto 2).
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
 
@@ -67,6 +73,7 @@ class MqttIngest:
         client_id: str = "ledger-ingest",
         shared_group: str | None = None,
         topic_prefix: str = DEFAULT_MQTT_TOPIC_PREFIX,
+        workers: int = 16,
     ):
         self.ctx = ctx
         parsed = urlparse(url)
@@ -77,7 +84,12 @@ class MqttIngest:
         self.topic_prefix = topic_prefix
         topic = f"{topic_prefix}/+"
         self.subscription = f"$share/{shared_group}/{topic}" if shared_group else topic
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, manual_ack=True
+        )
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ingest-mqtt")
+        self._acks: collections.deque[list[Any]] = collections.deque()  # [mid, qos, done] in arrival order
+        self._acks_lock = threading.Lock()
         if parsed.username:
             self.client.username_pw_set(parsed.username, parsed.password)
         if parsed.scheme == "mqtts":
@@ -94,6 +106,8 @@ class MqttIngest:
     def _on_disconnect(self, *_args: Any, **_kw: Any) -> None:
         self.connected.clear()
         self.subscribed.clear()
+        with self._acks_lock:  # the broker sends the unacknowledged messages again on reconnect
+            self._acks.clear()
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None
@@ -106,10 +120,31 @@ class MqttIngest:
         self.connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        slot = [msg.mid, msg.qos, False]
+        with self._acks_lock:
+            self._acks.append(slot)
         prefix, _, device = msg.topic.rpartition("/")
         if prefix != self.topic_prefix or not device:
+            self._done(client, slot)
             return
-        reply = answer(bytes(msg.payload), self.ctx, topic_device=device)
+        self._pool.submit(self._handle, client, bytes(msg.payload), device, slot)
+
+    def _done(self, client: mqtt.Client, slot: list[Any]) -> None:
+        """Marks a message handled and acknowledges every handled message at the head, in order."""
+        with self._acks_lock:
+            slot[2] = True
+            while self._acks and self._acks[0][2]:
+                mid, qos, _ = self._acks.popleft()
+                client.ack(mid, qos)
+
+    def _handle(self, client: mqtt.Client, payload: bytes, device: str, slot: list[Any]) -> None:
+        try:
+            self._reply(client, payload, device)
+        finally:
+            self._done(client, slot)
+
+    def _reply(self, client: mqtt.Client, payload: bytes, device: str) -> None:
+        reply = answer(payload, self.ctx, topic_device=device)
         log.debug(
             "ingest-mqtt: %s nonce %s -> %s %s",
             device,
@@ -118,7 +153,8 @@ class MqttIngest:
             reply.get("error", {}).get("code", ""),
         )
         client.publish(ack_topic(device, self.topic_prefix), json.dumps(reply, separators=(",", ":")), qos=1)
-        self.handled += 1
+        with self._acks_lock:
+            self.handled += 1
 
     def start(self, wait: float = 10.0) -> None:
         self.client.connect(self.host, self.port, keepalive=30)
@@ -129,6 +165,7 @@ class MqttIngest:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def run_forever(self) -> None:
         """Blocking loop with reconnects (the CLI)."""

@@ -8,13 +8,16 @@ moves through these states, driven by :mod:`ledger.relayer`::
     inflight --(receipt: BatchSkipped, any reason but InsufficientEscrow)--------> rejected
     inflight --(receipt: BatchSkipped InsufficientEscrow, or the tx reverted)----> pending
     inflight --(no receipt after a crash: nonce unused on chain)-----------------> pending
+    pending --(pays nobody, and the licensee's daily allowance of such plays is spent)--> pending
+              with reason UnlicensedLimit, packed again after ``unlicensed_retry_after``
 
 ``(device, nonce)`` is unique: a device cannot have two stored batches under one nonce, so an
 identical resend is found and answered idempotently and a different batch reusing the nonce is
 refused. ``digest`` (the EIP-712 digest the device signed) names the batch's content.
 
 These tables are not rebuilt from chain events (they hold what the chain has not seen yet);
-Alembic owns their schema: ``ledger/migrations/versions/0100_pending_batches.py``.
+Alembic owns their schema: ``ledger/migrations/versions/0100_pending_batches.py`` and
+``0310_relay_unlicensed_usage.py``.
 """
 
 from __future__ import annotations
@@ -125,7 +128,24 @@ class PendingBatch(Base):
         return (self.licensee_index << 32) | self.device_number
 
 
-TABLES: list[Table] = [cast(Table, RelayTransaction.__table__), cast(Table, PendingBatch.__table__)]
+class RelayUnlicensedUsage(Base):
+    """Plays of batches that pay nobody (no entry licensed at the batch's toTime) that the relayer
+    packed for a licensee on a UTC day: what ``LEDGER_UNLICENSED_PLAYS_PER_DAY`` is checked
+    against. A batch packed again after its transaction was lost counts again (an over-count errs
+    towards spending less gas, never more)."""
+
+    __tablename__ = "relay_unlicensed_usage"
+
+    licensee_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # days since 1970-01-01 UTC
+    plays: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+TABLES: list[Table] = [
+    cast(Table, RelayTransaction.__table__),
+    cast(Table, PendingBatch.__table__),
+    cast(Table, RelayUnlicensedUsage.__table__),
+]
 
 
 def create_tables(engine: Engine) -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from eth_utils import to_checksum_address
 from sqlalchemy import Engine
-from web3 import Web3
 
-from .chain import ContractInfo, Deployment, checksum, connect, load_deployment
 from .config import Settings
 from .db import check_connection, current_revision, make_engine, require_schema, table_names, upgrade
+
+if TYPE_CHECKING:  # web3 is imported only by what opens the chain (commands reading the index start fast)
+    from web3 import Web3
+
+    from .chain import Deployment
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ def open_engine(settings: Settings, migrate_if_empty: bool = False) -> Engine:
 def open_chain(settings: Settings, ledger_address: str | None = None) -> tuple[Web3, Deployment]:
     """The node and the deployment of its chain (ABIs from the deployments file). ``ledger_address``
     points the deployment at another RoyaltyLedger of the same build."""
+    from eth_utils import to_checksum_address
+
+    from .chain import ContractInfo, checksum, connect, load_deployment
+
     w3 = connect(settings.rpc_url)
     deployment = load_deployment(w3, settings.deployment_file(w3.eth.chain_id))
     if ledger_address is not None:

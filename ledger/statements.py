@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from .chain import checksum
+from .address import checksum
 from .errors import UserError
 from .models import PayeeCredit, SplitShare, Work, WorkPeriodStats
 

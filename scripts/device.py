@@ -22,7 +22,7 @@ Usage (see docs/devices.md):
     device.py --state DIR replay plays.csv          # CSV: timestamp,work_id
     device.py --state DIR run [--stdin] [--batch-size 1000] [--max-age 60]
     device.py --state DIR flush                     # batch and send everything, then exit
-    device.py --state DIR status
+    device.py --state DIR status [--json]           # what waits and why, rejections, the server
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 from eth_account import Account
@@ -402,9 +402,15 @@ class Spool:
         ).fetchall()
         return [r for r in rows if not exclude or r[0] not in exclude][:limit]
 
-    def acknowledge(self, nonce: int) -> None:
+    def acknowledge(self, nonce: int, status: int = 0) -> None:
+        """Removes an acknowledged batch; the last acknowledgement is kept for `status`."""
         with self._tx() as db:
             db.execute("DELETE FROM batches WHERE nonce = ?", (nonce,))
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_ack', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (json.dumps({"nonce": nonce, "status": status, "at": time.time()}),),
+            )
 
     def failed_attempt(self, nonce: int, error: str) -> None:
         with self._tx() as db:
@@ -438,6 +444,31 @@ class Spool:
             "rejectedBatches": r[0],
             "rejectedPlays": r[1],
             "nextNonce": self.next_nonce(db),
+        }
+
+    def details(self, limit: int = 20) -> dict:
+        """What `status` explains: the counters, the last acknowledgement, the spooled batches'
+        nonces and last errors, and the rejected batches with their codes."""
+        db = self.db
+        b = db.execute("SELECT MIN(nonce), MAX(nonce), MIN(created), MAX(attempts) FROM batches").fetchone()
+        last_error = db.execute(
+            "SELECT last_error FROM batches WHERE last_error IS NOT NULL ORDER BY nonce LIMIT 1"
+        ).fetchone()
+        rejected = [
+            {"nonce": n, "plays": p, "status": st, "code": c or "", "message": m or "", "at": at}
+            for n, p, st, c, m, at in db.execute(
+                "SELECT nonce, plays, status, code, message, at FROM rejected ORDER BY nonce DESC LIMIT ?", (limit,)
+            )
+        ]
+        raw = self.get_meta("last_ack")
+        return {
+            **self.counts(),
+            "spooledNonces": [b[0], b[1]] if b[0] is not None else [],
+            "oldestSpooled": b[2],
+            "attempts": b[3] or 0,
+            "lastError": last_error[0] if last_error else None,
+            "lastAck": json.loads(raw) if raw else None,
+            "rejected": rejected,
         }
 
 
@@ -691,7 +722,7 @@ class Device:
             plays = {n: p for n, _, p in rows}
             for nonce, outcome in self.transport.send_many([(n, b) for n, b, _ in rows]):
                 if outcome.kind == "ack":
-                    self.spool.acknowledge(nonce)
+                    self.spool.acknowledge(nonce, outcome.status)
                     acked += 1
                     self.on_acked(plays[nonce])
                 elif outcome.kind == "rejected":
@@ -918,9 +949,105 @@ def cmd_flush(args) -> int:
     return EXIT_OK if not c["spooledBatches"] else EXIT_UNSENT
 
 
+#: What a licensee or installer does about each refusal code of the server (docs/devices.md, Errors).
+REJECTION_ADVICE = {
+    "unknown_device": "the ledger does not know this key: the licensee registers it in the portal with the proof "
+    "from `register-proof`; check chainId and ledger in provisioning.json",
+    "device_revoked": "the licensee revoked this device: register the key again (`register-proof --nonce N`) and "
+    "download a new provisioning file",
+    "bad_signature": "the signature does not match this key for the provisioning's chain and ledger: download the "
+    "provisioning file again from the portal",
+    "unknown_work": "a work id nobody registered: check the work ids the player reports",
+    "nonce_used": "the ledger has used this batch number (a spool restored from an old copy?): these plays cannot "
+    "be sent again under it",
+    "nonce_conflict": "the server holds another batch under this number (a spool restored from an old copy?)",
+    "bad_time_range": "the plays are dated in the future: check the device's clock",
+    "topic_mismatch": "the MQTT topic is not this device's: check mqttTopicPrefix in provisioning.json",
+}
+GENERIC_REJECTION = "the server refused it for good: update device.py, or ask the operator"
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def status_report(dev: Device, limit: int = 20) -> tuple[dict, list[str]]:
+    """(the status as JSON, the same in lines a person reads): who the device is, the server it
+    talks to, what is waiting and why, what was rejected and what to do about it."""
+    d = dev.spool.details(limit)
+    lines: list[str] = []
+    try:
+        address = dev.account.address
+    except DeviceError as exc:
+        address = None
+        lines.append(f"Key: {exc}")
+    d["device"] = address
+    try:
+        prov = dev.prov
+    except DeviceError as exc:
+        prov = None
+        lines.append(f"Provisioning: {exc}")
+    if address:
+        lines.append(f"Device {address}")
+    if prov is not None:
+        server = (
+            prov.endpoint
+            if prov.transport == "http"
+            else f"{prov.mqtt_url} (topic {prov.topic_prefix}/{prov.device.lower()})"
+        )
+        d["server"] = {"transport": prov.transport, "url": server, "chainId": prov.chain_id, "ledger": prov.ledger}
+        lines.append(f"Server: {prov.transport} {server}")
+        lines.append(
+            f"Ledger {prov.ledger} on chain {prov.chain_id}, device id {prov.device_id or '?'}, "
+            f"licensee {prov.licensee or '?'}"
+        )
+    ack = d["lastAck"]
+    lines.append(
+        f"Last acknowledged: batch #{ack['nonce']} at {_when(ack['at'])}" if ack else "Last acknowledged: none yet"
+    )
+    waiting = []
+    if d["unbatchedPlays"]:
+        waiting.append(
+            f"{d['unbatchedPlays']:,} plays not sealed into a batch yet (oldest recorded {_when(d['oldestPlay'])}): "
+            "`run` seals them when --batch-size plays wait or after --max-age seconds; `flush` seals and sends now"
+        )
+    if d["spooledBatches"]:
+        first, last = d["spooledNonces"]
+        why = (
+            f"the last attempt failed ({d['attempts']} attempt(s)): {d['lastError']}; `run` keeps retrying, "
+            "`flush` tries once"
+            if d["lastError"]
+            else "not sent yet: `run` or `flush` sends them"
+        )
+        waiting.append(
+            f"{d['spooledBatches']:,} signed batch(es) ({d['spooledPlays']:,} plays, #{first}..#{last}) "
+            f"waiting to be sent since {_when(d['oldestSpooled'])}: {why}"
+        )
+    lines.append("Waiting:" if waiting else "Waiting: nothing; every play was acknowledged by the server")
+    lines += [f"  - {w}" for w in waiting]
+    if d["rejected"]:
+        lines.append(
+            f"Rejected (never retried: {d['rejectedBatches']:,} batch(es), {d['rejectedPlays']:,} plays; "
+            "kept in the spool's rejected table):"
+        )
+        for r in d["rejected"]:
+            lines.append(
+                f"  - batch #{r['nonce']} ({r['plays']:,} plays) at {_when(r['at'])}: "
+                f"{r['status']} {r['code']}: {r['message']}"
+            )
+            lines.append(f"    what to do: {REJECTION_ADVICE.get(r['code'], GENERIC_REJECTION)}")
+    return d, lines
+
+
 def cmd_status(args) -> int:
     dev = Device(args.state, args.provisioning, args.key)
-    print(json.dumps(dev.spool.counts(), indent=2))
+    report, lines = status_report(dev)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("\n".join(lines))
     return EXIT_OK
 
 
@@ -1047,7 +1174,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=4)
     s.set_defaults(func=cmd_flush)
 
-    s = sub.add_parser("status", help="print the spool's counters")
+    s = sub.add_parser("status", help="say what is waiting and why, what was rejected, the server and the last ack")
+    s.add_argument("--json", action="store_true", help="the same as JSON (the spool's counters and details)")
     s.set_defaults(func=cmd_status)
     return p
 

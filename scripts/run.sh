@@ -97,7 +97,7 @@ supervise relayer ledger relay & pids+=($!)
 supervise mqtt ledger ingest-mqtt & pids+=($!)
 echo "indexer, relayer and MQTT ingest running under supervision (logs in var/)"
 echo "portal on http://127.0.0.1:$PORT/ and the API on /api/v1; Ctrl-C stops everything"
-gunicorn --workers "${WORKERS:-3}" --bind "127.0.0.1:$PORT" --preload --no-control-socket \
+gunicorn --workers "${WORKERS:-3}" --threads "${THREADS:-8}" --bind "127.0.0.1:$PORT" --preload --no-control-socket \
   --access-logfile var/portal-access.log \
   --error-logfile - 'webapp:create_app()' & pids+=($!)
 portal_pid=$!

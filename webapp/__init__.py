@@ -63,7 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.extensions["portal_limiter"] = limiter
 
-    from . import api, artist, auth, label
+    from . import api, artist, auth, devices, label, licensee
 
     csrf.exempt(api.bp)  # token or session auth, read-only except the device ingest (signed batches)
     limiter.limit(
@@ -76,6 +76,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(artist.bp, url_prefix="/artist")
     app.register_blueprint(label.bp, url_prefix="/label")
+    app.register_blueprint(licensee.bp, url_prefix="/licensee")
+    app.register_blueprint(devices.bp, url_prefix="/licensee/devices")
     for endpoint, rate, message in (
         ("auth.login", portal.rate_login, "too many log-in attempts"),
         ("auth.siwe_verify", portal.rate_login, "too many log-in attempts"),
@@ -121,7 +123,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         if portal.production:
             h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if request.path.startswith(("/artist", "/label", "/account", "/api/v1")):
+        if request.path.startswith(("/artist", "/label", "/licensee", "/account", "/api/v1")):
             h.setdefault("Cache-Control", "no-store")
         return response
 

@@ -140,9 +140,52 @@ def flush_keyed(conn: Connection, keyed: KeyedRows, write_rows: WriteRows) -> No
 
 
 def write_rows(conn: Connection, table: Table, rows: list[Row]) -> None:
-    """Bulk insert (one executemany)."""
-    if rows:
-        conn.execute(insert(table), rows)
+    """Bulk insert: COPY on PostgreSQL when the rows allow it (see :func:`copy_rows`), else one
+    executemany (multi-row VALUES pages)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS and copy_rows(conn, table, rows):
+        return
+    conn.execute(insert(table), rows)
+
+
+#: Fewer rows go by executemany: COPY's set-up is not worth it.
+COPY_MIN_ROWS = 64
+
+
+def copy_rows(conn: Connection, table: Table, rows: list[Row]) -> bool:
+    """Rows of dicts into ``table`` by COPY (PostgreSQL), as executemany would store them; False
+    (nothing written) when they cannot go that way: rows with different keys, or a missing column
+    whose default is computed in Python. Scalar Python defaults are filled in; values pass through
+    the columns' bind processing (e.g. amounts to NUMERIC) as SQLAlchemy would bind them."""
+    names = list(rows[0])
+    if any(len(r) != len(names) or r.keys() != rows[0].keys() for r in rows):
+        return False
+    defaults: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name in rows[0]:
+            continue
+        default = column.default
+        if default is None:
+            continue  # a server default, a sequence (id) or NULL: COPY leaves it to the server
+        if not getattr(default, "is_scalar", False):
+            return False
+        defaults[column.name] = getattr(default, "arg", None)
+    columns = names + list(defaults)
+    processors = [table.c[name].type._cached_bind_processor(conn.dialect) for name in columns]
+    tail = tuple(defaults.values())
+    raw: Any = conn.connection.driver_connection  # a psycopg 3 connection
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
+    with raw.cursor() as cur:
+        with cur.copy(f"COPY {conn.dialect.identifier_preparer.format_table(table)} ({quoted}) FROM STDIN") as copy:
+            if any(processors):
+                for r in rows:
+                    values = [r[n] for n in names] + list(tail)
+                    copy.write_row([p(v) if p else v for p, v in zip(processors, values, strict=True)])
+            else:
+                for r in rows:
+                    copy.write_row([r[n] for n in names] + list(tail))
+    return True
 
 
 def write_plays(conn: Connection, rows: list[PlayRow]) -> None:

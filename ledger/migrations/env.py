@@ -17,7 +17,7 @@ from ledger.db import make_engine
 from ledger.models import Base
 
 # Off-chain tables of other modules share Base; import them so autogenerate sees every table.
-for _module in ("ledger.pending", "ledger.accounts", "ledger.gasless"):
+for _module in ("ledger.pending", "ledger.accounts", "ledger.gasless", "ledger.devices"):
     try:
         importlib.import_module(_module)
     except ModuleNotFoundError:

@@ -52,6 +52,7 @@ from . import packer, settlement
 from .packer import Pack, Packer
 from .sender import Sender, SqlTxVersions, is_connection_error
 from .settlement import INSUFFICIENT_ESCROW, BatchKey, RelayReport
+from .unlicensed import DEFAULT_PLAYS_PER_DAY, DEFAULT_RETRY_AFTER, UNLICENSED_LIMIT, LicenseBook, UnlicensedAllowance
 
 if TYPE_CHECKING:
     import threading
@@ -62,7 +63,15 @@ if TYPE_CHECKING:
     from web3 import Web3
     from web3.types import TxParams, TxReceipt
 
-__all__ = ["ENVELOPE_RESERVE", "INSUFFICIENT_ESCROW", "RelayReport", "Relayer", "RelayerConfig", "input_size"]
+__all__ = [
+    "ENVELOPE_RESERVE",
+    "INSUFFICIENT_ESCROW",
+    "UNLICENSED_LIMIT",
+    "RelayReport",
+    "Relayer",
+    "RelayerConfig",
+    "input_size",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +96,14 @@ class RelayerConfig:
     poll: float = 0.05  # receipt polling
     idle_sleep: float = 1.0  # `run` sleeps this long when nothing is pending
     escrow_retry_after: float = 60.0  # seconds before an unpayable batch is packed again
+    unlicensed_plays_per_day: int | None = DEFAULT_PLAYS_PER_DAY  # per licensee; None: no limit
+    unlicensed_retry_after: float = DEFAULT_RETRY_AFTER  # seconds before a held batch is looked at again
     log_scan_blocks: int = 5000  # eth_getLogs range when settling from chain state
     finality_blocks: int = 64  # confirmed batches this close to the head are re-checked (reorgs)
     recheck_every: float = 10.0  # seconds between re-checks of recent confirmed batches
+    #: (k, n): relay only licensees whose index % n == k, so n relayer keys share the pending store
+    #: without packing the same batch; (0, 1) relays every licensee.
+    partition: tuple[int, int] = (0, 1)
 
 
 class Relayer:
@@ -119,7 +133,12 @@ class Relayer:
         self.sender = Sender(
             w3, self.contract, self.ledger_address, account, self.chain_id, self.config, SqlTxVersions(self.sessions)
         )
-        self.packer = Packer(self.config, self.sender.estimate_gas)
+        self.allowance = (
+            None
+            if self.config.unlicensed_plays_per_day is None
+            else UnlicensedAllowance(LicenseBook(self.contract), self.config.unlicensed_plays_per_day)
+        )
+        self.packer = Packer(self.config, self.sender.estimate_gas, self.allowance.screen if self.allowance else None)
 
     encode = staticmethod(packer.encode)
 
@@ -193,6 +212,8 @@ class Relayer:
                 f"{len(ids) - moved} batches changed state while packing; is a second "
                 "relayer running with this database?"
             )
+        if self.allowance is not None:
+            self.allowance.record(session, ids)
         session.commit()  # recorded: from here a crash is reconciled from this row
         return rtx
 
@@ -219,7 +240,7 @@ class Relayer:
             open_ids = list(
                 session.scalars(
                     select(RelayTransaction.id)
-                    .where(RelayTransaction.status == TX_SENT)
+                    .where(RelayTransaction.status == TX_SENT, RelayTransaction.sender == self.account.address)
                     .order_by(RelayTransaction.tx_nonce)
                 )
             )

@@ -6,6 +6,8 @@ waiting for its retry), fitting them under the input byte limit with
 the pack (:func:`ledger.playbatch.shrink_for_gas`), a failing estimate halves it, a single batch
 that reverts the call on its own is rejected (``Reverted``). Gas estimation is injected as a
 callable (``data -> gas``, raising when the call would revert), so the packer needs no node.
+An optional screen (:class:`ledger.relayer.unlicensed.UnlicensedAllowance`) holds back batches
+that pay nobody once their licensee's daily allowance is spent.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from .. import playbatch
 from ..pending import PENDING, REJECTED, PendingBatch, utcnow
 from .sender import is_connection_error
 from .settlement import INSUFFICIENT_ESCROW
+from .unlicensed import UNLICENSED_LIMIT
 
 log = logging.getLogger("ledger.relayer")  # the relayer's one logger, as before the split
 
 Estimator = Callable[[bytes], int]  # submitBatches data -> gas; raises when the call reverts
+#: (session, candidates) -> (the candidates that may go out, how many were held back)
+Screen = Callable[[Session, Sequence[PendingBatch]], tuple[list[PendingBatch], int]]
 Pack = tuple[list[PendingBatch], bytes, int]  # (batches, submitBatches data, gas estimate)
 
 #: The smallest encoded batch (one entry): the most batches one transaction could hold is
@@ -44,6 +49,12 @@ class PackLimits(Protocol):
 
     @property
     def escrow_retry_after(self) -> float: ...
+
+    @property
+    def unlicensed_retry_after(self) -> float: ...
+
+    @property
+    def partition(self) -> tuple[int, int]: ...
 
 
 def queued(row: PendingBatch) -> playbatch.QueuedBatch:
@@ -64,27 +75,35 @@ def encode(rows: Sequence[PendingBatch]) -> bytes:
 class Packer:
     """Packs the pending store into transactions under ``limits``, estimating with ``estimate``."""
 
-    def __init__(self, limits: PackLimits, estimate: Estimator):
+    def __init__(self, limits: PackLimits, estimate: Estimator, screen: Screen | None = None):
         self.limits = limits
         self.estimate = estimate
+        self.screen = screen
 
     def candidates(self, session: Session, limit: int) -> list[PendingBatch]:
         """Up to ``limit`` pending batches in (licensee index, device number, nonce) order; a
-        batch skipped for InsufficientEscrow only ``escrow_retry_after`` seconds after it was."""
-        retry_before = utcnow() - timedelta(seconds=self.limits.escrow_retry_after)
+        batch skipped for InsufficientEscrow only ``escrow_retry_after`` seconds after it was,
+        one held back for UnlicensedLimit only ``unlicensed_retry_after`` seconds after."""
+        now = utcnow()
+        escrow_before = now - timedelta(seconds=self.limits.escrow_retry_after)
+        unlicensed_before = now - timedelta(seconds=self.limits.unlicensed_retry_after)
         stmt = (
             select(PendingBatch)
             .where(
                 PendingBatch.status == PENDING,
                 or_(
                     PendingBatch.reason.is_(None),
-                    PendingBatch.reason != INSUFFICIENT_ESCROW,
-                    PendingBatch.updated_at < retry_before,
+                    PendingBatch.reason.not_in((INSUFFICIENT_ESCROW, UNLICENSED_LIMIT)),
+                    (PendingBatch.reason == INSUFFICIENT_ESCROW) & (PendingBatch.updated_at < escrow_before),
+                    (PendingBatch.reason == UNLICENSED_LIMIT) & (PendingBatch.updated_at < unlicensed_before),
                 ),
             )
             .order_by(PendingBatch.licensee_index, PendingBatch.device_number, PendingBatch.nonce)
             .limit(limit)
         )
+        k, n = self.limits.partition
+        if n > 1:
+            stmt = stmt.where(PendingBatch.licensee_index % n == k)
         return list(session.scalars(stmt))
 
     def fit_bytes(self, rows: Sequence[PendingBatch]) -> list[PendingBatch]:
@@ -95,7 +114,7 @@ class Packer:
     def pack(self, session: Session) -> Pack:
         """(batches, submitBatches data, gas estimate) of the next transaction, or ([], b'', 0)."""
         cap_rows = self.limits.max_input_bytes // MIN_BATCH_SIZE + 1
-        rows = self.fit_bytes(self.candidates(session, cap_rows))
+        rows = self.fit_bytes(self.screened(session, cap_rows))
         while rows:
             data = encode(rows)
             try:
@@ -106,7 +125,7 @@ class Packer:
                 if len(rows) == 1:
                     log.error("relayer: batch %s reverts the call on its own (%s); rejecting it", rows[0].id, exc)
                     self.reject_unsendable(session, rows[0], "Reverted")
-                    rows = self.fit_bytes(self.candidates(session, cap_rows))
+                    rows = self.fit_bytes(self.screened(session, cap_rows))
                     continue
                 log.warning("relayer: estimate failed for %d batches (%s); halving", len(rows), exc)
                 rows = rows[: len(rows) // 2]
@@ -117,6 +136,17 @@ class Packer:
             log.info("relayer: %d batches need %d gas > cap %d; trying %d", len(rows), gas, self.limits.gas_cap, shrink)
             rows = rows[:shrink]
         return [], b"", 0
+
+    def screened(self, session: Session, limit: int) -> list[PendingBatch]:
+        """The candidates that pass the screen. A held batch is committed with its reason and
+        left out of the next read, so a full read of held batches is followed by another."""
+        while True:
+            rows = self.candidates(session, limit)
+            if self.screen is None:
+                return rows
+            kept, held = self.screen(session, rows)
+            if kept or not held or len(rows) < limit:
+                return kept
 
     @staticmethod
     def reject_unsendable(session: Session, row: PendingBatch, reason: str) -> None:

@@ -259,7 +259,7 @@ class DeviceProc:
         )
 
     def status(self) -> dict:
-        return json.loads(self.cmd("status").stdout)
+        return json.loads(self.cmd("status", "--json").stdout)
 
     @property
     def account(self):

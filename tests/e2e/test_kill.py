@@ -141,7 +141,7 @@ class Device:
         return proc
 
     def status(self) -> dict[str, int]:
-        return json.loads(self.run("status").stdout)
+        return json.loads(self.run("status", "--json").stdout)
 
 
 def _setup(system: System, tmp: Path) -> tuple[LedgerClient, list[int], list[str], list[Device], str]:

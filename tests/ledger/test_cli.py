@@ -190,3 +190,18 @@ def test_cli_subprocess_error_has_no_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "not an Ethereum address" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["2/2", "-1/2", "1", "a/b", "0/0"])
+def test_relay_partition_must_be_k_of_n(value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["relay", "--partition", value])
+    assert exit_.value.code == 2
+    assert "--partition" in capsys.readouterr().err
+
+
+def test_relay_partition_parses_k_of_n():
+    from ledger.cli import _parser
+
+    assert _parser().parse_args(["relay", "--partition", "1/2"]).partition == (1, 2)
+    assert _parser().parse_args(["relay"]).partition == (0, 1)

@@ -95,6 +95,13 @@ def test_old_waiting_batches_mean_a_stalled_relayer_but_escrow_waits_do_not(sqli
     assert (h.relayer["state"], h.relayer["backlog"], h.ok) == (health.STALLED, 1, False)
 
 
+def test_batches_held_back_for_the_unlicensed_allowance_are_not_a_stalled_relayer(sqlite_engine):
+    _checkpoint(sqlite_engine, 100, NOW)
+    _pending(sqlite_engine, NOW - 3_600, reason="UnlicensedLimit")
+    h = health.check(node(100), sqlite_engine, now=NOW)
+    assert h.ok and h.relayer["waiting_for_license"] == 1 and h.relayer["backlog"] == 0
+
+
 def test_a_node_that_does_not_answer_is_down(sqlite_engine):
     h = health.check(node(None), sqlite_engine, now=NOW)
     assert h.chain["state"] == health.DOWN and not h.ok

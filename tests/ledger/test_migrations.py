@@ -30,7 +30,7 @@ def test_upgrade_downgrade_upgrade(db_url):
 def test_migrations_match_the_models(db_url):
     import importlib
 
-    for module in ("ledger.pending", "ledger.accounts", "ledger.gasless"):  # their tables share the metadata
+    for module in ("ledger.pending", "ledger.accounts", "ledger.gasless", "ledger.devices"):  # tables share Base
         importlib.import_module(module)
     engine = make_engine(db_url)
     try:
@@ -52,3 +52,12 @@ def test_cli_db_upgrade_and_downgrade(cli_env, capsys):
     assert main(["db", "upgrade", "head"]) == 0
     assert main(["db", "current"]) == 0
     assert head_revision() in capsys.readouterr().out
+
+
+def test_head_revision_is_alembics():
+    """ledger.db reads the head from the scripts without Alembic; it must be Alembic's head."""
+    from alembic.script import ScriptDirectory
+
+    from ledger.db import alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

@@ -288,6 +288,19 @@ def test_pack_orders_batches_by_licensee_device_and_nonce(sessions):
         ]
 
 
+def test_partitioned_relayers_pack_disjoint_licensees_that_cover_the_store(sessions):
+    for licensee_index in (1, 2, 3, 4, 5):
+        _store(sessions, 2, licensee_index=licensee_index)
+    packed = {}
+    for k in (0, 1):
+        with sessions() as s:
+            rows, _, _ = Packer(RelayerConfig(partition=(k, 2)), Estimator()).pack(s)
+            packed[k] = {(r.licensee_index, r.nonce) for r in rows}
+    assert {i for i, _ in packed[0]} == {2, 4}
+    assert {i for i, _ in packed[1]} == {1, 3, 5}
+    assert packed[0] | packed[1] == {(i, n) for i in (1, 2, 3, 4, 5) for n in (0, 1)}
+
+
 def test_pack_shrinks_when_the_estimate_exceeds_the_gas_cap(sessions):
     _store(sessions, 10)
     estimator = Estimator()

@@ -3,9 +3,10 @@
 is bob's alone."""
 
 import pytest
-from portal_support import Portal, csrf_of
+from devices_seed import BAR, RIVAL, seed_devices
+from portal_support import PASSWORD, SECRET, Portal, csrf_of
 
-from ledger import accounts, gasless
+from ledger import accounts, devices, gasless
 
 ALLOWED = 200
 # who -> expected status; "anon" is not logged in (pages redirect to log-in, the API says 401)
@@ -22,6 +23,10 @@ PAGES = {
     "/api/v1/works/1/plays": {"alice": ALLOWED, "label": ALLOWED, "bob": 404, "multi": 404, "lic": 404, "anon": 401},
     "/api/v1/works/2/plays": {"bob": ALLOWED, "alice": 404, "label": 404, "lic": 404, "anon": 401},
     "/api/v1/works/3": {"alice": 404, "bob": 404, "label": 404, "anon": 401},
+    **{
+        f"/licensee/{page}": {"lic": ALLOWED, "alice": 403, "bob": 403, "label": 403, "multi": 403, "anon": 302}
+        for page in ("", "?q=blue", "basket", "licenses", "escrow", "actions")
+    },
 }
 SECRETS = {1: "Blue Hour", 2: "Bob&#39;s Song"}
 
@@ -80,3 +85,82 @@ def test_nobody_sees_or_signs_another_users_action(as_user, engine, users):
 def test_statements_are_always_the_callers_own(as_user, seeded, users):
     csv = as_user("bob").get("/artist/statement?period=all").data.decode()
     assert "Blue Hour" not in csv and "Bob's Song" in csv
+
+
+@pytest.mark.parametrize("who, status", [("alice", 403), ("label", 403), ("anon", 302)])
+def test_licensee_action_routes_are_the_licensees_alone(app, as_user, engine, users, who, status):
+    action = gasless.queue_action(engine, users["lic"].id, "deposit_with_permit", {"amount": 1})
+    portal = Portal(app) if who == "anon" else as_user(who)
+    for suffix in ("typed-data", "permit"):
+        assert portal.get(f"/licensee/actions/{action.id}/{suffix}").status_code == status
+    assert portal.client.post(f"/licensee/actions/{action.id}/signature", json={}).status_code in (400, status)
+
+
+# ----------------------------------------------------------------------------- devices (licensees)
+# lic has the device BAR, lic2 the device RIVAL (tests/webapp/devices_seed.py).
+_NOT_LICENSEES = {"alice": 403, "label": 403, "multi": 403, "anon": 302}
+DEVICE_PAGES = {
+    "/licensee/devices/": {"lic": ALLOWED, "lic2": ALLOWED, **_NOT_LICENSEES},
+    "/licensee/devices/register": {"lic": ALLOWED, "lic2": ALLOWED, **_NOT_LICENSEES},
+    f"/licensee/devices/{BAR}": {"lic": ALLOWED, "lic2": 404, **_NOT_LICENSEES},
+    f"/licensee/devices/{BAR}/provisioning.json": {"lic": ALLOWED, "lic2": 404, **_NOT_LICENSEES},
+    f"/licensee/devices/{RIVAL}": {"lic": 404, "lic2": ALLOWED, **_NOT_LICENSEES},
+    f"/licensee/devices/{RIVAL}/provisioning.json": {"lic": 404, "lic2": ALLOWED, **_NOT_LICENSEES},
+}
+
+
+@pytest.fixture
+def lic2(engine, users):
+    return accounts.create_user(engine, "lic2", PASSWORD, ["licensee"], SECRET)
+
+
+@pytest.fixture
+def device_world(engine, users, seeded, lic2):
+    return seed_devices(engine, users["lic"], lic2, works=False)
+
+
+@pytest.mark.parametrize(
+    "path, who, status", [(p, w, s) for p, expected in DEVICE_PAGES.items() for w, s in expected.items()]
+)
+def test_device_pages_by_role_and_licensee(app, as_user, device_world, path, who, status):
+    portal = Portal(app) if who == "anon" else as_user(who)
+    response = portal.get(path)
+    assert response.status_code == status
+    body = response.data.decode()
+    if status != ALLOWED:
+        assert "Bar" not in body and "Rival" not in body
+    elif who == "lic":
+        assert RIVAL not in body and "Rival" not in body
+    else:
+        assert BAR not in body and ">Bar<" not in body
+
+
+@pytest.mark.parametrize("who, status", [("lic2", 404), ("alice", 403), ("label", 403), ("anon", 302)])
+def test_nobody_revokes_or_renames_another_licensees_device(
+    app, as_user, engine, users, lic2, device_world, who, status
+):
+    portal = Portal(app) if who == "anon" else as_user(who)
+    token = csrf_of(portal.get("/login").data)
+    assert portal.client.post(f"/licensee/devices/{BAR}/revoke", data={"csrf_token": token}).status_code == status
+    renamed = portal.client.post(f"/licensee/devices/{BAR}/name", data={"csrf_token": token, "name": "Mine"})
+    assert renamed.status_code == status
+    assert [r.name for r in devices.portal_rows(engine, users["lic"].id)] == ["Shop", "Bar"]
+    for user in [*users.values(), lic2]:
+        assert gasless.actions_of(engine, user.id) == []
+
+
+def test_nobody_sees_or_signs_another_licensees_device_action(as_user, engine, users, lic2):
+    action = gasless.queue_action(engine, users["lic"].id, "register_device", {"device": BAR})
+    for who, status in (("lic2", 404), ("alice", 403)):
+        portal = as_user(who)
+        assert portal.get(f"/licensee/devices/actions/{action.id}/typed-data").status_code == status
+        token = csrf_of(portal.get("/account").data)
+        response = portal.client.post(
+            f"/licensee/devices/actions/{action.id}/signature",
+            json={"signature": "0x" + "11" * 65},
+            headers={"X-CSRFToken": token},
+        )
+        assert response.status_code == status
+    # an artist's action is not a device action, even for its own user
+    withdraw = gasless.queue_action(engine, users["lic"].id, "withdraw", {"to": users["lic"].address})
+    assert as_user("lic").get(f"/licensee/devices/actions/{withdraw.id}/typed-data").status_code == 404
