@@ -529,6 +529,8 @@ class Steps:
             pool.shutdown(wait=True)
 
     def devices(self, tick: Callable[[], None]) -> None:
+        from ledger import devices
+
         chain_id = int(self.ctx.w3.eth.chain_id)
         ledger = self.ctx.deployment.ledger.address
         clients = {spec.name: self.client_of(spec.licensee) for spec in DEVICES}
@@ -572,17 +574,23 @@ class Steps:
             client = clients[spec.name]
             if device_id == 0:  # the licensee registers the key with its proof (a transaction of its own)
                 device_id = client.register_device(address, spec.territory, proofs[spec.name])
-            provisioning = {
-                "device": address,
-                "deviceId": str(device_id),
-                "licensee": client.address,
-                "transport": spec.transport,
-                "endpoint": self.ctx.endpoint,
-                "mqttUrl": self.ctx.mqtt_url,
-                "mqttTopicPrefix": self.ctx.topic_prefix,
-                "chainId": chain_id,
-                "ledger": ledger,
-            }
+            # the licensee's devices page names the device (a portal row, as its registration form keeps)
+            user = self.users[spec.licensee]
+            if not devices.portal_rows(self.ctx.engine, user.id, address):
+                row = devices.add_device(self.ctx.engine, user.id, address, spec.name, spec.territory, chain_id, ledger)
+                devices.update_device(self.ctx.engine, row.id, device_id=device_id)
+            # the provisioning file as the portal's download makes it
+            provisioning = devices.provisioning(
+                address,
+                device_id,
+                client.address,
+                chain_id,
+                ledger,
+                spec.transport,
+                self.ctx.endpoint,
+                self.ctx.mqtt_url,
+                self.ctx.topic_prefix,
+            )
             write_private(folder / "provisioning.json", json.dumps(provisioning, indent=2) + "\n")
             rows.append(
                 {

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from web3 import Web3
 
 from ledger import accounts, analytics
+from ledger import devices as devices_lib
 from ledger.chain import LedgerClient, deploy
 from ledger.db import session_scope
 from ledger.gasless import GaslessRelayer
@@ -191,6 +192,9 @@ def check_world(demo, ctx, world):
             assert client.device_id_of(info["address"]) == int(info["deviceId"]) == row.device_id
             prov = ctx.state / "devices" / spec.name / "provisioning.json"
             assert stat.S_IMODE(os.stat(prov).st_mode) == 0o600
+            licensee = accounts.find_user(engine, spec.licensee)
+            named = devices_lib.portal_rows(engine, licensee.id, info["address"])
+            assert [(r.name, r.device_id) for r in named] == [(spec.name, row.device_id)]
 
         # every play of the backlog went through ingest (HTTP and MQTT) and the relayer into the index
         sent = Counter()
