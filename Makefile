@@ -9,7 +9,7 @@ SOLC_EXE := $(SOLC_DIR)/solc-v$(SOLC_VERSION)
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export SOLCX_BINARY_PATH := $(SOLC_DIR)
 
-.PHONY: fuzz soak play-path-coverage lint install install-python install-node install-solc install-brownie-network install-chromium compile test test-contracts test-ledger run bench gas clean services
+.PHONY: fuzz soak play-path-coverage lint install install-python install-node install-solc install-brownie-network install-chromium compile test test-contracts test-ledger run demo bench gas clean services
 
 install: install-python install-node install-solc install-brownie-network install-chromium services
 
@@ -95,7 +95,11 @@ api-fuzz: $(TOOLS_VENV)/.installed install
 	$(TOOLS_VENV)/bin/python tools/api_fuzz.py
 
 run: install
-	bash scripts/run.sh
+	DEMO="$(DEMO)" bash scripts/run.sh
+
+# `make run` with the demo world: seeded once per devnet state, its devices playing (docs/demo.md).
+demo: install
+	DEMO=1 bash scripts/run.sh
 
 # Long runs, not part of `make test`: the play path against its Solidity reference with many more
 # examples, and the SIGKILL fault test over many more rounds.

@@ -4,6 +4,9 @@
 #   contracts deployed on first start (deployments/<chain id>.json), SQLite index in var/
 #   ledger index --follow, ledger relay, ledger ingest-mqtt, and the portal + API on 127.0.0.1:5000
 #   served by gunicorn (WORKERS, default 3); the devnet's server secret is kept in var/secret_key
+# DEMO=1 (`make demo`) also seeds the demo world once per devnet state (scripts/demo.py, docs/demo.md)
+# and runs its three devices under supervision; a fresh demo devnet starts its clock DEMO_DAYS
+# (default 7) days back, so that the seeded history of plays falls on its own days.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PWD/node_modules/.bin:$PATH"
@@ -18,6 +21,9 @@ export LEDGER_GASLESS_KEY="${LEDGER_GASLESS_KEY:-0x59c6995e998f97a5a0044966f0945
 export LEDGER_MQTT_URL="${LEDGER_MQTT_URL:-mqtt://127.0.0.1:1883}"
 export LEDGER_LOG_LEVEL="${LEDGER_LOG_LEVEL:-INFO}"
 PORT="${PORT:-5000}"
+DEMO="${DEMO:-}"
+[ "$DEMO" = 0 ] && DEMO=""
+DEMO_DAYS="${DEMO_DAYS:-7}"
 
 pids=()
 stopping=""
@@ -58,11 +64,15 @@ PY
 
 if ! rpc_up; then
   echo "starting Anvil (state in var/anvil-state.json)"
+  anvil_args=()
+  if [ -n "$DEMO" ] && [ ! -s var/anvil-state.json ]; then
+    anvil_args=(--timestamp $(( $(date +%s) - DEMO_DAYS * 86400 )))  # demo.py brings it back to now
+  fi
   # --state-interval 1: a SIGKILL loses at most about a second of chain; a clean stop dumps it all.
   # Whatever is lost is found at the next start: the indexer rolls back to what the chain holds
   # and the relayer sends again the batches whose transactions vanished.
   anvil --host 127.0.0.1 --port 8545 --state var/anvil-state.json --state-interval 1 --gas-limit 30000000 \
-    --silent > var/anvil.log 2>&1 &
+    "${anvil_args[@]}" --silent > var/anvil.log 2>&1 &
   pids+=($!)
   for _ in $(seq 1 50); do rpc_up && break; sleep 0.2; done
 fi
@@ -90,4 +100,13 @@ echo "portal on http://127.0.0.1:$PORT/ and the API on /api/v1; Ctrl-C stops eve
 gunicorn --workers "${WORKERS:-3}" --threads "${THREADS:-8}" --bind "127.0.0.1:$PORT" --preload --no-control-socket \
   --access-logfile var/portal-access.log \
   --error-logfile - 'webapp:create_app()' & pids+=($!)
-wait "$!"
+portal_pid=$!
+if [ -n "$DEMO" ]; then
+  python scripts/demo.py --portal "http://127.0.0.1:$PORT" seed --days "$DEMO_DAYS" \
+    || { echo "demo: seeding failed (it resumes where it stopped on the next \`make demo\`)" >&2; exit 1; }
+  for device in $(python scripts/demo.py devices); do
+    supervise "demo-$device" python scripts/demo.py play "$device" & pids+=($!)
+  done
+  echo "demo devices reporting plays (logs in var/demo-*.log)"
+fi
+wait "$portal_pid"
