@@ -89,7 +89,7 @@ def test_whole_journey(portal, mqtt_ingest, new_page, tmp_path):
     sign_up(lic, venue_name, ["licensee"])
     venue = accounts.find_user(engine, venue_name)
     lp = lic.page
-    assert lp.url == portal.url + "/licensee/"  # a licensee starts at the catalogue
+    lp.wait_for_url(portal.url + "/licensee/")  # a licensee starts at the catalogue
     lp.set_default_timeout(TIMEOUT)
     lp.goto("/licensee/escrow")
     lp.fill("#mint-amount", "1000")
