@@ -64,6 +64,8 @@ def _home(user) -> str:
         return url_for("artist.works")
     if user.has_role("label"):
         return url_for("label.dashboard")
+    if user.has_role("licensee"):
+        return url_for("licensee.catalogue_page")
     return url_for("auth.account")
 
 

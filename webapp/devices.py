@@ -119,7 +119,12 @@ def register():
             return redirect(url_for("devices.device", address=done))
     elif request.method == "POST":
         status = 400
-    return render_template("devices/register.html", form=form, licensee=g.user.address), status
+    try:  # a new device has no provisioning file yet: register-proof needs the ledger and chain
+        chain_id, ledger, _ = _chain_context()
+        domain = f" --ledger {ledger} --chain-id {chain_id}"
+    except RelayerUnavailable:
+        domain = ""
+    return render_template("devices/register.html", form=form, licensee=g.user.address, domain=domain), status
 
 
 def _register(form: RegisterDeviceForm) -> tuple[str | None, int]:

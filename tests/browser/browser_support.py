@@ -59,3 +59,20 @@ def install_wallet(p: Any, account: Any) -> None:
             return await window.pyWalletSign(method, JSON.stringify(params || []));
           }},
         }};""")
+
+
+def device_cmd(state: Any, *args: Any, timeout: float = 120) -> str:
+    """``scripts/device.py --state STATE ARGS`` as a device owner runs it; its stdout."""
+    import subprocess
+    import sys
+
+    from tests.support import DEVICE_SCRIPT
+
+    proc = subprocess.run(
+        [sys.executable, str(DEVICE_SCRIPT), "--state", str(state), "--quiet", "--timeout", "10", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"device.py {' '.join(map(str, args))} exited {proc.returncode}: {proc.stderr}"
+    return proc.stdout

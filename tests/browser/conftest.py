@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 import requests
 from web3 import Web3
 
-from tests.support import ROOT, free_port, running_anvil
+from tests.support import MQTT_HOST, MQTT_PORT, ROOT, free_port, running_anvil
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -74,6 +75,10 @@ class PortalServer:
     chain: Chain
     env: dict
 
+    @property
+    def mqtt_topic_prefix(self) -> str:
+        return self.env["LEDGER_MQTT_TOPIC_PREFIX"]
+
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
@@ -96,6 +101,7 @@ def portal(chain, tmp_path_factory):
     engine = make_engine(database_url)
     upgrade(engine)
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     env = dict(
         os.environ,
         LEDGER_DATABASE_URL=database_url,
@@ -105,6 +111,10 @@ def portal(chain, tmp_path_factory):
         LEDGER_RELAYER_KEY=ANVIL_KEY0,
         LEDGER_GASLESS_KEY=ANVIL_KEY1,
         LEDGER_RATE_SIGNUP="100 per hour",
+        # provisioning files name this test's servers; the topics are this run's own (see mqtt_ingest)
+        LEDGER_PUBLIC_URL=url,
+        LEDGER_PUBLIC_MQTT_URL=f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
+        LEDGER_MQTT_TOPIC_PREFIX=f"test-{uuid.uuid4().hex[:12]}/plays",
     )
     gunicorn = Path(sys.executable).with_name("gunicorn")
     log = open(tmp_path_factory.mktemp("logs") / "gunicorn.log", "w")
@@ -124,7 +134,6 @@ def portal(chain, tmp_path_factory):
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
             try:
@@ -145,6 +154,25 @@ def portal(chain, tmp_path_factory):
             proc.kill()
         log.close()
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def mqtt_ingest(portal):
+    """The portal's MQTT consumer (ledger.mqtt.MqttIngest, what `ledger ingest-mqtt` runs) on the
+    machine's broker, on the portal's own topic prefix and database."""
+    from ledger.ingest import IngestContext
+    from ledger.mqtt import MqttIngest
+
+    ctx = IngestContext.create(portal.chain.w3, portal.chain.deployment, portal.engine)
+    consumer = MqttIngest(
+        ctx,
+        f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
+        topic_prefix=portal.mqtt_topic_prefix,
+        client_id=f"browser-ingest-{uuid.uuid4().hex[:10]}",
+    )
+    consumer.start()
+    yield consumer
+    consumer.stop()
 
 
 @pytest.fixture(scope="module")

@@ -171,6 +171,11 @@ def test_zero_eth_licensee_registers_a_device_sees_batches_pending_then_charged_
         w3.provider.make_request("anvil_setBalance", [user.address, "0x0"])
         assert w3.eth.get_balance(user.address) == 0
 
+        register_page = _page(lic.get("/licensee/devices/register"))  # the command a new device needs
+        assert (
+            f"--licensee {user.address} --ledger {deployment.ledger.address} --chain-id {deployment.chain_id} --json"
+            in register_page
+        )
         state = tmp_path / "device"
         address = _device(state, "keygen").stdout.strip()
         proof = _device(
