@@ -207,7 +207,9 @@ def test_register_needs_the_csrf_token(app, users):
 
 def test_empty_devices_page_says_how_to_start(as_user, users):
     page = as_user("lic").get("/licensee/devices/").data.decode()
-    assert "No devices yet" in page and f"register-proof --licensee {users['lic'].address}" in page
+    assert "No devices yet" in page and "device.py keygen" in page and 'href="/licensee/devices/register"' in page
+    register = as_user("lic").get("/licensee/devices/register").data.decode()
+    assert f"register-proof --licensee {users['lic'].address}" in register
     assert "Nothing is waiting" in page
 
 
