@@ -57,6 +57,7 @@ from web3.contract import Contract
 from . import nonces as nonces_mod
 from . import playbatch
 from .chain import Deployment
+from .devicebook import DeviceBook, DeviceRecord, JsonRpc
 from .errors import ChainUnavailableError, IngestError
 from .nonces import JsonRpcWordReader, NonceWords, nonce_bitmap_selector
 from .pending import PENDING, PendingBatch
@@ -166,30 +167,18 @@ ERROR_CLASSES = (
 # ----------------------------------------------------------------------------- chain view
 
 
-@dataclass
-class DeviceRecord:
-    """A registration of a device key: it covers batches with ``not_before < toTime`` and, once
-    revoked, ``toTime <= revoked_at`` (plays before the revocation stay chargeable)."""
-
-    device_id: int
-    licensee: str
-    revoked_at: int = 0  # 0: not revoked
-    not_before: int = 0
-
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at != 0
-
-    def covers(self, to_time: int) -> bool:
-        """Whether a batch ending at ``to_time`` falls within this registration."""
-        return self.not_before < to_time and (not self.revoked or to_time <= self.revoked_at)
-
-
 class ChainDevices:
-    """Reads devices and nonces from the ledger contract, caching device lookups.
+    """Reads devices and nonces from the ledger contract.
 
-    A key's device id is re-read after ``ttl`` seconds (a revoked key may be registered again
-    under a new id), "not registered" after ``negative_ttl``; a revocation is final for its id,
+    Made by :meth:`for_deployment` with a node reached over HTTP (the production path), it
+    answers from a :class:`ledger.devicebook.DeviceBook`: every registration and the nonces
+    applied, followed from the ledger's events about once a second, so a batch costs no call to
+    the node, however rarely its device sends (see that module for why a stale view is safe).
+
+    Without one (a contract object only, a node not reached over HTTP, or ``follow=False``), each
+    lookup reads the contract, cached: a key's device id is re-read after ``ttl`` seconds (a
+    revoked key may be registered again under a new id), "not registered" after
+    ``negative_ttl``; a revocation is final for its id,
     so a revoked record is cached for good, an active one for ``ttl``. Nonce bitmap words are
     kept ``nonce_ttl`` seconds by :class:`ledger.nonces.NonceWords` (read by a raw JSON-RPC
     ``eth_call`` when the node is reached over HTTP). The contract checks everything again when
@@ -206,8 +195,9 @@ class ChainDevices:
         clock: Callable[[], float] = time.monotonic,
         nonces: NonceWords | None = None,
         nonce_ttl: float = nonces_mod.DEFAULT_TTL,
+        book: DeviceBook | None = None,
     ):
-        self.contract = contract
+        self.contract, self.book = contract, book
         self.ttl, self.negative_ttl, self.clock = ttl, negative_ttl, clock
         self._ids: dict[str, tuple[int, float]] = {}
         self._info: dict[int, tuple[DeviceRecord, float]] = {}
@@ -230,12 +220,28 @@ class ChainDevices:
             reader = JsonRpcWordReader(
                 rpc_url, contract.address, nonce_bitmap_selector(deployment.ledger.abi), timeout=timeout
             )
-            kw["nonces"] = NonceWords(
-                reader, ttl=kw.pop("nonce_ttl", nonces_mod.DEFAULT_TTL), clock=kw.get("clock", time.monotonic)
-            )
+            nonce_ttl = kw.pop("nonce_ttl", nonces_mod.DEFAULT_TTL)
+            kw["nonces"] = NonceWords(reader, ttl=nonce_ttl, clock=kw.get("clock", time.monotonic))
+            if kw.pop("follow", True):
+                follow = {k: kw.pop(k) for k in ("refresh", "max_lag") if k in kw}
+                if any(kw.get(k) == 0 for k in ("ttl", "negative_ttl")) or nonce_ttl == 0:
+                    follow["refresh"] = follow["min_refresh"] = 0.0  # no caching asked for: follow per lookup
+                kw["book"] = DeviceBook(
+                    JsonRpc(rpc_url, timeout=timeout),
+                    contract.address,
+                    deployment.ledger.abi,
+                    deployment.deploy_block,
+                    reader,
+                    clock=kw.get("clock", time.monotonic),
+                    **follow,
+                )
+        for k in ("follow", "refresh", "max_lag"):
+            kw.pop(k, None)
         return cls(contract, **kw)
 
     def device(self, address: str) -> DeviceRecord | None:
+        if self.book is not None:
+            return self.book.device(address)
         now = self.clock()
         with self._lock:
             hit = self._ids.get(address)
@@ -259,6 +265,8 @@ class ChainDevices:
 
     def is_nonce_used(self, device: str, nonce: int) -> bool:
         """Whether the key ``device`` has used ``nonce`` on chain (cached; see the class)."""
+        if self.book is not None:
+            return self.book.is_nonce_used(device, nonce)
         return self.nonces.is_used(device, nonce)
 
     def max_clock_skew(self) -> int:
@@ -424,7 +432,7 @@ class IngestContext:
             if isinstance(engine_or_sessions, sessionmaker)
             else sessionmaker(engine_or_sessions, expire_on_commit=False)
         )
-        cache = {k: kw.pop(k) for k in ("ttl", "negative_ttl", "nonce_ttl") if k in kw}
+        cache = {k: kw.pop(k) for k in ("ttl", "negative_ttl", "nonce_ttl", "follow", "refresh", "max_lag") if k in kw}
         if "works" not in kw:
             registry = w3.eth.contract(address=deployment.works.address, abi=deployment.works.abi)
             kw["works"] = RegisteredWorks(lambda: int(registry.functions.totalWorks().call()))
