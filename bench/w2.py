@@ -66,6 +66,8 @@ class Shape:
 
 LARGE = Shape("W2-large", 10, 1_000, 25, 8)
 SMALL = Shape("W2-small", 100, 20, 15, 16)
+#: gunicorn threads per worker, scripts/run.sh's default (THREADS)
+THREADS = "8"
 
 
 # ----------------------------------------------------------------------------------- the chain
@@ -197,7 +199,9 @@ class Stack:
         self._start("mqtt", [*py, "ingest-mqtt", "--client-id", f"bench-{self.prefix}"])
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         for n, port in enumerate(self.api_ports):
-            args = [gunicorn, "--workers", str(self.api_workers), "--bind", f"127.0.0.1:{port}", "--preload"]
+            # as scripts/run.sh serves it (gthread workers: keep-alive, concurrent batches share commits)
+            args = [gunicorn, "--workers", str(self.api_workers), "--threads", THREADS, "--bind", f"127.0.0.1:{port}"]
+            args.append("--preload")
             self._start(f"api{n}", [*args, "--no-control-socket", "webapp:create_app()"])
         deadline = time.monotonic() + 120
         for port in self.api_ports:

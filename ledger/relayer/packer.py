@@ -38,6 +38,11 @@ Pack = tuple[list[PendingBatch], bytes, int]  # (batches, submitBatches data, ga
 MIN_BATCH_SIZE = playbatch.BATCH_HEADER_SIZE + playbatch.ENTRY_SIZE + playbatch.SIGNATURE_SIZE
 
 
+#: The share of the gas cap a pack sized from the last gas per batch aims at (batches differ:
+#: one that writes a fresh nonce word costs more).
+GAS_FILL = 0.92
+
+
 class PackLimits(Protocol):
     """The settings the packer reads (RelayerConfig has them)."""
 
@@ -79,6 +84,10 @@ class Packer:
         self.limits = limits
         self.estimate = estimate
         self.screen = screen
+        #: gas per batch of the last pack estimated under the cap: the next pack starts at what
+        #: that predicts fits (each ``eth_estimateGas`` executes the whole call, several times on
+        #: some nodes: a pack that fits the bytes but not the gas cost one estimate too many)
+        self.gas_per_batch: float | None = None
 
     def candidates(self, session: Session, limit: int) -> list[PendingBatch]:
         """Up to ``limit`` pending batches in (licensee index, device number, nonce) order; a
@@ -115,6 +124,8 @@ class Packer:
         """(batches, submitBatches data, gas estimate) of the next transaction, or ([], b'', 0)."""
         cap_rows = self.limits.max_input_bytes // MIN_BATCH_SIZE + 1
         rows = self.fit_bytes(self.screened(session, cap_rows))
+        if self.gas_per_batch and len(rows) > 1:
+            rows = rows[: max(1, int(self.limits.gas_cap * GAS_FILL / self.gas_per_batch))]
         while rows:
             data = encode(rows)
             try:
@@ -131,6 +142,7 @@ class Packer:
                 rows = rows[: len(rows) // 2]
                 continue
             if gas <= self.limits.gas_cap:
+                self.gas_per_batch = gas / len(rows)
                 return rows, data, gas
             shrink = playbatch.shrink_for_gas(len(rows), gas, self.limits.gas_cap)
             log.info("relayer: %d batches need %d gas > cap %d; trying %d", len(rows), gas, self.limits.gas_cap, shrink)

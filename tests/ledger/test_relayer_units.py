@@ -309,6 +309,21 @@ def test_pack_shrinks_when_the_estimate_exceeds_the_gas_cap(sessions):
     assert (nonces, gas) == ([0, 1, 2], 300_000)
 
 
+def test_the_next_pack_starts_at_what_the_last_gas_per_batch_fits_under_the_cap(sessions):
+    _store(sessions, 10, device_number=1)
+    _store(sessions, 10, device_number=2)
+    estimator = Estimator()
+    packer = Packer(RelayerConfig(gas_cap=650_000), estimator)
+    with sessions() as s:
+        first, _, _ = packer.pack(s)
+        assert estimator.seen == [20, 6]  # shrink_for_gas(20, 2_000_000, 650_000) == 6
+        assert packer.gas_per_batch == 100_000
+        estimator.seen.clear()
+        again, _, gas = packer.pack(s)  # the same candidates (nothing was marked inflight)
+    assert estimator.seen == [5]  # int(650,000 * 0.92 / 100,000): one estimate, under the cap
+    assert (len(again), gas) == (5, 500_000)
+
+
 def test_pack_halves_when_the_estimate_fails(sessions):
     _store(sessions, 10)
     estimator = Estimator(fails=lambda data: _batches_in(data) > 2)
