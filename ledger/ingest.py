@@ -22,17 +22,18 @@ the database or the node is a 503 ``unavailable`` (the device keeps the batch an
 never a stored bad batch.
 
 How it stays cheap (the answers are those of the order above): the digest is hashed directly
-and the signer recovered with libsecp256k1 (:mod:`ledger.playbatch`); devices and nonce bitmap
-words come from short caches (:class:`ChainDevices`, :mod:`ledger.nonces`: one raw ``eth_call``
-per word on a miss, none on a hit); a new batch then costs its share of one INSERT and COMMIT:
+and the signer recovered with libsecp256k1 (:mod:`ledger.playbatch`); devices and used nonces
+come from a :class:`ledger.devicebook.DeviceBook` that follows the ledger's events (no call to
+the node per batch, however rarely a device sends; a key's nonce word is read once, then kept
+current from ``PlaysRecorded``); a new batch then costs its share of one INSERT and COMMIT:
 batches that arrive together (the threads of a server, the MQTT consumer's workers) are stored
 by :class:`GroupCommit` in one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` and one
 COMMIT (one fsync or WAL flush for the lot), and each caller is answered only after that commit
 returned. The store
 is read only when the insert collides with the unique (device, nonce) (a resend or a conflict),
 or when the chain refuses the batch or the node is down (a stored batch is answered as stored,
-whatever the chain says now). A stale cache can only let in a batch the relayer will see skipped
-(a nonce used, or the device revoked, in the last seconds); it never refuses a valid batch.
+whatever the chain says now). A stale view can only let in a batch the relayer will see skipped
+(a nonce used, or the device revoked, in the last second or so); it never refuses a valid batch.
 """
 
 from __future__ import annotations
