@@ -248,7 +248,13 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     if block_range < 1:
         raise UserError("--block-range must be at least 1")
     indexer = Indexer(
-        engine, w3, deployment, confirmations=confirmations, block_range=block_range, progress=args.progress
+        engine,
+        w3,
+        deployment,
+        confirmations=confirmations,
+        block_range=block_range,
+        progress=args.progress,
+        max_reorg_depth=settings.reorg_depth,
     )
 
     def report(stats: IndexStats) -> None:

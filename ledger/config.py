@@ -7,6 +7,9 @@
                            (default ``deployments/``)
 ``LEDGER_CONFIRMATIONS``   blocks the indexer waits before reading a block (default 0)
 ``LEDGER_BLOCK_RANGE``     blocks per indexer range, one SQL transaction each (default 2000)
+``LEDGER_REORG_DEPTH``     blocks below its checkpoint the indexer searches for the common
+                           ancestor of a reorg, keeping their hashes (default 1,024); a deeper
+                           reorg or reset rebuilds the index from the deploy block
 ``LEDGER_PRIVATE_KEY``     key that signs transactions (default: the node's first unlocked
                            account, which only a devnet has)
 ``LEDGER_TOKEN_ADDRESS``   settlement token for ``ledger deploy`` (default: deploy the test
@@ -68,6 +71,7 @@ DEFAULT_DATABASE_PATH = Path("var") / "ledger.sqlite3"
 DEFAULT_DEPLOYMENTS = Path("deployments")
 DEFAULT_BUILD_DIR = Path("build") / "contracts"
 DEFAULT_BLOCK_RANGE = 2000
+DEFAULT_REORG_DEPTH = 1024
 DEFAULT_UNLICENSED_PLAYS_PER_DAY = 5_000
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_MQTT_TOPIC_PREFIX = "plays"
@@ -118,6 +122,7 @@ class Settings:
     deployments: Path = DEFAULT_DEPLOYMENTS
     confirmations: int = 0
     block_range: int = DEFAULT_BLOCK_RANGE
+    reorg_depth: int = DEFAULT_REORG_DEPTH
     private_key: str | None = field(default=None, repr=False)
     token_address: str | None = None
     build_dir: Path = DEFAULT_BUILD_DIR
@@ -136,6 +141,7 @@ class Settings:
             deployments=Path(env.get("LEDGER_DEPLOYMENTS") or DEFAULT_DEPLOYMENTS),
             confirmations=_int(env, "LEDGER_CONFIRMATIONS", 0),
             block_range=_int(env, "LEDGER_BLOCK_RANGE", DEFAULT_BLOCK_RANGE, minimum=1),
+            reorg_depth=_count(env, "LEDGER_REORG_DEPTH", DEFAULT_REORG_DEPTH, minimum=1),
             private_key=env.get("LEDGER_PRIVATE_KEY") or None,
             token_address=env.get("LEDGER_TOKEN_ADDRESS") or None,
             build_dir=Path(env.get("LEDGER_BUILD_DIR") or DEFAULT_BUILD_DIR),

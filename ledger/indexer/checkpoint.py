@@ -17,7 +17,7 @@ from web3.exceptions import BlockNotFound
 
 from ..chain import Deployment
 from ..errors import IndexerError, ReorgDetectedError
-from ..models import INDEXED_TABLES, IndexerCheckpoint
+from ..models import INDEXED_TABLES, IndexedBlock, IndexerCheckpoint
 
 CHECKPOINT_ID = 1
 _CHECKPOINTS = cast(Table, IndexerCheckpoint.__table__)  # SQLAlchemy types __table__ as any FromClause
@@ -95,6 +95,14 @@ def advance(conn: Connection, end: int, end_hash: str) -> None:
         .where(cp.c.id == CHECKPOINT_ID)
         .values(block_number=end, block_hash=end_hash, updated_at=int(time.time()))
     )
+
+
+def keep_hashes(conn: Connection, hashes: dict[int, str], below: int) -> None:
+    """Inside a range's transaction: stores the hashes of the blocks read, and forgets those below ``below``."""
+    t = cast(Table, IndexedBlock.__table__)
+    if hashes:
+        conn.execute(insert(t), [{"block_number": n, "block_hash": h} for n, h in sorted(hashes.items())])
+    conn.execute(delete(t).where(t.c.block_number < below))
 
 
 def reset(engine: Engine) -> None:

@@ -246,9 +246,11 @@ class Projection:
                 "iswc": meta.iswc,
                 "title": meta.title,
                 "uri": uri,
+                "registered_uri": uri,
                 "registered_block": e.block_number,
                 "registered_at": ts,
                 "split_locked": False,
+                "split_locked_block": None,
             },
         )
         self.state.works.add(work_id)
@@ -280,7 +282,7 @@ class Projection:
         self.state.splits[work_id] = (payees, bps)
 
     def _split_locked(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
-        r.works.set(e.args["workId"], split_locked=True)
+        r.works.set(e.args["workId"], split_locked=True, split_locked_block=e.block_number)
 
     # ------------------------------------------------------------------ payouts
     def _distributed(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
@@ -351,6 +353,8 @@ class Projection:
                 "fee": fee,
                 "rate_per_play": a["ratePerPlay"],
                 "expiry": a["expiry"],
+                "prev_rate_per_play": a["prevRate"],
+                "prev_expiry": a["prevExpiry"],
                 "period": period,
             },
         )

@@ -713,7 +713,9 @@ def test_timestamp_cache_keeps_the_blocks_just_loaded_when_it_is_full(monkeypatc
         def batch_requests(self):
             raise RuntimeError("no batches")
 
-        eth = SimpleNamespace(get_block=lambda n: {"timestamp": 1000 + n})
+        eth = SimpleNamespace(
+            get_block=lambda n: {"timestamp": 1000 + n, "hash": n.to_bytes(32, "big"), "parentHash": bytes(32)}
+        )
 
     from ledger.chain import ContractInfo, Deployment
 
