@@ -6,7 +6,9 @@ import itertools
 
 import pytest
 from sqlalchemy import select, update
+from web3 import Web3
 
+from ledger.chain import LedgerClient, deploy
 from ledger.cli import main
 from ledger.db import make_engine, upgrade
 from ledger.errors import ReorgDetectedError
@@ -15,7 +17,10 @@ from ledger.models import IndexerCheckpoint, Play, Work
 from ledger.playbatch import Group, encode_entries, encode_submission, sign_batch, sorted_split
 
 from ledger_helpers import all_statements_csv, index, play_count, table_snapshot
-from ledger_history import METERED, USD
+from ledger_history import METERED, USD, build_history
+from tests.support import BUILD_DIR, running_anvil
+
+GENESIS = 1788220800  # as in conftest: the scripted history runs October to December 2026
 
 
 class Boom(RuntimeError):
@@ -305,3 +310,68 @@ def test_play_rows_are_exact(engine, w3, deployment, history):
     for count, licensed, rate, amount in rows:
         assert amount == (count * rate if licensed else 0)
         assert licensed or rate == 0
+
+
+@pytest.fixture(scope="module")
+def older_state(tmp_path_factory):
+    """The state file a devnet dumped (contracts and the scripted history in it), its deployment and history."""
+    path = tmp_path_factory.mktemp("devnet") / "older.json"
+    with running_anvil("--timestamp", str(GENESIS), "--chain-id", "31337", "--dump-state", str(path)) as url:
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
+        d = deploy(w3, w3.eth.accounts[0], BUILD_DIR)
+        h = build_history(w3, LedgerClient(w3, d, w3.eth.accounts[0]))
+        height = w3.eth.block_number
+    assert path.exists()
+    return path, d, h, height
+
+
+def test_devnet_restarted_from_an_older_state_file_rolls_back_to_the_last_common_block(engine, older_state, tmp_path):
+    """A devnet goes on from its state file, the index follows it; the devnet is killed and comes
+    back from the older state file (what `make run` met after a SIGKILL): the blocks after the file
+    are gone and new ones are mined. The index rolls back to the file's last block, not to the
+    deploy block, and then equals a fresh index of the chain as it now is."""
+    path, d, h, height = older_state
+    with running_anvil("--chain-id", "31337", "--load-state", str(path)) as url:
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
+        client = LedgerClient(w3, d, w3.eth.accounts[0])
+        assert w3.eth.block_number == height
+        client.as_account(h.accounts["venue"]).ensure_allowance(10_000 * USD)
+        _lost_branch(client, h, 3)
+        index(engine, w3, d)
+        seen = w3.eth.block_number
+    with running_anvil("--chain-id", "31337", "--load-state", str(path)) as url:
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
+        client = LedgerClient(w3, d, w3.eth.accounts[0])
+        assert w3.eth.block_number == height < seen
+        client.as_account(h.accounts["shop"]).register_work(title="After the restart")
+        stats = Indexer(engine, w3, d, progress=False).run()
+        assert stats.rollbacks == [(seen, height)]  # the last block the state file kept
+        assert stats.from_block == height + 1 > d.deploy_block
+        fresh = make_engine(f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
+        upgrade(fresh)
+        index(fresh, w3, d)
+        assert table_snapshot(engine) == table_snapshot(fresh)
+        assert all_statements_csv(engine, h) == all_statements_csv(fresh, h)
+        fresh.dispose()
+
+
+def test_no_common_block_within_the_depth_rebuilds_from_the_deploy_block(
+    tmp_path, engine, w3, deployment, client, history, chain_snapshot
+):
+    """A reorg deeper than ``max_reorg_depth``: no kept hash is on the chain, so the index is
+    rebuilt from the deploy block (and still equals a fresh one)."""
+    client.as_account(history.accounts["venue"]).ensure_allowance(10_000 * USD)
+    snap = w3.provider.make_request("evm_snapshot", [])["result"]
+    index(engine, w3, deployment, block_range=1)
+    _lost_branch(client, history, 3)
+    index(engine, w3, deployment, block_range=1, max_reorg_depth=2)
+    seen = w3.eth.block_number
+    assert w3.provider.make_request("evm_revert", [snap])["result"]
+    w3.provider.make_request("evm_mine", [])
+    stats = Indexer(engine, w3, deployment, progress=False, max_reorg_depth=2).run()
+    assert stats.rollbacks == [(seen, deployment.deploy_block - 1)]
+    fresh = make_engine(f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
+    upgrade(fresh)
+    index(fresh, w3, deployment)
+    assert table_snapshot(engine) == table_snapshot(fresh)
+    fresh.dispose()
