@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import cast
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, text, update
+from sqlalchemy.orm import Session
 from web3.exceptions import BlockNotFound
 
 from ..chain import Deployment
@@ -25,9 +26,8 @@ _CHECKPOINTS = cast(Table, IndexerCheckpoint.__table__)  # SQLAlchemy types __ta
 
 def load(engine: Engine) -> IndexerCheckpoint | None:
     """The checkpoint row, or None before the first run."""
-    with engine.connect() as conn:
-        row = conn.execute(select(IndexerCheckpoint).where(IndexerCheckpoint.id == CHECKPOINT_ID)).first()
-    return row[0] if row else None
+    with Session(engine) as session:
+        return session.get(IndexerCheckpoint, CHECKPOINT_ID)
 
 
 def ensure(engine: Engine, deployment: Deployment, block_hash: Callable[[int], str]) -> int:

@@ -18,6 +18,7 @@ from ledger.pending import CONFIRMED, INFLIGHT, PENDING, RelayTransaction
 from .conftest import (
     HttpIngestServer,
     assert_chain_matches,
+    assert_index_matches,
     free_port,
     make_ctx,
     relayer_for,
@@ -295,7 +296,12 @@ def test_relayer_splits_packs_by_calldata_size_and_gas_cap(world, sqlite_engine)
 def test_batches_whose_transaction_left_the_chain_are_relayed_again(world, engine, depth):
     """The relayer confirmed a batch; then the chain lost that block (a reorg, or a devnet that
     came back from an older state). The batch goes back to pending and is relayed again, once."""
+    from ledger.indexer import Indexer
+
     expected = _ingest_direct(world, engine, n_batches=1)
+    indexer = Indexer(engine, world.w3, world.deployment, progress=False)
+    indexer.run()
+    common = world.w3.eth.block_number
     snap = world.w3.provider.make_request("evm_snapshot", [])["result"]
     relayer = relayer_for(world, engine)
     relayer.run(once=True)
@@ -303,6 +309,7 @@ def test_batches_whose_transaction_left_the_chain_are_relayed_again(world, engin
     assert row.status == CONFIRMED
     for _ in range(depth - 1):  # more blocks after it, all to be lost
         world.w3.provider.make_request("evm_mine", [])
+    indexer.run()  # the index sees the plays, in blocks about to be lost
     assert world.w3.provider.make_request("evm_revert", [snap])["result"]
     assert all(world.admin.plays_of(w) == 0 for w in expected)  # the chain forgot the plays
     assert relayer.recheck_confirmed() == 1
@@ -310,4 +317,8 @@ def test_batches_whose_transaction_left_the_chain_are_relayed_again(world, engin
     relayer.run(once=True)
     assert stored(engine)[0].status == CONFIRMED
     assert relayer.recheck_confirmed() == 0
+    seen = indexer.checkpoint().block_number
+    stats = indexer.run()  # the index drops the lost blocks' plays (back to the common block only) ...
+    assert stats.rollbacks == [(seen, common)]
     assert_chain_matches(world, dict(expected))
+    assert_index_matches(world, engine, dict(expected))  # ... and counts the relayed ones once
