@@ -450,7 +450,7 @@ def cmd_ingest_mqtt(args: argparse.Namespace, settings: Settings) -> int:
     from .runtime import open_runtime
 
     rt = open_runtime(settings, args.ledger)
-    ctx = IngestContext.create(rt.w3, rt.deployment, rt.engine)
+    ctx = IngestContext.create(rt.w3, rt.deployment, rt.engine, max_unsettled=settings.device_backlog)
     consumer = MqttIngest(
         ctx,
         args.mqtt_url or settings.mqtt_url,
