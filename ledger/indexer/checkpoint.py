@@ -66,8 +66,7 @@ def ensure(engine: Engine, deployment: Deployment, block_hash: Callable[[int], s
         if current != row.block_hash:
             raise ReorgDetectedError(
                 f"block {row.block_number} at the checkpoint is no longer on the chain "
-                "(reorg deeper than the confirmations, or a reset devnet): "
-                "use `ledger index --rebuild`"
+                "(a reorg deeper than the confirmations, or a devnet restarted from an older state)"
             )
     number: int = row.block_number
     return number
