@@ -188,9 +188,10 @@ class Indexer:
             raise exc
         self._projection = None  # reloaded from the rolled-back tables
         with self.engine.begin() as conn:
-            cp = conn.execute(
-                select(IndexerCheckpoint.block_number).where(IndexerCheckpoint.id == CHECKPOINT_ID)
-            ).scalar_one()
+            query = select(IndexerCheckpoint.block_number).where(IndexerCheckpoint.id == CHECKPOINT_ID)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()  # one indexer at a time rolls back (as in checkpoint.claim)
+            cp = conn.execute(query).scalar_one()
             ancestor = rollback.find_ancestor(conn, self.source.block_hash, cp, self.max_reorg_depth)
             if ancestor is not None:
                 try:
