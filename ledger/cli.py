@@ -258,6 +258,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     )
 
     def report(stats: IndexStats) -> None:
+        for before, ancestor in stats.rollbacks:
+            print(f"chain reorganised: rolled the index back from block {before} to block {ancestor}", flush=True)
         rate = stats.plays_rows / stats.seconds if stats.seconds else 0
         print(
             f"indexed blocks {stats.from_block}..{stats.to_block}: {stats.events} events, "
