@@ -25,7 +25,7 @@ are deleted; the keyed rows and counters they fed are corrected by exactly their
   feeds it is deleted (a fresh index would not have it).
 
 The result equals a fresh index of the chain up to the ancestor (tests compare every row). Indexes
-written before migration 0500 may lack a value needed here: :class:`NeedsRebuild` is raised.
+written before migration 0510 may lack a value needed here: :class:`NeedsRebuild` is raised.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ EVENT_TABLES = (
 
 
 class NeedsRebuild(Exception):
-    """The index lacks what a partial rollback needs (written before migration 0500)."""
+    """The index lacks what a partial rollback needs (written before migration 0510)."""
 
 
 @dataclass
@@ -176,12 +176,12 @@ def _plays_table(conn: Connection) -> Table:
 def _check_restorable(conn: Connection, a: int) -> None:
     w, u, lp = WORKS, WORK_URI_UPDATES, LICENSE_PURCHASES
     if conn.execute(select(w.c.work_id).where(w.c.split_locked, w.c.split_locked_block.is_(None)).limit(1)).first():
-        raise NeedsRebuild("a locked split without its block (indexed before migration 0500)")
+        raise NeedsRebuild("a locked split without its block (indexed before migration 0510)")
     touched = select(u.c.work_id).where(u.c.block_number > a)
     if conn.execute(select(w.c.work_id).where(w.c.work_id.in_(touched), w.c.registered_uri.is_(None)).limit(1)).first():
-        raise NeedsRebuild("a work without its registration URI (indexed before migration 0500)")
+        raise NeedsRebuild("a work without its registration URI (indexed before migration 0510)")
     if conn.execute(select(lp.c.id).where(lp.c.block_number <= a, lp.c.prev_expiry.is_(None)).limit(1)).first():
-        raise NeedsRebuild("a license purchase without its previous period (indexed before migration 0500)")
+        raise NeedsRebuild("a license purchase without its previous period (indexed before migration 0510)")
 
 
 def _subtract(conn: Connection, table: Table, key: str, deltas: dict[Any, dict[str, int]]) -> None:

@@ -1,7 +1,7 @@
 """reorg rollback: stored block hashes, and what a partial rollback needs to restore keyed rows
 
-Revision ID: 0500
-Revises: 0400
+Revision ID: 0510
+Revises: 0500
 Create Date: 2026-11-28
 
 Indexes written before this revision lack ``works.registered_uri`` of updated works,
@@ -14,8 +14,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0500'
-down_revision = '0400'
+revision = '0510'
+down_revision = '0500'
 branch_labels = None
 depends_on = None
 
