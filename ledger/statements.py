@@ -323,7 +323,9 @@ def statement_at(url: str, payee: str, period: Period) -> Statement | None:
         reader = _Reader(raw, dialect)
         try:
             versions = [r[0] for r in reader.rows("SELECT version_num FROM alembic_version", {})]
-        except Exception:  # noqa: BLE001 - no alembic_version table: not migrated
+        except Exception as exc:  # noqa: BLE001 - only "no alembic_version table" (not migrated) is expected
+            if type(exc).__name__ != "UndefinedTable" and "no such table" not in str(exc):
+                raise
             versions = []
         head = head_revision()
         if versions != [head]:
