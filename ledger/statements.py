@@ -177,11 +177,13 @@ _SQL_NET = (
     "SELECT work_id, SUM(amount) FROM payee_credits WHERE payee = :payee AND period BETWEEN :lo AND :hi "
     "GROUP BY work_id"
 )
-#: Split history of the works whose split ever named the payee, in chain order.
+#: Split history of the works whose split ever named the payee, one row per SplitSet in chain order:
+#: its time, whether it names the payee and the payee's share (a split names a payee at most once).
 _SQL_SPLITS = (
-    "SELECT work_id, block_number, log_index, timestamp, payee, bps FROM split_shares "
+    "SELECT work_id, MIN(timestamp), MAX(CASE WHEN payee = :payee THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN payee = :payee THEN bps ELSE 0 END) FROM split_shares "
     "WHERE work_id IN (SELECT work_id FROM split_shares WHERE payee = :payee) "
-    "ORDER BY work_id, block_number, log_index, position"
+    "GROUP BY work_id, block_number, log_index ORDER BY work_id, block_number, log_index"
 )
 #: Accruals of the candidate works in a range of months (index on work_period_stats (period, work_id)).
 _SQL_STATS = (
@@ -213,16 +215,12 @@ class _Reader:
             cur.close()
 
 
-def _splits_of(rows: list[tuple[Any, ...]]) -> dict[int, list[tuple[int, dict[str, int]]]]:
-    """Split history per work: [(period set, {payee: bps})] in chain order, from _SQL_SPLITS rows."""
-    history: dict[int, list[tuple[tuple[int, int], int, dict[str, int]]]] = {}
-    for work_id, block_number, log_index, timestamp, payee, bps in rows:
-        entries = history.setdefault(work_id, [])
-        key = (block_number, log_index)
-        if not entries or entries[-1][0] != key:
-            entries.append((key, period_of(timestamp), {}))
-        entries[-1][2][payee] = bps
-    return {w: [(p, shares) for _, p, shares in entries] for w, entries in history.items()}
+def _splits_of(rows: list[tuple[Any, ...]]) -> dict[int, list[tuple[int, bool, int]]]:
+    """Split history per work from _SQL_SPLITS rows: [(period set, names the payee, its bps)] in chain order."""
+    history: dict[int, list[tuple[int, bool, int]]] = {}
+    for work_id, timestamp, named, bps in rows:
+        history.setdefault(work_id, []).append((period_of(timestamp), bool(named), int(bps)))
+    return history
 
 
 def _statement(reader: _Reader, payee: str, period: Period) -> Statement:
@@ -232,19 +230,20 @@ def _statement(reader: _Reader, payee: str, period: Period) -> Statement:
     shares: dict[int, int] = {}
     works = set(net)
     for work_id, history in _splits_of(reader.rows(_SQL_SPLITS, params)).items():
-        in_force = False
-        before_share: dict[str, int] | None = None
-        at_end: dict[str, int] | None = None
-        for p, sh in history:
+        # on the statement: named by the split in force at the start of the period or by one set
+        # within it; the share is the one of the split in force at its end
+        named_before = in_force = False
+        at_end = 0
+        for p, named, bps in history:
             if p < lo:
-                before_share = sh
-            elif p <= hi and payee in sh:
+                named_before = named
+            elif p <= hi and named:
                 in_force = True
             if p <= hi:
-                at_end = sh
-        if in_force or (before_share is not None and payee in before_share):
+                at_end = bps
+        if in_force or named_before:
             works.add(work_id)
-        shares[work_id] = at_end.get(payee, 0) if at_end is not None else 0
+        shares[work_id] = at_end
     if not works:
         return Statement(payee, period, [])
     info = {r[0]: r for r in reader.rows(_SQL_WORKS, params)}
