@@ -283,12 +283,18 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_statement(args: argparse.Namespace, settings: Settings) -> int:
     from .address import checksum
-    from .statements import parse_period, statement, usage_by_territory
+    from .statements import Statement, TerritoryUsage, parse_period, statement, statement_at, usage_by_territory
 
     payee = checksum(args.payee, "--payee")
     period = parse_period(args.period, args.start, args.end)
-    engine = _engine(settings)
-    st = (usage_by_territory if args.by_territory else statement)(engine, payee, period)
+    # The statement alone reads the index through the driver (no SQLAlchemy to import: start-up
+    # is most of this command's time); by territory, or for other URLs, through an engine.
+    st: Statement | TerritoryUsage | None = (
+        None if args.by_territory else statement_at(settings.database_url, payee, period)
+    )
+    if st is None:
+        engine = _engine(settings)
+        st = (usage_by_territory if args.by_territory else statement)(engine, payee, period)
     text = st.to_csv() if args.format == "csv" else st.to_json()
     if args.output:
         args.output.write_text(text)

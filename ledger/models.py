@@ -347,6 +347,8 @@ class WorkPeriodStats(Base):
     """
 
     __tablename__ = "work_period_stats"
+    # A month's statement reads one month's rows of the payee's works (migration 0500).
+    __table_args__ = (Index(None, "period", "work_id"),)
 
     work_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     period: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
