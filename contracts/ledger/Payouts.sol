@@ -5,6 +5,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IPayouts} from "../interfaces/IPayouts.sol";
 import {SplitLib} from "../libraries/SplitLib.sol";
+import {TokenTransfer} from "../libraries/TokenTransfer.sol";
 import {LedgerBase} from "./LedgerBase.sol";
 
 /// @title Payouts
@@ -13,8 +14,6 @@ import {LedgerBase} from "./LedgerBase.sol";
 ///      the work's 160-bit commitment; credits use checked arithmetic, so even a split whose hash
 ///      collides with the stored one can only credit exactly the accrued amount.
 abstract contract Payouts is LedgerBase, IPayouts {
-    using SafeERC20 for IERC20;
-
     // ---- literals for the assembly of _credit (inline assembly takes literal constants only) ----
     /// @dev SplitLib.TOTAL_BPS.
     uint256 private constant SPLIT_TOTAL_BPS = 10_000;
@@ -27,10 +26,18 @@ abstract contract Payouts is LedgerBase, IPayouts {
     ///      Solidity's checked arithmetic reverts with.
     uint256 private constant PANIC_SELECTOR = 0x4e487b7100000000000000000000000000000000000000000000000000000000;
     uint256 private constant PANIC_ARITHMETIC = 0x11;
+    /// @dev NothingToWithdraw(address) selector, right-aligned.
+    uint256 private constant NOTHING_TO_WITHDRAW_SELECTOR = 0xdc69dc16;
+    /// @dev Withdrawn(address,address,uint256) topic.
+    uint256 private constant WITHDRAWN_EVENT = 0xd1c19fbcd4551a5edfb66d43d2e337c04837afda3482b42bdf569a8fccdae5fb;
 
     /// @dev The literals above must equal what they copy (folds to nothing when they do).
     constructor() {
-        if (SPLIT_TOTAL_BPS != SplitLib.TOTAL_BPS || CREDIT_LIMIT != ACCRUED_MASK || PANIC_SELECTOR != uint256(0x4e487b71) << 224) {
+        if (SPLIT_TOTAL_BPS != SplitLib.TOTAL_BPS || CREDIT_LIMIT != ACCRUED_MASK || PANIC_SELECTOR != uint256(0x4e487b71) << 224
+                || NOTHING_TO_WITHDRAW_SELECTOR != uint32(NothingToWithdraw.selector)
+                || WITHDRAWN_EVENT != uint256(Withdrawn.selector)
+                || TokenTransfer.TRANSFER_SELECTOR_WORD != uint256(uint32(IERC20.transfer.selector)) << 96
+                || TokenTransfer.FAILED_OPERATION_SELECTOR != uint32(SafeERC20.SafeERC20FailedOperation.selector)) {
             revert();
         }
     }
@@ -85,14 +92,29 @@ abstract contract Payouts is LedgerBase, IPayouts {
     /// @inheritdoc IPayouts
     /// @dev Checks-effects-interactions: the balance is zeroed before the token call, so a
     ///      re-entrant call finds nothing to withdraw; no reentrancy guard is needed here.
+    ///      The balance slot is read and cleared in assembly and the token is called through
+    ///      TokenTransfer (SafeERC20's guarantees, no memory expansion).
     function withdraw(address to) external returns (uint256 amount) {
         _checkRecipient(to);
         address payee = _msgSender();
-        amount = _balances[payee];
-        if (amount == 0) revert NothingToWithdraw(payee);
-        _balances[payee] = 0;
-        token.safeTransfer(to, amount);
-        emit Withdrawn(payee, to, amount);
+        assembly ("memory-safe") {
+            mstore(0x00, payee)
+            mstore(0x20, _balances.slot)
+            let s := keccak256(0x00, 0x40)
+            amount := sload(s)
+            if iszero(amount) {
+                mstore(0x00, NOTHING_TO_WITHDRAW_SELECTOR)
+                mstore(0x20, payee)
+                revert(0x1c, 0x24)
+            }
+            sstore(s, 0)
+        }
+        TokenTransfer.safeTransfer(address(token), to, amount);
+        assembly ("memory-safe") {
+            // emit Withdrawn(payee, to, amount), from the scratch space.
+            mstore(0x00, amount)
+            log3(0x00, 0x20, WITHDRAWN_EVENT, payee, to)
+        }
     }
 
     /// @inheritdoc IPayouts
