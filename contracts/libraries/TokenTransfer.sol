@@ -26,10 +26,10 @@ library TokenTransfer {
             mstore(0x00, TRANSFER_SELECTOR_WORD)
             let success := call(gas(), token, 0, 0x10, 0x44, 0x00, 0x20)
             if iszero(success) {
-                // Bubble up the token's revert data, as SafeERC20 does.
-                let m := mload(0x40)
-                returndatacopy(m, 0, returndatasize())
-                revert(m, returndatasize())
+                // Bubble up the token's revert data, as SafeERC20 does (copied to 0: the free
+                // memory pointer is overwritten now, and nothing runs after the revert).
+                returndatacopy(0x00, 0x00, returndatasize())
+                revert(0x00, returndatasize())
             }
             // Passes when it returned a true word (returndatasize >= 32: a shorter return leaves
             // byte 0x1f of the selector word, which is zero, in place), or returned nothing and
