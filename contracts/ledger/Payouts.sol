@@ -200,12 +200,14 @@ abstract contract Payouts is LedgerBase, IPayouts {
             // SplitNotSet when the work has none, else the precise error of the split; a split
             // validatePacked accepts was refused only for a part larger than the rest: Panic.
             if (_workSlots[workId] >> COMMITMENT_SHIFT == 0) revert SplitNotSet(workId);
-            SplitLib.validatePacked(split);
-            assembly ("memory-safe") {
-                mstore(0x00, PANIC_SELECTOR)
-                mstore(0x04, PANIC_ARITHMETIC)
-                revert(0x00, 0x24)
+            if (SplitLib.validatePacked(split) != 0) {
+                assembly ("memory-safe") {
+                    mstore(0x00, PANIC_SELECTOR)
+                    mstore(0x04, PANIC_ARITHMETIC)
+                    revert(0x00, 0x24)
+                }
             }
+            revert SplitMismatch(workId); // a valid split whose commitment is 0 (p = 2**-160)
         }
     }
 

@@ -103,8 +103,8 @@ library SplitLib {
         if (n == 0) revert IPayouts.NoPayees();
         if (n > MAX_PAYEES) revert IPayouts.TooManyPayees(n);
         if (split[0] >> PACKED_PAYEE_SHIFT == 0) revert IPayouts.ZeroAddressPayee(0);
-        uint256 sum;
-        uint256 previous;
+        uint256 sum = 0;
+        uint256 previous = 0;
         for (uint256 i; i < n; ++i) {
             uint256 payee = split[i] >> PACKED_PAYEE_SHIFT;
             uint256 share = split[i] & PACKED_LOW_MASK;
