@@ -308,7 +308,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "register_work": ("WorkRegistry", "registerWork"),
     "set_split": ("RoyaltyLedger", "setSplit"),
     "set_terms": ("RoyaltyLedger", "setTerms"),
-    "distribute": ("RoyaltyLedger", "distribute"),
+    "distribute": ("RoyaltyLedger", "distributePacked"),
     "withdraw": ("RoyaltyLedger", "withdraw"),
 }
 
@@ -532,7 +532,7 @@ class GaslessRelayer:
     def arguments(self, action: PortalAction) -> list[Any]:
         """The target function's arguments for an action (current split looked up on chain)."""
         from .metadata import isrc_to_bytes12
-        from .playbatch import sorted_split
+        from .playbatch import pack_split, sorted_split
 
         p = action.arguments
         if action.kind == "register_work":
@@ -544,7 +544,7 @@ class GaslessRelayer:
         if action.kind == "set_terms":
             return [action.work_id, int(p["kind"]), int(p["fee"]), int(p["rate"]), int(p["duration"]), True]
         if action.kind == "distribute":
-            return [action.work_id, *sorted_split(*self.client.current_split(self._work_id(action)))]
+            return [action.work_id, pack_split(*self.client.current_split(self._work_id(action)))]
         if action.kind == "withdraw":
             return [to_checksum_address(p["to"])]
         if action.kind in LICENSEE_ACTIONS:
