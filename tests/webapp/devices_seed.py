@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from eth_account import Account
-from portal_support import batch_row, device_row, event, play_row, work_row
 
 from ledger import devices
 from ledger.db import session_scope
 from ledger.models import BatchSkip, IndexerCheckpoint, Licensee
 from ledger.pending import PendingBatch
 from ledger.playbatch import encode_entries, make_device_id
+from tests.webapp.portal_support import batch_row, device_row, event, play_row, work_row
 
 T0 = 1_790_000_000  # 2026-09-21
 LEDGER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

@@ -8,10 +8,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from portal_support import Events, batch_row, license_rows, work_row
-
 from ledger.db import session_scope
 from ledger.models import EscrowMovement, Licensee, Terms
+from tests.webapp.portal_support import Events, batch_row, license_rows, work_row
 
 DAY = 86_400
 RATE = 1_000

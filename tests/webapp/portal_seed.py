@@ -11,7 +11,6 @@ import calendar
 from dataclasses import dataclass
 
 from eth_account import Account
-from portal_support import Events, batch_row, device_row, license_rows, play_row, work_row
 
 from ledger.db import session_scope
 from ledger.models import (
@@ -24,6 +23,7 @@ from ledger.models import (
     Work,
     WorkPeriodStats,
 )
+from tests.webapp.portal_support import Events, batch_row, device_row, license_rows, play_row, work_row
 
 VENUE = Account.from_key(b"\x11" * 32).address
 PIRATE = Account.from_key(b"\x22" * 32).address
