@@ -662,7 +662,7 @@ def main(
     plot_dir: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    duration = duration or (8.0 if smoke else 60.0)
+    duration = duration or (4.0 if smoke else 60.0)
     drain_timeout = drain_timeout or (120.0 if smoke else 600.0)
     runs: list[dict[str, Any]] = []
     errors: list[str] = []
@@ -677,11 +677,10 @@ def main(
             configs: list[tuple[str, str, int, int, int]] = [(t, d, 1, 3, 1) for d in dbs for t in transports]
             if scale and key == "small":
                 configs += [("http", "postgresql", n, 1, r) for n in (1, 2) for r in (1, 2)]
-            if smoke:  # each transport and database once (crossed between the shapes), one scale-out run
-                flip = key == "small"
-                configs = [
-                    c for c in configs if c[2:] == (1, 3, 1) and (c[0] == "http") == (c[1] == "postgresql") ^ flip
-                ]
+            if smoke:  # each shape, transport and database once, and one scale-out run: three stacks
+                first = (transports[0], dbs[0], 1, 3, 1)
+                last = (transports[-1], dbs[-1], 1, 3, 1)
+                configs = [first if key == shapes[0] else last]
                 configs += [("http", "postgresql", 2, 1, 2)] if scale and key == "small" else []
             for transport, db, nodes, workers, relayers in configs:
                 plot = None

@@ -15,7 +15,8 @@ of 2026; a range of 10 events is one SQL transaction.
 Figures: the indexer's write rate (play rows/s, projection + SQL), and p50/p99 over 20 runs of
 the label's statement for one month and for all time, and of one artist's (10 works), through
 the library (ledger.statements.statement) and through ``ledger statement`` end to end (a new
-process each run), and the time of ``ledger --version``.
+process each run, with the CPU time the process used beside its wall time), and the time of
+``ledger --version``.
 """
 
 from __future__ import annotations
@@ -219,6 +220,22 @@ def synthesise(engine: Any, plays: int, progress: bool = True) -> dict[str, Any]
     }
 
 
+def _cpu_runs(args: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU (user + system of the child process) milliseconds of ``runs`` runs of a
+    command; CPU time is what the command itself costs, steadier than wall on a shared machine."""
+    import resource
+
+    wall, cpu = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        _check(args)
+        wall.append((time.perf_counter() - t) * 1000)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000)
+    return wall, cpu
+
+
 def _time_runs(fn: Any, runs: int) -> list[float]:
     out = []
     for _ in range(runs):
@@ -291,18 +308,24 @@ def run(plays: int, runs: int = RUNS, progress: bool = True, database_url: str |
             lib = _time_runs(lambda payee=payee, p=p: statement(engine, payee, p), runs)
             bar.update()
             args = [*cli, "statement", "--payee", payee, "--period", period, "--format", "csv"]
-            end_to_end = _time_runs(lambda args=args: _check(args), runs)
+            end_to_end, cli_cpu = _cpu_runs(args, runs)
             bar.update()
             for how, values in (("library", lib), ("CLI", end_to_end)):
                 p50, p99 = _ms(values)
                 figures.append(figure(f"statement, {name}, {how}, p50", p50, "ms", ""))
                 figures.append(figure(f"statement, {name}, {how}, p99", p99, "ms", targets.get(how, "")))
-        version = _time_runs(lambda: _check([sys.executable, "-m", "ledger", "--version"]), runs)
+            p50, p99 = _ms(cli_cpu)
+            figures.append(
+                figure(f"statement, {name}, CLI CPU time, p50", p50, "ms", "", "user + system of the process")
+            )
+        version, version_cpu = _cpu_runs([sys.executable, "-m", "ledger", "--version"], runs)
         bar.update()
         bar.close()
         p50, p99 = _ms(version)
         figures.append(figure("ledger --version, p50", p50, "ms"))
         figures.append(figure("ledger --version, p99", p99, "ms", "< 300 ms"))
+        p50, p99 = _ms(version_cpu)
+        figures.append(figure("ledger --version, CPU time, p50", p50, "ms", "", "user + system of the process"))
         with engine.connect() as conn:
             sizes = {}
             if engine.dialect.name == "postgresql":

@@ -33,7 +33,15 @@ from . import errors
 from .errors import ChainUnavailableError, ContractRevert, NotDeployedError, UserError
 from .events import DecodedEvent, EventDecoder
 from .metadata import isrc_from_bytes12, isrc_to_bytes12, make_data_uri
-from .playbatch import Group, PlayRecord, batch_outcome, encode_submission, sign_device_registration, sorted_split
+from .playbatch import (
+    Group,
+    PlayRecord,
+    batch_outcome,
+    encode_submission,
+    pack_split,
+    sign_device_registration,
+    sorted_split,
+)
 
 CONTRACT_NAMES = ("TestStablecoin", "TrustedForwarder", "WorkRegistry", "RoyaltyLedger")
 TOKEN_KEYS = ("TestStablecoin", "Token")  # an external token (LEDGER_TOKEN_ADDRESS) is stored as "Token"
@@ -494,8 +502,10 @@ class LedgerClient(Transactor):
 
     def distribute(self, work_id: int, split: tuple[Sequence[str], Sequence[int]] | None = None) -> int:
         """Credits a work's accrual to its payees; returns the amount distributed."""
-        payees, bps = sorted_split(*(split if split is not None else self.current_split(work_id)))
-        result = self.transact(self.ledger.functions.distribute(work_id, payees, bps))
+        payees, bps = split if split is not None else self.current_split(work_id)
+        # The packed form (one word per payee): the same split, rules and credits as
+        # `distribute`, with less calldata and a one-pass check (docs/gas.md).
+        result = self.transact(self.ledger.functions.distributePacked(work_id, pack_split(payees, bps)))
         return sum(e.args["amount"] for e in result.named("Distributed"))
 
     def withdraw(self, to: str | None = None) -> int:

@@ -248,10 +248,18 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     if block_range < 1:
         raise UserError("--block-range must be at least 1")
     indexer = Indexer(
-        engine, w3, deployment, confirmations=confirmations, block_range=block_range, progress=args.progress
+        engine,
+        w3,
+        deployment,
+        confirmations=confirmations,
+        block_range=block_range,
+        progress=args.progress,
+        max_reorg_depth=settings.reorg_depth,
     )
 
     def report(stats: IndexStats) -> None:
+        for before, ancestor in stats.rollbacks:
+            print(f"chain reorganised: rolled the index back from block {before} to block {ancestor}", flush=True)
         rate = stats.plays_rows / stats.seconds if stats.seconds else 0
         print(
             f"indexed blocks {stats.from_block}..{stats.to_block}: {stats.events} events, "
@@ -275,12 +283,18 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_statement(args: argparse.Namespace, settings: Settings) -> int:
     from .address import checksum
-    from .statements import parse_period, statement, usage_by_territory
+    from .statements import Statement, TerritoryUsage, parse_period, statement, statement_at, usage_by_territory
 
     payee = checksum(args.payee, "--payee")
     period = parse_period(args.period, args.start, args.end)
-    engine = _engine(settings)
-    st = (usage_by_territory if args.by_territory else statement)(engine, payee, period)
+    # The statement alone reads the index through the driver (no SQLAlchemy to import: start-up
+    # is most of this command's time); by territory, or for other URLs, through an engine.
+    st: Statement | TerritoryUsage | None = (
+        None if args.by_territory else statement_at(settings.database_url, payee, period)
+    )
+    if st is None:
+        engine = _engine(settings)
+        st = (usage_by_territory if args.by_territory else statement)(engine, payee, period)
     text = st.to_csv() if args.format == "csv" else st.to_json()
     if args.output:
         args.output.write_text(text)
@@ -444,7 +458,7 @@ def cmd_ingest_mqtt(args: argparse.Namespace, settings: Settings) -> int:
     from .runtime import open_runtime
 
     rt = open_runtime(settings, args.ledger)
-    ctx = IngestContext.create(rt.w3, rt.deployment, rt.engine)
+    ctx = IngestContext.create(rt.w3, rt.deployment, rt.engine, max_unsettled=settings.device_backlog)
     consumer = MqttIngest(
         ctx,
         args.mqtt_url or settings.mqtt_url,

@@ -7,6 +7,9 @@
                            (default ``deployments/``)
 ``LEDGER_CONFIRMATIONS``   blocks the indexer waits before reading a block (default 0)
 ``LEDGER_BLOCK_RANGE``     blocks per indexer range, one SQL transaction each (default 2000)
+``LEDGER_REORG_DEPTH``     blocks below its checkpoint the indexer searches for the common
+                           ancestor of a reorg, keeping their hashes (default 1,024); a deeper
+                           reorg or reset rebuilds the index from the deploy block
 ``LEDGER_PRIVATE_KEY``     key that signs transactions (default: the node's first unlocked
                            account, which only a devnet has)
 ``LEDGER_TOKEN_ADDRESS``   settlement token for ``ledger deploy`` (default: deploy the test
@@ -17,6 +20,9 @@
 ``LEDGER_UNLICENSED_PLAYS_PER_DAY`` plays of batches that pay nobody (no entry licensed) that
                            ``ledger relay`` sends per licensee per UTC day (default 5,000); more
                            wait, pending, until a license covers them or the next day
+``LEDGER_DEVICE_BACKLOG``  batches a device may have stored and not yet settled on chain
+                           (default 1,000; 0: no limit); more are answered 429
+                           ``device_backlog_full`` (over MQTT: that error ack), nothing stored
 ``LEDGER_MQTT_URL``        broker of ``ledger ingest-mqtt`` (default
                            ``mqtt://127.0.0.1:1883``; ``mqtts://user:pass@host`` for TLS)
 ``LEDGER_MQTT_TOPIC_PREFIX`` first topic level of device batches (default ``plays``:
@@ -68,6 +74,8 @@ DEFAULT_DATABASE_PATH = Path("var") / "ledger.sqlite3"
 DEFAULT_DEPLOYMENTS = Path("deployments")
 DEFAULT_BUILD_DIR = Path("build") / "contracts"
 DEFAULT_BLOCK_RANGE = 2000
+DEFAULT_REORG_DEPTH = 1024
+DEFAULT_DEVICE_BACKLOG = 1_000
 DEFAULT_UNLICENSED_PLAYS_PER_DAY = 5_000
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_MQTT_TOPIC_PREFIX = "plays"
@@ -118,11 +126,13 @@ class Settings:
     deployments: Path = DEFAULT_DEPLOYMENTS
     confirmations: int = 0
     block_range: int = DEFAULT_BLOCK_RANGE
+    reorg_depth: int = DEFAULT_REORG_DEPTH
     private_key: str | None = field(default=None, repr=False)
     token_address: str | None = None
     build_dir: Path = DEFAULT_BUILD_DIR
     relayer_key: str | None = field(default=None, repr=False)
     unlicensed_plays_per_day: int = DEFAULT_UNLICENSED_PLAYS_PER_DAY
+    device_backlog: int = DEFAULT_DEVICE_BACKLOG
     mqtt_url: str = field(default=DEFAULT_MQTT_URL, repr=False)  # may carry a password
     mqtt_topic_prefix: str = DEFAULT_MQTT_TOPIC_PREFIX
     log_level: str = DEFAULT_LOG_LEVEL
@@ -136,11 +146,13 @@ class Settings:
             deployments=Path(env.get("LEDGER_DEPLOYMENTS") or DEFAULT_DEPLOYMENTS),
             confirmations=_int(env, "LEDGER_CONFIRMATIONS", 0),
             block_range=_int(env, "LEDGER_BLOCK_RANGE", DEFAULT_BLOCK_RANGE, minimum=1),
+            reorg_depth=_count(env, "LEDGER_REORG_DEPTH", DEFAULT_REORG_DEPTH, minimum=1),
             private_key=env.get("LEDGER_PRIVATE_KEY") or None,
             token_address=env.get("LEDGER_TOKEN_ADDRESS") or None,
             build_dir=Path(env.get("LEDGER_BUILD_DIR") or DEFAULT_BUILD_DIR),
             relayer_key=env.get("LEDGER_RELAYER_KEY") or None,
             unlicensed_plays_per_day=_count(env, "LEDGER_UNLICENSED_PLAYS_PER_DAY", DEFAULT_UNLICENSED_PLAYS_PER_DAY),
+            device_backlog=_count(env, "LEDGER_DEVICE_BACKLOG", DEFAULT_DEVICE_BACKLOG),
             mqtt_url=env.get("LEDGER_MQTT_URL") or DEFAULT_MQTT_URL,
             mqtt_topic_prefix=_topic_prefix(env.get("LEDGER_MQTT_TOPIC_PREFIX") or DEFAULT_MQTT_TOPIC_PREFIX),
             log_level=_log_level(env.get("LEDGER_LOG_LEVEL") or DEFAULT_LOG_LEVEL, "LEDGER_LOG_LEVEL"),

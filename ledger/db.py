@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,11 +13,10 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import DatabaseError, UserError
+from .revisions import MIGRATIONS_DIR, head_revision
 
 if TYPE_CHECKING:
     from alembic.config import Config
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -119,28 +116,6 @@ def current_revision(engine: Engine) -> str | None:
     if len(versions) > 1:
         raise DatabaseError(f"the database has several schema heads {versions}; ledger/migrations has one")
     return versions[0] if versions else None
-
-
-_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
-
-
-def head_revision() -> str:
-    """The head of ledger/migrations: the one revision no other names as its ``down_revision``.
-    Read from the scripts' ``revision =`` / ``down_revision =`` lines without importing Alembic
-    (a test checks it equals Alembic's own head)."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for script in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        found: dict[str, str] = {m[1]: m[2] for m in _REVISION_LINE.finditer(script.read_text())}
-        if "revision" not in found:
-            continue
-        revisions.add(ast.literal_eval(found["revision"]))
-        down = ast.literal_eval(found.get("down_revision", "None"))
-        parents.update([down] if isinstance(down, str) else (down or ()))
-    heads = revisions - parents
-    if len(heads) != 1:
-        raise DatabaseError(f"ledger/migrations must have one head, not {sorted(heads)}")
-    return heads.pop()
 
 
 def require_schema(engine: Engine) -> None:

@@ -199,6 +199,12 @@ class DeviceLengthMismatch(ContractRevert):
     signature = "DeviceLengthMismatch(uint256,uint256)"
 
 
+class DirtySplitWord(ContractRevert):
+    """``DirtySplitWord(uint256)`` (RoyaltyLedger)."""
+
+    signature = "DirtySplitWord(uint256)"
+
+
 class DuplicatePayee(ContractRevert):
     """``DuplicatePayee(address)`` (RoyaltyLedger)."""
 

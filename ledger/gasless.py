@@ -308,7 +308,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "register_work": ("WorkRegistry", "registerWork"),
     "set_split": ("RoyaltyLedger", "setSplit"),
     "set_terms": ("RoyaltyLedger", "setTerms"),
-    "distribute": ("RoyaltyLedger", "distribute"),
+    "distribute": ("RoyaltyLedger", "distributePacked"),
     "withdraw": ("RoyaltyLedger", "withdraw"),
 }
 
@@ -532,7 +532,7 @@ class GaslessRelayer:
     def arguments(self, action: PortalAction) -> list[Any]:
         """The target function's arguments for an action (current split looked up on chain)."""
         from .metadata import isrc_to_bytes12
-        from .playbatch import sorted_split
+        from .playbatch import pack_split, sorted_split
 
         p = action.arguments
         if action.kind == "register_work":
@@ -544,7 +544,7 @@ class GaslessRelayer:
         if action.kind == "set_terms":
             return [action.work_id, int(p["kind"]), int(p["fee"]), int(p["rate"]), int(p["duration"]), True]
         if action.kind == "distribute":
-            return [action.work_id, *sorted_split(*self.client.current_split(self._work_id(action)))]
+            return [action.work_id, pack_split(*self.client.current_split(self._work_id(action)))]
         if action.kind == "withdraw":
             return [to_checksum_address(p["to"])]
         if action.kind in LICENSEE_ACTIONS:
@@ -640,8 +640,15 @@ PERMIT_TYPE = [
     {"name": "nonce", "type": "uint256"},
     {"name": "deadline", "type": "uint256"},
 ]
-#: What the permit path needs of an ERC-2612 token (EIP-5267 eip712Domain is optional).
-PERMIT_ABI: list[dict[str, Any]] = [
+#: What the permit path calls on an external settlement token beyond the ABI its deployment stores.
+#: TestStablecoin (OpenZeppelin's ERC20Permit) is stored in the deployments file with its whole
+#: compiled ABI and used as it is. An external token (LEDGER_TOKEN_ADDRESS) is stored with the
+#: interface the ledger reads (ledger.chain.TOKEN_INTERFACES: IERC20Metadata and IERC20Errors, which
+#: have allowance and name but not permit or nonces). The portal reads the deployments file, not the
+#: build (a server need not have one), so these entries are written here: ERC-2612's permit and
+#: nonces, and EIP-5267's eip712Domain (optional: token_domain falls back to name() and "1").
+#: tests/webapp/test_gasless.py checks them against the compiled IERC20Permit and IERC5267.
+PERMIT_EXTENSION_ABI: list[dict[str, Any]] = [
     {
         "type": "function",
         "name": "permit",
@@ -657,29 +664,18 @@ PERMIT_ABI: list[dict[str, Any]] = [
             {"name": "s", "type": "bytes32"},
         ],
     },
-    {
-        "type": "function",
-        "name": "nonces",
-        "stateMutability": "view",
-        "inputs": [{"name": "owner", "type": "address"}],
-        "outputs": [{"name": "", "type": "uint256"}],
-    },
-    {
-        "type": "function",
-        "name": "allowance",
-        "stateMutability": "view",
-        "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
-        "outputs": [{"name": "", "type": "uint256"}],
-    },
-    {
-        "type": "function",
-        "name": "name",
-        "stateMutability": "view",
-        "inputs": [],
-        "outputs": [{"name": "", "type": "string"}],
-    },
-    FORWARDER_ABI[2],  # eip712Domain(), same signature as the forwarder's
+    FORWARDER_ABI[1],  # nonces(address), the same signature as the forwarder's
+    FORWARDER_ABI[2],  # eip712Domain(), likewise
 ]
+
+
+def token_permit_abi(token_abi: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The settlement token's ABI from the deployment, with the permit path's functions it lacks
+    (none for TestStablecoin; see PERMIT_EXTENSION_ABI)."""
+    have = {entry.get("name") for entry in token_abi if entry.get("type") == "function"}
+    return [dict(entry) for entry in token_abi] + [e for e in PERMIT_EXTENSION_ABI if e["name"] not in have]
+
+
 PERMIT_TTL = 3600
 
 
@@ -797,7 +793,8 @@ class LicenseeChain:
         self.relayer = relayer
         self.w3 = relayer.w3
         self.client = relayer.client
-        self.token = self.w3.eth.contract(address=relayer.deployment.token.address, abi=PERMIT_ABI)
+        token = relayer.deployment.token
+        self.token = self.w3.eth.contract(address=token.address, abi=token_permit_abi(token.abi))
         self.spender = relayer.deployment.ledger.address
         self._domain: ForwarderDomain | None = None
 

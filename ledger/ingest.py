@@ -17,7 +17,9 @@ signature recovers to ``device`` under the contract's rules (r in 1..n-1, s in 1
 twin of a valid signature is a ``bad_signature``, as the contract would skip it); a stored batch
 with the same (device, nonce) (same digest: the same answer again, stored once; another digest:
 409 ``nonce_conflict``); the device is registered and not revoked on chain; the nonce is unused
-on chain. Then the batch is committed as ``pending`` and only then answered 202. A failure of
+on chain; the device has fewer than ``max_unsettled`` batches stored and not settled (429
+``device_backlog_full``: nothing stored, the device keeps the batch and retries later). Then the
+batch is committed as ``pending`` and only then answered 202. A failure of
 the database or the node is a 503 ``unavailable`` (the device keeps the batch and retries),
 never a stored bad batch.
 
@@ -141,6 +143,13 @@ class NonceConflict(IngestError):
     code, status = "nonce_conflict", 409
 
 
+class DeviceBacklogFull(IngestError):
+    """The device has as many batches stored and not yet settled on chain as it may; retry later
+    (the device keeps the batch: nothing was stored)."""
+
+    code, status = "device_backlog_full", 429
+
+
 class Unavailable(IngestError):
     """The database or the node cannot be reached; retry later (the device keeps the batch)."""
 
@@ -161,8 +170,94 @@ ERROR_CLASSES = (
     DeviceRevoked,
     NonceUsed,
     NonceConflict,
+    DeviceBacklogFull,
     Unavailable,
 )
+
+
+# ----------------------------------------------------------------------------- per-device backlog
+
+
+#: Unsettled (pending or inflight) stored batches a device may have (``LEDGER_DEVICE_BACKLOG``).
+DEFAULT_DEVICE_BACKLOG = 1_000
+
+
+class DeviceBacklog:
+    """Bounds the unsettled batches (``pending`` or ``inflight``) stored per device.
+
+    The count of a device is read from the store (one indexed COUNT over ``status, licensee_index,
+    device_number``) at most every ``ttl`` seconds; in between, this process adds its own inserts,
+    and a batch being stored holds a reservation from its check to its commit, so concurrent
+    requests of one device cannot pass the limit together. A device that looks full on a cached
+    count is counted afresh before it is refused (batches settle on chain meanwhile): a refusal
+    costs one COUNT, an accepted batch none within ``ttl``.
+    Several ingest processes each check their own view: together they may pass the limit by the
+    batches the others stored in the last ``ttl`` seconds; it bounds growth, it is not a quota.
+    """
+
+    def __init__(
+        self, sessions: sessionmaker[Session], limit: int, ttl: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.sessions = sessions
+        self.limit = limit
+        self.ttl = ttl
+        self.clock = clock
+        self._counts: dict[tuple[int, int], tuple[float, int]] = {}  # device -> (read at, stored count)
+        self._reserved: dict[tuple[int, int], int] = {}  # device -> batches between check and commit
+        self._lock = threading.Lock()
+
+    def _read(self, key: tuple[int, int]) -> None:
+        from sqlalchemy import func
+
+        from .pending import INFLIGHT
+
+        with self.sessions() as session:
+            n = session.scalar(
+                select(func.count())
+                .select_from(PendingBatch)
+                .where(
+                    PendingBatch.status.in_((PENDING, INFLIGHT)),
+                    PendingBatch.licensee_index == key[0],
+                    PendingBatch.device_number == key[1],
+                )
+            )
+        with self._lock:
+            self._counts[key] = (self.clock(), int(n or 0))
+
+    def _try_reserve(self, key: tuple[int, int]) -> tuple[bool, int]:
+        """(reserved, count) under the lock."""
+        with self._lock:
+            count = self._counts[key][1] + self._reserved.get(key, 0)
+            if count < self.limit:
+                self._reserved[key] = self._reserved.get(key, 0) + 1
+                return True, count
+            return False, count
+
+    def admit(self, key: tuple[int, int], device: str) -> None:
+        """Reserves a place for one batch of the device (release it with :meth:`done`), or raises
+        :class:`DeviceBacklogFull` when its unsettled batches are at the limit."""
+        with self._lock:
+            cached = self._counts.get(key)
+        read = cached is None or self.clock() - cached[0] > self.ttl
+        if read:
+            self._read(key)
+        reserved, count = self._try_reserve(key)
+        if not reserved and not read:  # never refuse on a cached count: batches settle meanwhile
+            self._read(key)
+            reserved, count = self._try_reserve(key)
+        if not reserved:
+            raise DeviceBacklogFull(
+                f"device {device} has {count} batches stored and not yet settled on chain (at most "
+                f"{self.limit}); keep this one and send it again later"
+            )
+
+    def done(self, key: tuple[int, int], stored: bool) -> None:
+        """Releases the reservation of :meth:`admit`; ``stored``: the batch was stored (counted from now on)."""
+        with self._lock:
+            self._reserved[key] = self._reserved.get(key, 1) - 1
+            if stored and key in self._counts:
+                read_at, count = self._counts[key]
+                self._counts[key] = (read_at, count + 1)
 
 
 # ----------------------------------------------------------------------------- chain view
@@ -417,9 +512,14 @@ class IngestContext:
     max_body_bytes: int = MAX_BODY_BYTES
     works: RegisteredWorks | None = None  # None: work ids are not checked (the contract applies them anyway)
     group: GroupCommit | None = None  # default: one for the sessions' engine
+    #: unsettled stored batches a device may have (None or 0: no limit)
+    max_unsettled: int | None = DEFAULT_DEVICE_BACKLOG
+    backlog: DeviceBacklog | None = None  # made from max_unsettled
 
     def __post_init__(self) -> None:
         self.ledger_address = to_checksum_address(self.ledger_address)
+        if self.backlog is None and self.max_unsettled:
+            self.backlog = DeviceBacklog(self.sessions, self.max_unsettled)
         if self.group is None:
             bind = self.sessions.kw.get("bind")
             if not isinstance(bind, Engine):
@@ -715,7 +815,22 @@ def ingest_batch(
             if stored is None:
                 raise
             return stored
-        created = _insert(ctx, batch, digest_hex, record, source)
+        if ctx.backlog is None:
+            created = _insert(ctx, batch, digest_hex, record, source)
+        else:
+            key = playbatch.split_device_id(record.device_id)
+            try:
+                ctx.backlog.admit(key, batch.device)
+            except DeviceBacklogFull:
+                stored = _answer_stored(ctx, batch, digest_hex)  # a resend of a stored batch is answered
+                if stored is None:
+                    raise
+                return stored
+            created = None
+            try:
+                created = _insert(ctx, batch, digest_hex, record, source)
+            finally:
+                ctx.backlog.done(key, stored=created is not None)
         if created is None:  # stored already: a resend, a conflict, or a concurrent ingest
             stored = _answer_stored(ctx, batch, digest_hex)
             if stored is None:  # the same digest under another (device, nonce) cannot be

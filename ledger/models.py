@@ -103,6 +103,17 @@ class IndexerCheckpoint(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger)  # unix seconds, wall clock
 
 
+class IndexedBlock(Base):
+    """The hash of a block the index read (each range's first and last block and every block with
+    an event), kept for the recent blocks: a reorg is rolled back to the newest of them still on
+    the chain (the nearest common ancestor) instead of the deploy block."""
+
+    __tablename__ = "indexed_blocks"
+
+    block_number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    block_hash: Mapped[str] = mapped_column(String(66))
+
+
 # ----------------------------------------------------------------------------- works
 
 
@@ -121,6 +132,8 @@ class Work(Base):
     registered_block: Mapped[int] = mapped_column(BigInteger)
     registered_at: Mapped[int] = mapped_column(BigInteger)
     split_locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    split_locked_block: Mapped[int | None] = mapped_column(BigInteger)  # block of SplitLocked (for rollbacks)
+    registered_uri: Mapped[str | None] = mapped_column(String)  # the URI of WorkRegistered (for rollbacks)
     plays: Mapped[int] = mapped_column(BigInteger, default=0)  # all reported plays
     licensed_plays: Mapped[int] = mapped_column(BigInteger, default=0)  # == chain playsOf(workId)
     accrued: Mapped[int] = mapped_column(Amount, default=0)  # fees + play charges, all time
@@ -235,6 +248,8 @@ class LicensePurchase(EventMixin, Base):
     fee: Mapped[int] = mapped_column(Amount)
     rate_per_play: Mapped[int] = mapped_column(BigInteger)
     expiry: Mapped[int] = mapped_column(BigInteger)
+    prev_rate_per_play: Mapped[int | None] = mapped_column(BigInteger)  # the event's previous period
+    prev_expiry: Mapped[int | None] = mapped_column(BigInteger)
     period: Mapped[int] = mapped_column(Integer)
 
 
@@ -332,6 +347,8 @@ class WorkPeriodStats(Base):
     """
 
     __tablename__ = "work_period_stats"
+    # A month's statement reads one month's rows of the payee's works (migration 0500).
+    __table_args__ = (Index(None, "period", "work_id"),)
 
     work_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     period: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -441,5 +458,6 @@ INDEXED_TABLES = [
     WorkTransfer.__table__,
     Work.__table__,
     IndexAnomaly.__table__,
+    IndexedBlock.__table__,
     IndexerCheckpoint.__table__,
 ]

@@ -249,6 +249,17 @@ def sorted_split(payees: Sequence[str], bps: Sequence[int]) -> tuple[list[str], 
     return [to_checksum_address(p) for p, _ in pairs], [b for _, b in pairs]
 
 
+#: A packed split word (RoyaltyLedger.distributePacked): payee << 96 | bps.
+PACKED_PAYEE_SHIFT = 96
+
+
+def pack_split(payees: Sequence[str], bps: Sequence[int]) -> list[int]:
+    """The split as `distributePacked` takes it: one word per payee, ``int(payee) << 96 | bps``,
+    in the contract's order (:func:`sorted_split`)."""
+    ordered, shares = sorted_split(payees, bps)
+    return [(int(p, 16) << PACKED_PAYEE_SHIFT) | int(b) for p, b in zip(ordered, shares, strict=True)]
+
+
 def to_compact_signature(r: int, s: int, v: int) -> bytes:
     """EIP-2098: r (32 bytes) then yParity << 255 | s (32 bytes)."""
     y_parity = v - 27 if v >= 27 else v

@@ -26,13 +26,13 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy import Connection, Engine, func, select
+from typing import TYPE_CHECKING, Any
 
 from .address import checksum
-from .errors import UserError
-from .models import PayeeCredit, SplitShare, Work, WorkPeriodStats
+from .errors import DatabaseError, UserError
+
+if TYPE_CHECKING:  # SQLAlchemy and the models are imported only by the functions that need an engine
+    from sqlalchemy import Engine
 
 CSV_COLUMNS = ("work_id", "title", "isrc", "plays", "licensed_plays", "gross", "share_bps", "net")
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
@@ -162,94 +162,185 @@ class Statement:
         return out.getvalue()
 
 
-def _splits_of(conn: Connection, work_ids: set[int]) -> dict[int, list[tuple[int, dict[str, int]]]]:
-    """Split history per work: [(period set, {payee: bps})] in chain order."""
-    s = SplitShare.__table__
-    history: dict[int, list[tuple[tuple[int, int], int, dict[str, int]]]] = {}
-    if not work_ids:
-        return {}
-    for row in conn.execute(
-        select(s.c.work_id, s.c.block_number, s.c.log_index, s.c.timestamp, s.c.payee, s.c.bps)
-        .where(s.c.work_id.in_(sorted(work_ids)))
-        .order_by(s.c.work_id, s.c.block_number, s.c.log_index, s.c.position)
-    ):
-        entries = history.setdefault(row.work_id, [])
-        key = (row.block_number, row.log_index)
-        if not entries or entries[-1][0] != key:
-            entries.append((key, period_of(row.timestamp), {}))
-        entries[-1][2][row.payee] = row.bps
-    return {w: [(p, shares) for _, p, shares in entries] for w, entries in history.items()}
+# ----------------------------------------------------------------------------- the queries
+#
+# Plain SQL over the driver's own connection (psycopg 3 or sqlite3), so that ``ledger statement``
+# can read the index without importing SQLAlchemy (see :func:`connect_url`). Parameters are
+# written ``:name`` (sqlite3's style) and turned into ``%(name)s`` for psycopg.
+
+#: The works a payee may be concerned by: those whose split ever named it, and those it was credited for.
+_CANDIDATES = (
+    "SELECT work_id FROM split_shares WHERE payee = :payee UNION SELECT work_id FROM payee_credits WHERE payee = :payee"
+)
+
+_SQL_NET = (
+    "SELECT work_id, SUM(amount) FROM payee_credits WHERE payee = :payee AND period BETWEEN :lo AND :hi "
+    "GROUP BY work_id"
+)
+#: Split history of the works whose split ever named the payee, one row per SplitSet in chain order:
+#: its time, whether it names the payee and the payee's share (a split names a payee at most once).
+_SQL_SPLITS = (
+    "SELECT work_id, MIN(timestamp), MAX(CASE WHEN payee = :payee THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN payee = :payee THEN bps ELSE 0 END) FROM split_shares "
+    "WHERE work_id IN (SELECT work_id FROM split_shares WHERE payee = :payee) "
+    "GROUP BY work_id, block_number, log_index ORDER BY work_id, block_number, log_index"
+)
+#: Accruals of the candidate works in a range of months (index on work_period_stats (period, work_id)).
+_SQL_STATS = (
+    "SELECT work_id, SUM(plays), SUM(licensed_plays), SUM(play_gross + fee_gross) FROM work_period_stats "
+    f"WHERE period BETWEEN :lo AND :hi AND work_id IN ({_CANDIDATES}) GROUP BY work_id"
+)
+#: Title and ISRC, and the all-time totals the indexer keeps on the work row: plays, licensed plays
+#: and accrued are the sums of work_period_stats over all months (the same events add to both).
+_SQL_WORKS = f"SELECT work_id, title, isrc, plays, licensed_plays, accrued FROM works WHERE work_id IN ({_CANDIDATES})"
+
+_PARAM = re.compile(r":(\w+)")
 
 
-def statement(engine: Engine, payee: str, period: Period) -> Statement:
-    """The statement of a payee for a period, from the index."""
-    payee = checksum(payee, "payee")
+class _Reader:
+    """Runs the statement queries on a DB-API connection of psycopg 3 or sqlite3."""
+
+    def __init__(self, raw: Any, dialect: str):
+        self.raw = raw
+        self.pyformat = dialect == "postgresql"
+
+    def rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        if self.pyformat:
+            sql = _PARAM.sub(r"%(\1)s", sql)
+        cur = self.raw.cursor()
+        try:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+
+def _splits_of(rows: list[tuple[Any, ...]]) -> dict[int, list[tuple[int, bool, int]]]:
+    """Split history per work from _SQL_SPLITS rows: [(period set, names the payee, its bps)] in chain order."""
+    history: dict[int, list[tuple[int, bool, int]]] = {}
+    for work_id, timestamp, named, bps in rows:
+        history.setdefault(work_id, []).append((period_of(timestamp), bool(named), int(bps)))
+    return history
+
+
+def _statement(reader: _Reader, payee: str, period: Period) -> Statement:
     lo, hi = period.first or 0, period.last or 999912
-    with engine.connect() as conn:
-        c = PayeeCredit.__table__
-        net: dict[int, int] = dict(
-            conn.execute(
-                select(c.c.work_id, func.sum(c.c.amount))
-                .where(c.c.payee == payee, c.c.period.between(lo, hi))
-                .group_by(c.c.work_id)
-            ).all()
-        )
-        s = SplitShare.__table__
-        candidates: set[int] = set(conn.execute(select(s.c.work_id).where(s.c.payee == payee).distinct()).scalars())
-        shares: dict[int, int] = {}
-        works = set(net)
-        for work_id, history in _splits_of(conn, candidates).items():
-            before = [h for h in history if h[0] < lo]
-            during = [h for h in history if lo <= h[0] <= hi]
-            in_force = ([before[-1]] if before else []) + during
-            if any(payee in sh for _, sh in in_force):
-                works.add(work_id)
-            at_end = [sh for p, sh in history if p <= hi]
-            shares[work_id] = at_end[-1].get(payee, 0) if at_end else 0
-        if not works:
-            return Statement(payee, period, [])
-        st = WorkPeriodStats.__table__
-        ids = sorted(works)
-        stats = {
-            row.work_id: row
-            for row in conn.execute(
-                select(
-                    st.c.work_id,
-                    func.sum(st.c.plays).label("plays"),
-                    func.sum(st.c.licensed_plays).label("licensed_plays"),
-                    func.sum(st.c.play_gross).label("play_gross"),
-                    func.sum(st.c.fee_gross).label("fee_gross"),
-                )
-                .where(st.c.work_id.in_(ids), st.c.period.between(lo, hi))
-                .group_by(st.c.work_id)
-            )
-        }
-        w = Work.__table__
-        info = {
-            row.work_id: row
-            for row in conn.execute(select(w.c.work_id, w.c.title, w.c.isrc).where(w.c.work_id.in_(ids)))
-        }
+    params = {"payee": payee, "lo": lo, "hi": hi}
+    net: dict[int, int] = {w: int(a) for w, a in reader.rows(_SQL_NET, params)}
+    shares: dict[int, int] = {}
+    works = set(net)
+    for work_id, history in _splits_of(reader.rows(_SQL_SPLITS, params)).items():
+        # on the statement: named by the split in force at the start of the period or by one set
+        # within it; the share is the one of the split in force at its end
+        named_before = in_force = False
+        at_end = 0
+        for p, named, bps in history:
+            if p < lo:
+                named_before = named
+            elif p <= hi and named:
+                in_force = True
+            if p <= hi:
+                at_end = bps
+        if in_force or named_before:
+            works.add(work_id)
+        shares[work_id] = at_end
+    if not works:
+        return Statement(payee, period, [])
+    info = {r[0]: r for r in reader.rows(_SQL_WORKS, params)}
+    if period.is_all_time:
+        stats = {w: (r[3], r[4], r[5]) for w, r in info.items()}
+    else:
+        stats = {r[0]: (r[1], r[2], r[3]) for r in reader.rows(_SQL_STATS, params)}
     rows = []
-    for work_id in ids:
+    for work_id in sorted(works):
         agg = stats.get(work_id)
         meta = info.get(work_id)
         rows.append(
             StatementRow(
                 work_id=work_id,
-                title=meta.title if meta else None,
-                isrc=meta.isrc if meta else None,
-                plays=int(agg.plays) if agg else 0,
-                licensed_plays=int(agg.licensed_plays) if agg else 0,
-                gross=int(agg.play_gross) + int(agg.fee_gross) if agg else 0,
+                title=meta[1] if meta else None,
+                isrc=meta[2] if meta else None,
+                plays=int(agg[0]) if agg else 0,
+                licensed_plays=int(agg[1]) if agg else 0,
+                gross=int(agg[2]) if agg else 0,
                 share_bps=shares.get(work_id, 0),
-                net=int(net.get(work_id, 0)),
+                net=net.get(work_id, 0),
             )
         )
     return Statement(payee, period, rows)
 
 
+def statement(engine: Engine, payee: str, period: Period) -> Statement:
+    """The statement of a payee for a period, from the index."""
+    payee = checksum(payee, "payee")
+    with engine.connect() as conn:
+        return _statement(_Reader(conn.connection.driver_connection, engine.dialect.name), payee, period)
+
+
+def connect_url(url: str) -> tuple[Any, str] | None:
+    """A DB-API connection (and its dialect) for a database URL, opened without SQLAlchemy, so
+    that ``ledger statement`` starts fast: ``postgresql[+psycopg]://`` URLs without query options,
+    and ``sqlite:///`` files that exist. None for anything else (the caller opens an engine)."""
+    import os
+
+    scheme, sep, rest = url.partition("://")
+    if not sep or "?" in rest:
+        return None
+    if scheme in ("postgresql", "postgresql+psycopg"):
+        import psycopg
+
+        try:
+            return psycopg.connect("postgresql://" + rest), "postgresql"
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(
+                f"cannot reach the database {_hide_password(url)}: {str(exc).strip().splitlines()[0]}"
+            ) from None
+    if scheme in ("sqlite", "sqlite+pysqlite") and rest.startswith("/") and len(rest) > 1:
+        path = rest[1:]
+        if not os.path.isfile(path):
+            return None
+        import sqlite3
+
+        return sqlite3.connect(path), "sqlite"
+    return None
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
+
+
+def statement_at(url: str, payee: str, period: Period) -> Statement | None:
+    """:func:`statement` on the database at ``url`` through :func:`connect_url`, after checking
+    that its schema is at the head revision; None when the URL needs an engine."""
+    from .revisions import head_revision
+
+    opened = connect_url(url)
+    if opened is None:
+        return None
+    raw, dialect = opened
+    try:
+        reader = _Reader(raw, dialect)
+        try:
+            versions = [r[0] for r in reader.rows("SELECT version_num FROM alembic_version", {})]
+        except Exception as exc:  # noqa: BLE001 - only "no alembic_version table" (not migrated) is expected
+            if type(exc).__name__ != "UndefinedTable" and "no such table" not in str(exc):
+                raise
+            versions = []
+        head = head_revision()
+        if versions != [head]:
+            current = ", ".join(versions) or "nothing"
+            raise DatabaseError(f"the database schema is at {current}, not {head}: run `ledger db upgrade`")
+        return _statement(reader, checksum(payee, "payee"), period)
+    finally:
+        raw.close()
+
+
 def credited_total(engine: Engine, payee: str) -> int:
     """All that the index says the chain credited to a payee (statement net over all time)."""
+    from sqlalchemy import func, select
+
+    from .models import PayeeCredit
+
     c = PayeeCredit.__table__
     with engine.connect() as conn:
         return int(
@@ -317,6 +408,10 @@ def usage_by_territory(engine: Engine, payee: str, period: Period) -> TerritoryU
     works = [r.work_id for r in statement(engine, payee, period).rows]
     if not works:
         return TerritoryUsage(payee, period, [])
+    from sqlalchemy import func, select
+
+    from .models import WorkPeriodStats
+
     lo, hi = period.first or 0, period.last or 999912
     st = WorkPeriodStats.__table__
     with engine.connect() as conn:

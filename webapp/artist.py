@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from eth_utils import is_address, to_checksum_address
-from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 
 from ledger import accounts, analytics, gasless
-from ledger.errors import LedgerError
 from ledger.identifiers import IdentifierError, normalize_isrc, normalize_iswc
 from ledger.metadata import make_data_uri
 
-from . import views
+from . import signing, views
 from .auth import role_required
 from .forms import MAX_PAYEES, ActionForm, WithdrawForm, WorkForm
 from .money import parse_usd
-from .runtime import RelayerUnavailable, engine, portal_settings, relayer
+from .runtime import engine, portal_settings
 
 bp = Blueprint("artist", __name__)
 ZERO = "0x" + "0" * 40
@@ -222,46 +221,14 @@ def actions():
     return render_template("artist/actions.html", actions=gasless.actions_of(engine(), g.user.id))
 
 
-def _own_action(action_id: int):
-    action = gasless.get_action(engine(), action_id)
-    if action is None or action.user_id != g.user.id:
-        abort(404, description="no such action among yours")
-    return action
-
-
 @bp.get("/actions/<int:action_id>/typed-data")
 @role_required("artist")
 def typed_data(action_id: int):
     """The EIP-712 ForwardRequest a wallet signs (eth_signTypedData_v4)."""
-    action = _own_action(action_id)
-    if action.status != "awaiting_signature":
-        abort(409, description="this action is not waiting for a signature")
-    try:
-        built = relayer()
-        request = built.prepare_signature(action, g.user)
-        return jsonify(request.typed_data(built.domain()))
-    except RelayerUnavailable as exc:
-        abort(503, description=str(exc))
-    except LedgerError as exc:
-        abort(409, description=str(exc))
+    return signing.typed_data_response(signing.own_action(action_id))
 
 
 @bp.post("/actions/<int:action_id>/signature")
 @role_required("artist")
 def signature(action_id: int):
-    action = _own_action(action_id)
-    body = request.get_json(silent=True) or {}
-    raw = body.get("signature") if isinstance(body, dict) else None
-    try:
-        sig = bytes.fromhex(str(raw).removeprefix("0x"))
-        if len(sig) != 65:
-            raise ValueError
-    except ValueError:
-        return jsonify(error={"code": "bad_signature", "message": "signature is 65 bytes of 0x-hex"}), 400
-    try:
-        done = relayer().submit_signed(action, g.user, sig, portal_settings().secret_key)
-    except RelayerUnavailable as exc:
-        return jsonify(error={"code": "unavailable", "message": str(exc)}), 503
-    except LedgerError as exc:
-        return jsonify(error={"code": "refused", "message": str(exc)}), 400
-    return jsonify(status=done.status, tx_hash=done.tx_hash)
+    return signing.submit_signature(signing.own_action(action_id))

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from eth_utils import is_address, to_checksum_address
-from flask import Blueprint, Response, abort, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from werkzeug.routing import BuildError
@@ -23,7 +23,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from ledger import devices, gasless
 from ledger.errors import LedgerError, UserError
 
-from . import views
+from . import signing, views
 from .auth import role_required
 from .forms import ActionForm
 from .runtime import RelayerUnavailable, engine, ledger_settings, portal_settings, relayer
@@ -334,46 +334,18 @@ def provisioning(address: str):
 
 
 def _own_action(action_id: int):
-    action = gasless.get_action(engine(), action_id)
-    if action is None or action.user_id != g.user.id or action.kind not in gasless.DEVICE_ACTIONS:
-        abort(404, description="no such device action among yours")
-    return action
+    return signing.own_action(action_id, gasless.DEVICE_ACTIONS, what="device action")
 
 
 @bp.get("/actions/<int:action_id>/typed-data")
 @role_required("licensee")
 def typed_data(action_id: int):
     """The EIP-712 ForwardRequest of a wallet user's device action (eth_signTypedData_v4)."""
-    action = _own_action(action_id)
-    if action.status != "awaiting_signature":
-        abort(409, description="this action is not waiting for a signature")
-    try:
-        built = relayer()
-        return jsonify(built.prepare_signature(action, g.user).typed_data(built.domain()))
-    except RelayerUnavailable as exc:
-        abort(503, description=str(exc))
-    except LedgerError as exc:
-        abort(409, description=str(exc))
+    return signing.typed_data_response(_own_action(action_id))
 
 
-@bp.post("/actions/<int:action_id>/signature")
-@role_required("licensee")
-def signature(action_id: int):
-    action = _own_action(action_id)
-    body = request.get_json(silent=True) or {}
-    raw = body.get("signature") if isinstance(body, dict) else None
-    try:
-        sig = bytes.fromhex(str(raw).removeprefix("0x"))
-        if len(sig) != 65:
-            raise ValueError
-    except ValueError:
-        return jsonify(error={"code": "bad_signature", "message": "signature is 65 bytes of 0x-hex"}), 400
-    try:
-        done = relayer().submit_signed(action, g.user, sig, portal_settings().secret_key)
-    except RelayerUnavailable as exc:
-        return jsonify(error={"code": "unavailable", "message": str(exc)}), 503
-    except LedgerError as exc:
-        return jsonify(error={"code": "refused", "message": str(exc)}), 400
+def _after_signature(done: gasless.PortalAction) -> None:
+    """A registration confirmed just now: its device row gets the on-chain id."""
     if done.status == "confirmed" and done.kind == "register_device":
         row = next(
             (r for r in devices.portal_rows(engine(), g.user.id) if r.register_action_id == done.id),
@@ -381,4 +353,9 @@ def signature(action_id: int):
         )
         if row is not None:
             _record_device_id(row.id, row.address)
-    return jsonify(status=done.status, tx_hash=done.tx_hash)
+
+
+@bp.post("/actions/<int:action_id>/signature")
+@role_required("licensee")
+def signature(action_id: int):
+    return signing.submit_signature(_own_action(action_id), after=_after_signature)

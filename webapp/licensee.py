@@ -8,7 +8,9 @@ from __future__ import annotations
 import calendar
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, session, url_for
@@ -20,7 +22,7 @@ from ledger import catalogue, gasless
 from ledger.chain import LicenseKind
 from ledger.errors import LedgerError
 
-from . import views
+from . import signing, views
 from .auth import role_required
 from .forms import ActionForm
 from .money import UNIT, parse_usd, usd
@@ -378,35 +380,68 @@ def _escrow_page(status: int = 200, **forms):
     ), status
 
 
+def _queue_and_run(kind: str, params: dict):
+    """Queues a licensee action and runs it (a refusal or a wallet's permit to sign is flashed),
+    then shows the escrow page again."""
+    _run(gasless.queue_action(engine(), g.user.id, kind, params))
+    return redirect(url_for("licensee.escrow"))
+
+
+#: Checks an escrow form's amount (None when it did not parse) against the chain's figures (None
+#: when the chain is not reachable): the action's params, or None with errors put on the form.
+EscrowCheck = Callable[[Any, int | None, dict | None], dict | None]
+
+
+def _escrow_post(form, name: str, kind: str, check: EscrowCheck):
+    """The escrow forms' shape: a valid form that passes ``check`` is queued and run; otherwise
+    the escrow page shows the form (as ``name``) with its errors, 400."""
+    if form.validate_on_submit():
+        params = check(form, _parse_amount(form.amount), _live(g.user.address))
+        if params is not None:
+            return _queue_and_run(kind, params)
+    return _escrow_page(400, **{name: form})
+
+
+def _check_top_up(form: AmountForm, amount: int | None, live: dict | None) -> dict | None:
+    if amount is not None and live is not None and live["token"] < amount:
+        form.amount.errors.append(f"your token balance is {usd(live['token'])}: top up at most that")
+        return None
+    return None if amount is None else {"amount": amount}
+
+
+def _check_request(form: AmountForm, amount: int | None, live: dict | None) -> dict | None:
+    available = live["escrow"] if live else catalogue.escrow(engine(), g.user.address).balance
+    if amount is not None and amount > available:
+        form.amount.errors.append(f"your escrow holds {usd(available)}: request at most that")
+        return None
+    return None if amount is None else {"amount": amount}
+
+
+def _check_withdrawal(form: CompleteWithdrawalForm, amount: int | None, live: dict | None) -> dict | None:
+    if not is_address(form.to.data) or to_checksum_address(form.to.data) == ZERO:
+        form.to.errors.append("not an Ethereum address (0x and 40 hex digits, not zero)")
+    elif amount is not None and live is not None and amount > live["request_amount"]:
+        form.amount.errors.append(
+            f"you asked to withdraw {usd(live['request_amount'])}: request a withdrawal first, "
+            f"then wait the {live['notice'] // 86_400}-day notice"
+        )
+    elif amount is not None and live is not None and live["now"] < live["available_at"]:
+        form.amount.errors.append(f"the notice period runs until {_date(live['available_at'])}")
+    elif amount is not None:
+        return {"amount": amount, "to": to_checksum_address(form.to.data)}
+    return None
+
+
 @bp.post("/escrow/top-up")
 @role_required("licensee")
 def top_up():
-    form = AmountForm(prefix="topup")
-    if form.validate_on_submit():
-        amount = _parse_amount(form.amount)
-        live = _live(g.user.address)
-        if amount is not None and live is not None and live["token"] < amount:
-            form.amount.errors.append(f"your token balance is {usd(live['token'])}: top up at most that")
-        elif amount is not None:
-            _run(gasless.queue_action(engine(), g.user.id, "deposit_with_permit", {"amount": amount}))
-            return redirect(url_for("licensee.escrow"))
-    return _escrow_page(400, topup=form)
+    return _escrow_post(AmountForm(prefix="topup"), "topup", "deposit_with_permit", _check_top_up)
 
 
 @bp.post("/escrow/request-withdrawal")
 @role_required("licensee")
 def request_withdrawal():
-    form = AmountForm(prefix="request")
-    if form.validate_on_submit():
-        amount = _parse_amount(form.amount)
-        live = _live(g.user.address)
-        available = live["escrow"] if live else catalogue.escrow(engine(), g.user.address).balance
-        if amount is not None and amount > available:
-            form.amount.errors.append(f"your escrow holds {usd(available)}: request at most that")
-        elif amount is not None:
-            _run(gasless.queue_action(engine(), g.user.id, "request_escrow_withdrawal", {"amount": amount}))
-            return redirect(url_for("licensee.escrow"))
-    return _escrow_page(400, request=form)
+    return _escrow_post(AmountForm(prefix="request"), "request", "request_escrow_withdrawal", _check_request)
 
 
 @bp.post("/escrow/cancel-withdrawal")
@@ -414,31 +449,13 @@ def request_withdrawal():
 def cancel_withdrawal():
     if not ActionForm(prefix="cancel").validate_on_submit():
         abort(400)
-    _run(gasless.queue_action(engine(), g.user.id, "request_escrow_withdrawal", {"amount": 0}))
-    return redirect(url_for("licensee.escrow"))
+    return _queue_and_run("request_escrow_withdrawal", {"amount": 0})
 
 
 @bp.post("/escrow/withdraw")
 @role_required("licensee")
 def complete_withdrawal():
-    form = CompleteWithdrawalForm(prefix="complete")
-    if form.validate_on_submit():
-        amount = _parse_amount(form.amount)
-        live = _live(g.user.address)
-        if not is_address(form.to.data) or to_checksum_address(form.to.data) == ZERO:
-            form.to.errors.append("not an Ethereum address (0x and 40 hex digits, not zero)")
-        elif amount is not None and live is not None and amount > live["request_amount"]:
-            form.amount.errors.append(
-                f"you asked to withdraw {usd(live['request_amount'])}: request a withdrawal first, "
-                f"then wait the {live['notice'] // 86_400}-day notice"
-            )
-        elif amount is not None and live is not None and live["now"] < live["available_at"]:
-            form.amount.errors.append(f"the notice period runs until {_date(live['available_at'])}")
-        elif amount is not None:
-            params = {"amount": amount, "to": to_checksum_address(form.to.data)}
-            _run(gasless.queue_action(engine(), g.user.id, "withdraw_escrow", params))
-            return redirect(url_for("licensee.escrow"))
-    return _escrow_page(400, complete=form)
+    return _escrow_post(CompleteWithdrawalForm(prefix="complete"), "complete", "withdraw_escrow", _check_withdrawal)
 
 
 @bp.post("/escrow/mint")
@@ -485,22 +502,7 @@ def actions():
 
 
 def _own_action(action_id: int):
-    action = gasless.get_action(engine(), action_id)
-    if action is None or action.user_id != g.user.id or action.kind not in gasless.LICENSEE_ACTIONS:
-        abort(404, description="no such action among yours")
-    return action
-
-
-def _signature_bytes():
-    body = request.get_json(silent=True) or {}
-    raw = body.get("signature") if isinstance(body, dict) else None
-    try:
-        sig = bytes.fromhex(str(raw).removeprefix("0x"))
-        if len(sig) != 65:
-            raise ValueError
-    except ValueError:
-        return None
-    return sig
+    return signing.own_action(action_id, gasless.LICENSEE_ACTIONS)
 
 
 @bp.get("/actions/<int:action_id>/permit")
@@ -522,19 +524,19 @@ def permit_typed_data(action_id: int):
 @role_required("licensee")
 def permit_signature(action_id: int):
     action = _own_action(action_id)
-    sig = _signature_bytes()
+    sig = signing.read_signature()
     if sig is None:
-        return jsonify(error={"code": "bad_signature", "message": "signature is 65 bytes of 0x-hex"}), 400
+        return signing.bad_signature()
     typed = session.pop(f"permit-{action.id}", None)
     if typed is None:
-        return jsonify(error={"code": "refused", "message": "fetch the permit to sign first"}), 400
+        return signing.error("refused", "fetch the permit to sign first", 400)
     try:
         ready = gasless.accept_permit_signature(engine(), action, g.user, typed, sig)
         done = relayer().run(ready, g.user, portal_settings().secret_key)
     except RelayerUnavailable as exc:
-        return jsonify(error={"code": "unavailable", "message": str(exc)}), 503
+        return signing.error("unavailable", str(exc), 503)
     except LedgerError as exc:
-        return jsonify(error={"code": "refused", "message": str(exc)}), 400
+        return signing.error("refused", str(exc), 400)
     return jsonify(status=done.status)
 
 
@@ -542,29 +544,10 @@ def permit_signature(action_id: int):
 @role_required("licensee")
 def typed_data(action_id: int):
     """The EIP-712 ForwardRequest a wallet signs (eth_signTypedData_v4)."""
-    action = _own_action(action_id)
-    if action.status != "awaiting_signature":
-        abort(409, description="this action is not waiting for a signature")
-    try:
-        built = relayer()
-        return jsonify(built.prepare_signature(action, g.user).typed_data(built.domain()))
-    except RelayerUnavailable as exc:
-        abort(503, description=str(exc))
-    except LedgerError as exc:
-        abort(409, description=str(exc))
+    return signing.typed_data_response(_own_action(action_id))
 
 
 @bp.post("/actions/<int:action_id>/signature")
 @role_required("licensee")
 def signature(action_id: int):
-    action = _own_action(action_id)
-    sig = _signature_bytes()
-    if sig is None:
-        return jsonify(error={"code": "bad_signature", "message": "signature is 65 bytes of 0x-hex"}), 400
-    try:
-        done = relayer().submit_signed(action, g.user, sig, portal_settings().secret_key)
-    except RelayerUnavailable as exc:
-        return jsonify(error={"code": "unavailable", "message": str(exc)}), 503
-    except LedgerError as exc:
-        return jsonify(error={"code": "refused", "message": str(exc)}), 400
-    return jsonify(status=done.status, tx_hash=done.tx_hash)
+    return signing.submit_signature(_own_action(action_id))

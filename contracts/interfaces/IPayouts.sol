@@ -40,6 +40,8 @@ interface IPayouts {
     error ZeroShare(uint256 index);
     /// @notice Shares must sum to 10,000 basis points.
     error SharesDoNotTotal(uint256 sum);
+    /// @notice A packed split word has bits set between its share (bits 0..15) and its payee (96..255).
+    error DirtySplitWord(uint256 index);
     /// @notice The work's split is locked.
     error SplitIsLocked(uint256 workId);
     /// @notice The work has no split yet.
@@ -72,6 +74,13 @@ interface IPayouts {
     function distribute(uint256 workId, address[] calldata payees, uint16[] calldata bps)
         external
         returns (uint256 amount);
+
+    /// @notice `distribute` with the split packed one word per payee: `uint256(payee) << 96 | bps`,
+    ///         payees strictly ascending, bits 16..95 zero. The same split, the same rules (checked
+    ///         in full), the same commitment and the same credits as `distribute`; about 650 gas
+    ///         less of calldata for three payees (one array of words instead of two).
+    /// @return amount what was distributed (0 when nothing was pending)
+    function distributePacked(uint256 workId, uint256[] calldata split) external returns (uint256 amount);
 
     /// @notice Sends the caller's whole balance to `to`.
     function withdraw(address to) external returns (uint256 amount);

@@ -6,7 +6,7 @@ import {IWorkRegistry} from "../interfaces/IWorkRegistry.sol";
 import {RoyaltyLedger} from "../RoyaltyLedger.sol";
 
 /// @title RoyaltyLedgerHarness
-/// @notice Test-only: the ledger with two back doors that stand in for states too costly to reach
+/// @notice Test-only: the ledger with back doors that stand in for states too costly to reach
 ///         honestly in a test (a split-hash collision found with ~2**80 work; 2**40 plays).
 ///         Never deployed outside tests.
 contract RoyaltyLedgerHarness is RoyaltyLedger {
@@ -21,5 +21,10 @@ contract RoyaltyLedgerHarness is RoyaltyLedger {
     function forcePlays(uint256 workId, uint256 plays) external {
         uint256 slot = _workSlots[workId];
         _workSlots[workId] = (slot & ~(PLAYS_MASK << PLAYS_SHIFT)) | ((plays & PLAYS_MASK) << PLAYS_SHIFT);
+    }
+
+    /// @notice Sets a payee's balance (tests of withdraw against a token the ledger cannot fund).
+    function forceBalance(address payee, uint256 amount) external {
+        _balances[payee] = amount;
     }
 }

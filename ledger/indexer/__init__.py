@@ -22,7 +22,17 @@ The package, one module per job; :class:`Indexer` here composes them:
 - ``source``: logs and block timestamps from the node (adaptive range shrinking);
 - ``projection``: decoded events -> rows and counters of a range (no database, no web3);
 - ``writer``: a range's rows into SQL in bulk, and the projection state read back;
-- ``checkpoint``: the last indexed block and its hash.
+- ``checkpoint``: the last indexed block and its hash;
+- ``rollback``: after a reorg, the nearest common ancestor and the rollback of the rows above it.
+
+Reorgs and chains that went backwards: each range checks that its first block's parent is the
+block the checkpoint stored, that every log's block hash is the hash of the block read, and that
+the last block's hash did not change while the range was read; the hashes of the blocks read are
+kept (``indexed_blocks``, the last ``max_reorg_depth`` blocks). When the checkpoint's block (or a
+range's parent) left the chain, the index is rolled back in ONE transaction to the newest stored
+block still on the chain (``rollback.find_ancestor``), subtracting exactly what the rows above it
+contributed, and indexing goes on from there. Only when no stored block within
+``max_reorg_depth`` is on the chain does it fall back to the deploy block.
 """
 
 from __future__ import annotations
@@ -31,11 +41,11 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from web3 import Web3
 
@@ -43,13 +53,23 @@ from ..chain import Deployment
 from ..errors import ReorgDetectedError
 from ..events import EventDecoder
 from ..models import IndexerCheckpoint
-from . import checkpoint, writer
+from . import checkpoint, rollback, writer
 from .checkpoint import CHECKPOINT_ID
 from .projection import ZERO_ADDRESS, PlayRow, Projection, RangeRows, Row, period_of
 from .source import LogSource
 from .writer import PLAY_COLUMNS
 
 log = logging.getLogger("ledger.indexer")
+
+#: Blocks below the checkpoint whose hashes are kept and searched for the common ancestor of a reorg.
+DEFAULT_MAX_REORG_DEPTH = 1024
+#: Reorgs met in one run before it gives up (the chain keeps moving under it).
+MAX_ROLLBACKS_PER_RUN = 8
+
+
+class _ChainMoved(Exception):
+    """The chain changed while a range was read: read it again."""
+
 
 __all__ = ["CHECKPOINT_ID", "PLAY_COLUMNS", "ZERO_ADDRESS", "IndexStats", "Indexer", "period_of"]
 
@@ -62,6 +82,7 @@ class IndexStats:
     events: int = 0
     plays_rows: int = 0
     seconds: float = 0.0
+    rollbacks: list[tuple[int, int]] = field(default_factory=list)  # (checkpoint before, ancestor) per reorg
 
     @property
     def blocks(self) -> int:
@@ -81,6 +102,7 @@ class Indexer:
         block_range: int = 2000,
         progress: bool | None = None,
         rebuild_on_reorg: bool = True,
+        max_reorg_depth: int = DEFAULT_MAX_REORG_DEPTH,
     ) -> None:
         self.engine = engine
         self.w3 = w3
@@ -89,6 +111,7 @@ class Indexer:
         self.block_range = max(1, block_range)
         self.progress = progress
         self.rebuild_on_reorg = rebuild_on_reorg
+        self.max_reorg_depth = max(1, max_reorg_depth)
         self.decoder: EventDecoder = deployment.event_decoder()
         self.ledger_address = deployment.ledger.address
         self.source = LogSource(w3, deployment, self.decoder)
@@ -113,28 +136,37 @@ class Indexer:
         started = time.monotonic()
         if rebuild:
             self.reset()
-        try:
-            last = checkpoint.ensure(self.engine, self.deployment, self.source.block_hash)
-        except ReorgDetectedError as exc:
-            if not self.rebuild_on_reorg:
-                raise
-            # The block at the checkpoint left the chain (a reorg deeper than the confirmations,
-            # or a devnet restarted from an older state): what the index holds after the last
-            # common block is fiction. Roll back to the deploy block and index the chain as it is.
-            log.warning("indexer: %s; rebuilding the index from the deploy block", exc)
-            self.reset()
-            last = checkpoint.ensure(self.engine, self.deployment, self.source.block_hash)
+        stats = IndexStats()
+        while True:
+            try:
+                last = checkpoint.ensure(self.engine, self.deployment, self.source.block_hash)
+                break
+            except ReorgDetectedError as exc:
+                self._recover(exc, stats)
         target = self.head() if to_block is None else min(to_block, self.head())
-        stats = IndexStats(from_block=last + 1, to_block=target)
+        stats.from_block, stats.to_block = last + 1, target
         if target <= last:
             stats.to_block = last
             return stats
         bar = self._progress_bar(target - last)
         try:
             start = last + 1
+            retries = 0
             while start <= target:
                 end = min(start + self.block_range - 1, target)
-                events, plays, end = self._index_range(start, end)
+                try:
+                    events, plays, end = self._index_range(start, end)
+                except ReorgDetectedError as exc:
+                    start = self._recover(exc, stats) + 1
+                    stats.from_block = min(stats.from_block, start)
+                    target = self.head() if to_block is None else min(to_block, self.head())
+                    continue
+                except _ChainMoved as exc:
+                    retries += 1
+                    if retries > MAX_ROLLBACKS_PER_RUN:
+                        raise ReorgDetectedError(f"the chain keeps changing under the indexer: {exc}") from exc
+                    log.info("indexer: %s; reading blocks %d..%d again", exc, start, end)
+                    continue
                 stats.ranges += 1
                 stats.events += events
                 stats.plays_rows += plays
@@ -142,11 +174,53 @@ class Indexer:
                     bar.update(end - start + 1)
                     bar.set_postfix(events=stats.events, plays=stats.plays_rows, refresh=False)
                 start = end + 1
+            stats.to_block = max(stats.to_block, start - 1)
         finally:
             if bar is not None:
                 bar.close()
         stats.seconds = time.monotonic() - started
         return stats
+
+    def _recover(self, exc: ReorgDetectedError, stats: IndexStats) -> int:
+        """Rolls the index back to the nearest common ancestor with the chain (else to the deploy
+        block), in one transaction; returns the new checkpoint."""
+        if not self.rebuild_on_reorg or len(stats.rollbacks) >= MAX_ROLLBACKS_PER_RUN:
+            raise exc
+        self._projection = None  # reloaded from the rolled-back tables
+        with self.engine.begin() as conn:
+            query = select(IndexerCheckpoint.block_number).where(IndexerCheckpoint.id == CHECKPOINT_ID)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()  # one indexer at a time rolls back (as in checkpoint.claim)
+            cp = conn.execute(query).scalar_one()
+            ancestor = rollback.find_ancestor(conn, self.source.block_hash, cp, self.max_reorg_depth)
+            if ancestor is not None:
+                try:
+                    deleted = rollback.roll_back(conn, ancestor.block_number, ancestor.block_hash)
+                except rollback.NeedsRebuild as why:
+                    log.warning("indexer: %s; cannot roll back in part", why)
+                    ancestor = None
+        if ancestor is None:
+            # No stored block within max_reorg_depth is on the chain (a devnet restarted from a much
+            # older state): what the index holds after the deploy block is fiction. Index it all again.
+            log.warning(
+                "indexer: %s; no common block within %d blocks: rebuilding from the deploy block",
+                exc,
+                self.max_reorg_depth,
+            )
+            self.reset()
+            stats.rollbacks.append((cp, self.deployment.deploy_block - 1))
+            return checkpoint.ensure(self.engine, self.deployment, self.source.block_hash)
+        self.source.forget(above=ancestor.block_number)
+        log.warning(
+            "indexer: %s; rolled back from block %d to the common ancestor %d (%d blocks asked; rows deleted: %s)",
+            exc,
+            cp,
+            ancestor.block_number,
+            ancestor.probes,
+            ", ".join(f"{k} {v}" for k, v in deleted.items() if v) or "none",
+        )
+        stats.rollbacks.append((cp, ancestor.block_number))
+        return ancestor.block_number
 
     def follow(
         self,
@@ -189,10 +263,26 @@ class Indexer:
 
     # ------------------------------------------------------------------ one range
     def _index_range(self, start: int, end: int) -> tuple[int, int, int]:
-        logs, end = self.source.logs(start, end)
-        end_hash = self.source.block_hash(end)
-        self.source.load_timestamps(e["blockNumber"] for e in logs)
-        timestamps = self.source.timestamps
+        source = self.source
+        end_hash = source.block_hash(end)
+        logs, read_end = source.logs(start, end)
+        if read_end != end:
+            end, end_hash = read_end, source.block_hash(read_end)
+        blocks = {start, end} | {e["blockNumber"] for e in logs}
+        source.forget(above=start - 1)  # blocks of this range are read afresh, never from the cache
+        source.load_timestamps(blocks)
+        parent = self._checkpoint_hash()
+        if parent is not None and source.parents[start] != parent:
+            raise ReorgDetectedError(
+                f"block {start - 1} at the checkpoint is no longer on the chain (the parent of block {start} "
+                f"is {source.parents[start]}, not {parent})"
+            )
+        if source.hashes[end] != end_hash:
+            raise _ChainMoved(f"block {end} changed while blocks {start}..{end} were read")
+        for entry in logs:
+            if "0x" + bytes(entry["blockHash"]).hex() != source.hashes[entry["blockNumber"]]:
+                raise _ChainMoved(f"a log of block {entry['blockNumber']} is of another block with that number")
+        timestamps = source.timestamps
         if self._projection is None:
             with self.engine.connect() as conn:
                 self._projection = Projection(writer.load_state(conn))
@@ -209,16 +299,25 @@ class Indexer:
                 ts = timestamps[event.block_number]
                 handler(event, batch, ts, period_of(ts))
                 batch.events += 1
-            self._write(batch, start, end, end_hash)
+            hashes = {n: source.hashes[n] for n in blocks}
+            self._write(batch, start, end, end_hash, hashes)
         except BaseException:
             self._projection = None  # its state may hold changes of the range that was not written
             raise
         return batch.events, len(batch.plays), end
 
-    def _write(self, batch: RangeRows, start: int, end: int, end_hash: str) -> None:
+    def _checkpoint_hash(self) -> str | None:
+        with self.engine.connect() as conn:
+            value: str | None = conn.execute(
+                select(IndexerCheckpoint.block_hash).where(IndexerCheckpoint.id == CHECKPOINT_ID)
+            ).scalar()
+        return value
+
+    def _write(self, batch: RangeRows, start: int, end: int, end_hash: str, hashes: dict[int, str]) -> None:
         with self.engine.begin() as conn:
             checkpoint.claim(conn, start)
             writer.write_range(conn, batch, self._write_rows, self._write_plays)
+            checkpoint.keep_hashes(conn, hashes, below=end - self.max_reorg_depth)
             checkpoint.advance(conn, end, end_hash)
 
     # ------------------------------------------------------------------ bulk writers (hooks)

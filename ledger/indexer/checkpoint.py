@@ -13,11 +13,12 @@ from collections.abc import Callable
 from typing import cast
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, text, update
+from sqlalchemy.orm import Session
 from web3.exceptions import BlockNotFound
 
 from ..chain import Deployment
 from ..errors import IndexerError, ReorgDetectedError
-from ..models import INDEXED_TABLES, IndexerCheckpoint
+from ..models import INDEXED_TABLES, IndexedBlock, IndexerCheckpoint
 
 CHECKPOINT_ID = 1
 _CHECKPOINTS = cast(Table, IndexerCheckpoint.__table__)  # SQLAlchemy types __table__ as any FromClause
@@ -25,9 +26,8 @@ _CHECKPOINTS = cast(Table, IndexerCheckpoint.__table__)  # SQLAlchemy types __ta
 
 def load(engine: Engine) -> IndexerCheckpoint | None:
     """The checkpoint row, or None before the first run."""
-    with engine.connect() as conn:
-        row = conn.execute(select(IndexerCheckpoint).where(IndexerCheckpoint.id == CHECKPOINT_ID)).first()
-    return row[0] if row else None
+    with Session(engine) as session:
+        return session.get(IndexerCheckpoint, CHECKPOINT_ID)
 
 
 def ensure(engine: Engine, deployment: Deployment, block_hash: Callable[[int], str]) -> int:
@@ -66,8 +66,7 @@ def ensure(engine: Engine, deployment: Deployment, block_hash: Callable[[int], s
         if current != row.block_hash:
             raise ReorgDetectedError(
                 f"block {row.block_number} at the checkpoint is no longer on the chain "
-                "(reorg deeper than the confirmations, or a reset devnet): "
-                "use `ledger index --rebuild`"
+                "(a reorg deeper than the confirmations, or a devnet restarted from an older state)"
             )
     number: int = row.block_number
     return number
@@ -95,6 +94,14 @@ def advance(conn: Connection, end: int, end_hash: str) -> None:
         .where(cp.c.id == CHECKPOINT_ID)
         .values(block_number=end, block_hash=end_hash, updated_at=int(time.time()))
     )
+
+
+def keep_hashes(conn: Connection, hashes: dict[int, str], below: int) -> None:
+    """Inside a range's transaction: stores the hashes of the blocks read, and forgets those below ``below``."""
+    t = cast(Table, IndexedBlock.__table__)
+    if hashes:
+        conn.execute(insert(t), [{"block_number": n, "block_hash": h} for n, h in sorted(hashes.items())])
+    conn.execute(delete(t).where(t.c.block_number < below))
 
 
 def reset(engine: Engine) -> None:

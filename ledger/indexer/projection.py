@@ -246,9 +246,11 @@ class Projection:
                 "iswc": meta.iswc,
                 "title": meta.title,
                 "uri": uri,
+                "registered_uri": uri,
                 "registered_block": e.block_number,
                 "registered_at": ts,
                 "split_locked": False,
+                "split_locked_block": None,
             },
         )
         self.state.works.add(work_id)
@@ -280,7 +282,7 @@ class Projection:
         self.state.splits[work_id] = (payees, bps)
 
     def _split_locked(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
-        r.works.set(e.args["workId"], split_locked=True)
+        r.works.set(e.args["workId"], split_locked=True, split_locked_block=e.block_number)
 
     # ------------------------------------------------------------------ payouts
     def _distributed(self, e: DecodedEvent, r: RangeRows, ts: int, period: int) -> None:
@@ -351,6 +353,8 @@ class Projection:
                 "fee": fee,
                 "rate_per_play": a["ratePerPlay"],
                 "expiry": a["expiry"],
+                "prev_rate_per_play": a["prevRate"],
+                "prev_expiry": a["prevExpiry"],
                 "period": period,
             },
         )
@@ -445,7 +449,12 @@ class Projection:
         state = self.state
         block, log_index = e.block_number, e.log_index
         plays = r.plays
-        stat = r.stat
+        stats = r.stats
+        metered = state.metered
+        works = state.works
+        # per work: plays, licensed plays, accrued in this event; added to the works' counters once
+        # per work at the end (the hot loop runs once per entry: no calls it can do without)
+        per_work: dict[int, list[int]] = {}
         for batch_index, record in enumerate(decode_play_records(e.args["records"])):
             device_id = record.device_id
             licensee_index = device_id >> 32
@@ -459,7 +468,7 @@ class Projection:
             to_time = record.to_time
             charged = total_plays = 0
             for work_id, count in record.entries:
-                if work_id not in state.works:
+                if work_id not in works:
                     # The contract applies a batch naming a work id nobody registered (it can earn
                     # nothing: no license exists for it). Record it, and go on.
                     r.add(
@@ -481,7 +490,16 @@ class Projection:
                         work_id,
                     )
                     continue
-                rate = metered_rate(state.metered.get((licensee, work_id)), to_time)
+                rate = metered_rate(metered.get((licensee, work_id)), to_time)
+                key = (work_id, period, territory)
+                s = stats.get(key)
+                if s is None:
+                    s = stats[key] = [0, 0, 0, 0]
+                w = per_work.get(work_id)
+                if w is None:
+                    w = per_work[work_id] = [0, 0, 0]
+                s[0] += count
+                w[0] += count
                 if rate is not None:
                     amount = count * rate
                     charged += amount
@@ -500,14 +518,14 @@ class Projection:
                             period,
                         )
                     )
-                    stat(work_id, period, territory, plays=count, licensed=count, play_gross=amount)
-                    r.works.add(work_id, plays=count, licensed_plays=count, accrued=amount)
+                    s[1] += count
+                    s[2] += amount
+                    w[1] += count
+                    w[2] += amount
                 else:
                     plays.append(
                         (block, log_index, batch_index, work_id, device_id, count, False, 0, 0, territory, period)
                     )
-                    stat(work_id, period, territory, plays=count)
-                    r.works.add(work_id, plays=count)
                 total_plays += count
             if charged != record.charged:
                 raise InconsistentEventError(
@@ -534,3 +552,5 @@ class Projection:
                 },
             )
             r.licensees.add(licensee_index, escrow_charged=charged)
+        for work_id, (n, licensed, accrued) in per_work.items():
+            r.works.add(work_id, plays=n, licensed_plays=licensed, accrued=accrued)

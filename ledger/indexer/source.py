@@ -42,6 +42,8 @@ class LogSource:
         self._contracts = [deployment.works.address, self.ledger_address]
         self._token = deployment.token.address
         self.timestamps: dict[int, int] = {}
+        self.hashes: dict[int, str] = {}  # block number -> 0x hash, of the blocks in ``timestamps``
+        self.parents: dict[int, str] = {}  # block number -> 0x hash of its parent
         self._ledger_topic = "0x" + bytes(12).hex() + self.ledger_address[2:].lower()
         self._transfer_topic = decoder.topic("Token", "Transfer")
 
@@ -93,7 +95,7 @@ class LogSource:
         the cache first when it is full, so what the caller asked for is always there after)."""
         wanted = set(numbers)
         if len(self.timestamps) + len(wanted) > MAX_CACHED_TIMESTAMPS:
-            self.timestamps.clear()
+            self.forget()
         missing = sorted(n for n in wanted if n not in self.timestamps)
         for i in range(0, len(missing), TIMESTAMP_CHUNK):
             chunk = missing[i : i + TIMESTAMP_CHUNK]
@@ -107,3 +109,11 @@ class LogSource:
                 blocks = [self.w3.eth.get_block(n) for n in chunk]
             for n, block in zip(chunk, blocks, strict=True):
                 self.timestamps[n] = int(block["timestamp"])
+                self.hashes[n] = "0x" + bytes(block["hash"]).hex()
+                self.parents[n] = "0x" + bytes(block["parentHash"]).hex()
+
+    def forget(self, above: int = -1) -> None:
+        """Drops the cached blocks above ``above`` (all by default): after a reorg they may differ."""
+        for cache in (self.timestamps, self.hashes, self.parents):
+            for n in [n for n in cache if n > above]:
+                del cache[n]

@@ -124,7 +124,20 @@ def flush_keyed(conn: Connection, keyed: KeyedRows, write_rows: WriteRows) -> No
     t, k = keyed.table, keyed.key
     if keyed.new:
         write_rows(conn, t, list(keyed.new.values()))
-    if keyed.deltas:
+    if keyed.deltas and conn.dialect.name == "postgresql":
+        # one UPDATE ... FROM unnest(arrays) for all the keys, not one statement per key
+        delta_cols = [k, *keyed.counters]
+        columns = [list(keyed.deltas), *([d[c] for d in keyed.deltas.values()] for c in keyed.counters)]
+        arrays, source = _unnest(conn, t, delta_cols, columns)
+        q = conn.dialect.identifier_preparer.quote
+        sets = ", ".join(f"{q(c)} = t.{q(c)} + d.{q(c)}" for c in keyed.counters)
+        _execute_binary(
+            conn,
+            f"UPDATE {_table_name(conn, t)} AS t SET {sets} FROM {source} AS d({', '.join(q(c) for c in delta_cols)}) "
+            f"WHERE t.{q(k)} = d.{q(k)}",
+            arrays,
+        )
+    elif keyed.deltas:
         stmt = (
             update(t)
             .where(t.c[k] == bindparam("_key"))
@@ -217,9 +230,44 @@ def upsert_counters(conn: Connection, table: Table, keys: list[str], counters: l
     """Inserts ``rows``, or adds their ``counters`` to the rows already under the same ``keys``."""
     if not rows:
         return
+    if conn.dialect.name == "postgresql":
+        # one INSERT ... SELECT FROM unnest(arrays) ON CONFLICT for all the rows (executemany of an
+        # upsert is one statement per row in psycopg's pipeline)
+        cols = [*keys, *counters]
+        arrays, source = _unnest(conn, table, cols, [[r[c] for r in rows] for c in cols])
+        q = conn.dialect.identifier_preparer.quote
+        name = _table_name(conn, table)
+        sets = ", ".join(f"{q(c)} = {name}.{q(c)} + EXCLUDED.{q(c)}" for c in counters)
+        _execute_binary(
+            conn,
+            f"INSERT INTO {name} ({', '.join(q(c) for c in cols)}) SELECT * FROM {source} "
+            f"ON CONFLICT ({', '.join(q(c) for c in keys)}) DO UPDATE SET {sets}",
+            arrays,
+        )
+        return
     stmt = _insert_for(conn, table)
     stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: table.c[c] + stmt.excluded[c] for c in counters})
     conn.execute(stmt, rows)
+
+
+def _table_name(conn: Connection, table: Table) -> str:
+    return conn.dialect.identifier_preparer.format_table(table)
+
+
+def _execute_binary(conn: Connection, sql: str, params: tuple[Any, ...]) -> None:
+    """One statement on the psycopg connection itself (its ``%b`` parameters go in binary: arrays
+    of thousands of values, no text quoting of each)."""
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute(sql, params)
+
+
+def _unnest(conn: Connection, table: Table, columns: list[str], values: list[list[Any]]) -> tuple[tuple[Any, ...], str]:
+    """PostgreSQL: the ``values`` of each of ``columns`` as one array parameter each, and
+    ``unnest(%b::TYPE[], ...)`` reading them back as rows of the columns' types (amounts stay
+    exact: NUMERIC arrays of Python ints)."""
+    types = [table.c[c].type.compile(dialect=conn.dialect) for c in columns]
+    return tuple(values), "unnest(" + ", ".join(f"%b::{t}[]" for t in types) + ")"
 
 
 def upsert_licenses(conn: Connection, licenses: dict[tuple[str, int, int], Row]) -> None:

@@ -6,7 +6,10 @@ One relayer process per relayer key (``ledger relay``). Each round:
    licensee, as many as fit in ``max_input_bytes`` of transaction input (default 131,072 - 512:
    a default geth node refuses transactions over 128 KiB into its mempool; the 512 bytes are
    left for the rest of the signed transaction) and under ``gas_cap`` gas (default 14,000,000),
-   checked with ``eth_estimateGas``; too much gas shrinks the pack and estimates again.
+   checked with ``eth_estimateGas`` in the pending block; too much gas shrinks the pack and
+   estimates again. A batch whose toTime is past the pending block's timestamp + the contract's
+   ``maxClockSkew()`` waits in pending until the chain's clock reaches it: estimated in an
+   earlier block it would look skipped (cheap) and then apply in a later one, out of gas.
 2. **Record, then send**: the transaction is signed locally (account nonce from the node's
    pending count, EIP-1559 fees from the latest base fee and ``eth_maxPriorityFeePerGas``);
    its hash and raw bytes are written to ``relay_transactions`` and its batches marked
@@ -138,7 +141,12 @@ class Relayer:
             if self.config.unlicensed_plays_per_day is None
             else UnlicensedAllowance(LicenseBook(self.contract), self.config.unlicensed_plays_per_day)
         )
-        self.packer = Packer(self.config, self.sender.estimate_gas, self.allowance.screen if self.allowance else None)
+        self.packer = Packer(
+            self.config,
+            self.sender.estimate_gas,
+            self.allowance.screen if self.allowance else None,
+            horizon=self.sender.horizon,
+        )
 
     encode = staticmethod(packer.encode)
 

@@ -80,10 +80,19 @@ def encode(rows: Sequence[PendingBatch]) -> bytes:
 class Packer:
     """Packs the pending store into transactions under ``limits``, estimating with ``estimate``."""
 
-    def __init__(self, limits: PackLimits, estimate: Estimator, screen: Screen | None = None):
+    def __init__(
+        self,
+        limits: PackLimits,
+        estimate: Estimator,
+        screen: Screen | None = None,
+        horizon: Callable[[], int] | None = None,
+    ):
         self.limits = limits
         self.estimate = estimate
         self.screen = screen
+        #: the latest toTime a batch may have to apply in the block the estimate runs in (and in any
+        #: later one); later batches wait in pending until the chain's clock reaches them
+        self.horizon = horizon
         #: gas per batch of the last pack estimated under the cap: the next pack starts at what
         #: that predicts fits (each ``eth_estimateGas`` executes the whole call, several times on
         #: some nodes: a pack that fits the bytes but not the gas cost one estimate too many)
@@ -92,7 +101,8 @@ class Packer:
     def candidates(self, session: Session, limit: int) -> list[PendingBatch]:
         """Up to ``limit`` pending batches in (licensee index, device number, nonce) order; a
         batch skipped for InsufficientEscrow only ``escrow_retry_after`` seconds after it was,
-        one held back for UnlicensedLimit only ``unlicensed_retry_after`` seconds after."""
+        one held back for UnlicensedLimit only ``unlicensed_retry_after`` seconds after, one whose
+        toTime is past the chain's clock + skew (``horizon``) only once the clock has moved on."""
         now = utcnow()
         escrow_before = now - timedelta(seconds=self.limits.escrow_retry_after)
         unlicensed_before = now - timedelta(seconds=self.limits.unlicensed_retry_after)
@@ -113,6 +123,8 @@ class Packer:
         k, n = self.limits.partition
         if n > 1:
             stmt = stmt.where(PendingBatch.licensee_index % n == k)
+        if self.horizon is not None:
+            stmt = stmt.where(PendingBatch.to_time <= self.horizon())
         return list(session.scalars(stmt))
 
     def fit_bytes(self, rows: Sequence[PendingBatch]) -> list[PendingBatch]:

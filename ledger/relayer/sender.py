@@ -105,9 +105,23 @@ class Sender:
         self.chain_id = chain_id
         self.limits = limits
         self.versions = versions
+        self._skew: int | None = None
+
+    def horizon(self) -> int:
+        """The latest toTime a batch may have to apply in the pending block (and so in any block
+        mined after it): the pending block's timestamp + the contract's ``maxClockSkew()``. The gas
+        is estimated in that block: a batch past it would be estimated as skipped (cheap) and then
+        apply in a later block, running the transaction out of gas."""
+        if self._skew is None:
+            self._skew = int(self.contract.functions.maxClockSkew().call())
+        try:
+            block = self.w3.eth.get_block("pending")
+        except Exception:  # noqa: BLE001 - a node without a pending block: the latest one
+            block = self.w3.eth.get_block("latest")
+        return int(block["timestamp"]) + self._skew
 
     def estimate_gas(self, data: bytes) -> int:
-        """Gas of ``submitBatches(data)``; raises when the call reverts."""
+        """Gas of ``submitBatches(data)`` in the pending block (see :meth:`horizon`); raises when the call reverts."""
         params: Any = {
             "from": self.account.address,
             "gas": 0,
@@ -117,7 +131,9 @@ class Sender:
             "chainId": self.chain_id,
         }
         tx = self.contract.functions.submitBatches(data).build_transaction(params)
-        return int(self.w3.eth.estimate_gas({"from": self.account.address, "to": self.to, "data": tx["data"]}))
+        return int(
+            self.w3.eth.estimate_gas({"from": self.account.address, "to": self.to, "data": tx["data"]}, "pending")
+        )
 
     def fees(self, bump_from: Mapping[str, int] | None = None) -> Fees:
         """Fees from the latest base fee and the node's tip, raised over ``bump_from`` if given."""

@@ -7,7 +7,7 @@ from eth_abi import encode
 from eth_utils import keccak
 
 from contract_helpers import FLAT, METERED, err
-from ledger.playbatch import split_shares
+from ledger.playbatch import pack_split, split_shares
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +258,7 @@ def test_ledger_abi_has_no_admin_functions(RoyaltyLedger):
     assert writes == {
         "setSplit",
         "lockSplit",
+        "distributePacked",
         "distribute",
         "withdraw",
         "setTerms",
@@ -366,3 +367,185 @@ def test_withdraw_reverts_to_the_ledger_itself(ledger, work_id, split, payees, o
     with brownie.reverts(err("RecipientIsLedger()")):
         ledger.withdraw(ledger, {"from": payees[0]})
     assert ledger.balanceOf(payees[0]) == 500
+
+
+# --- distributePacked: one word per payee (payee << 96 | bps), same rules and credits ------------
+
+
+def packed(payees, bps):
+    """Packed words in the given order (pack_split sorts; these tests also need bad orders)."""
+    return [(int(str(p), 16) << 96) | b for p, b in zip(payees, bps)]
+
+
+def test_pack_split_sorts_and_packs(split):
+    words = pack_split(list(reversed(split[0])), list(reversed(split[1])))
+    assert words == packed(*split)
+    assert [w >> 96 for w in words] == sorted(int(str(p), 16) for p in split[0])
+
+
+def test_distributePacked_credits_as_distribute(ledger, work_id, split, payees, outsider, accrue):
+    accrue(work_id, 2_500)
+
+    tx = ledger.distributePacked(work_id, packed(*split), {"from": outsider})
+
+    assert tx.return_value == 2_500
+    assert tx.events["Distributed"]["workId"] == work_id
+    assert tx.events["Distributed"]["amount"] == 2_500
+    assert [ledger.balanceOf(p) for p in payees] == split_shares(2_500, split[1]) == [1_250, 750, 500]
+    assert ledger.accruedOf(work_id) == 0
+
+
+def test_distributePacked_gives_rounding_remainder_to_first_payee(ledger, bare_work, artist, payees, outsider, accrue):
+    bps = [3_333, 3_333, 3_334]
+    ledger.setSplit(bare_work, payees, bps, [], [], {"from": artist})
+    accrue(bare_work, 10_001)
+    ledger.distributePacked(bare_work, packed(payees, bps), {"from": outsider})
+    credited = [ledger.balanceOf(p) for p in payees]
+    assert credited == [3_334, 3_333, 3_334] == split_shares(10_001, bps)
+
+
+def test_distributePacked_adds_to_existing_balances(ledger, work_id, split, payees, outsider, accrue):
+    accrue(work_id, 1_000)
+    ledger.distribute(work_id, split[0], split[1], {"from": outsider})
+    accrue(work_id, 2_000)
+    ledger.distributePacked(work_id, packed(*split), {"from": outsider})
+    assert [ledger.balanceOf(p) for p in payees] == [1_500, 900, 600]
+
+
+def test_distributePacked_single_payee(ledger, bare_work, artist, payees, outsider, accrue):
+    ledger.setSplit(bare_work, [payees[0]], [10_000], [], [], {"from": artist})
+    accrue(bare_work, 777)
+    ledger.distributePacked(bare_work, packed([payees[0]], [10_000]), {"from": outsider})
+    assert ledger.balanceOf(payees[0]) == 777
+
+
+def test_distributePacked_returns_zero_when_nothing_pending(ledger, work_id, split, payees, outsider):
+    tx = ledger.distributePacked(work_id, packed(*split), {"from": outsider})
+    assert tx.return_value == 0
+    assert "Distributed" not in tx.events
+    assert [ledger.balanceOf(p) for p in payees] == [0, 0, 0]
+
+
+def test_distributePacked_reverts_when_split_not_set(ledger, bare_work, outsider, split):
+    with brownie.reverts(err("SplitNotSet(uint256)", bare_work)):
+        ledger.distributePacked(bare_work, packed(*split), {"from": outsider})
+    # an invalid split on a work without one: SplitNotSet first, as distribute
+    with brownie.reverts(err("SplitNotSet(uint256)", bare_work)):
+        ledger.distributePacked(bare_work, [], {"from": outsider})
+
+
+def test_distributePacked_reverts_on_split_other_than_stored(ledger, work_id, split, outsider, accrue):
+    accrue(work_id, 1_000)
+    with brownie.reverts(err("SplitMismatch(uint256)", work_id)):
+        ledger.distributePacked(work_id, packed(split[0], [3_000, 5_000, 2_000]), {"from": outsider})
+    assert ledger.accruedOf(work_id) == 1_000
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["none", "too_many", "zero_payee", "duplicate", "out_of_order", "zero_share", "dirty", "sum"],
+)
+def test_distributePacked_rejects_an_invalid_split_with_the_precise_error(
+    ledger, work_id, split, payees, outsider, accrue, case
+):
+    accrue(work_id, 1_000)
+    p, b = list(split[0]), list(split[1])
+    words = packed(p, b)
+    expected = {
+        "none": ([], err("NoPayees()")),
+        "too_many": ([words[0] + i for i in range(33)], err("TooManyPayees(uint256)", 33)),
+        "zero_payee": ([b[0]] + words[1:], err("ZeroAddressPayee(uint256)", 0)),
+        "duplicate": ([words[0], words[0], words[2]], err("DuplicatePayee(address)", p[0])),
+        "out_of_order": ([words[1], words[0], words[2]], err("PayeesOutOfOrder(uint256)", 1)),
+        "zero_share": ([words[0] - b[0], words[1], words[2] + b[0]], err("ZeroShare(uint256)", 0)),
+        "dirty": ([words[0] | (1 << 40), words[1], words[2]], err("DirtySplitWord(uint256)", 0)),
+        "sum": ([words[0] + 1, words[1], words[2]], err("SharesDoNotTotal(uint256)", 10_001)),
+    }[case]
+    with brownie.reverts(expected[1]):
+        ledger.distributePacked(work_id, expected[0], {"from": outsider})
+    assert ledger.accruedOf(work_id) == 1_000
+    assert [ledger.balanceOf(x) for x in payees] == [0, 0, 0]
+
+
+def test_distributePacked_rejects_invalid_split_even_when_its_hash_is_committed(
+    harness, token, colliding_work, outsider
+):
+    # Finding 1 through the packed form: the commitment is the same as the two arrays', so the
+    # colliding (invalid) split is found by its rules, not by its hash.
+    wid, bad = colliding_work
+    held = token.balanceOf(harness)
+
+    with brownie.reverts(err("SharesDoNotTotal(uint256)", 3 * 65_535)):
+        harness.distributePacked(wid, packed(*bad), {"from": outsider})
+
+    assert [harness.balanceOf(p) for p in bad[0]] == [0, 0, 0]
+    assert harness.accruedOf(wid) == 1_000
+    assert token.balanceOf(harness) == held
+
+
+def test_distributePacked_rejects_dirty_words_whose_unpacked_hash_is_committed(
+    harness, colliding_work, artist, outsider, split
+):
+    # A word with bits 16..95 set unpacks to a share >= 2**16: committed (by the back door) or
+    # not, it is refused before any credit sticks.
+    wid, _ = colliding_work
+    shares = [split[1][0] | (1 << 16), split[1][1], split[1][2]]
+    words = b"".join(encode(["address"], [p]) for p in split[0]) + b"".join(encode(["uint256"], [b]) for b in shares)
+    harness.forceSplitCommitment(wid, int.from_bytes(keccak(words), "big") >> 96, {"from": artist})
+    with brownie.reverts(err("DirtySplitWord(uint256)", 0)):
+        harness.distributePacked(wid, packed(split[0], shares), {"from": outsider})
+    assert harness.accruedOf(wid) == 1_000
+
+
+# --- withdraw's token call (TokenTransfer): SafeERC20's guarantees ------------------------------
+
+
+@pytest.fixture
+def quirky(QuirkyToken, RoyaltyLedger, works, forwarder, deployer, artist, payees, licensee, split):
+    """A ledger on a QuirkyToken, with 1,000 distributed to the split (payees[0] holds 500)."""
+    qt = QuirkyToken.deploy({"from": deployer})
+    led = RoyaltyLedger.deploy(qt, works, forwarder, {"from": deployer})
+    wid = works.registerWork("ipfs://quirky", b"\x00" * 12, {"from": artist}).events["WorkRegistered"]["workId"]
+    led.setSplit(wid, split[0], split[1], [], [], {"from": artist})
+    led.setTerms(wid, FLAT, 1_000, 0, 86_400, True, {"from": artist})
+    qt.mint(licensee, 1_000, {"from": deployer})
+    qt.approve(led, 1_000, {"from": licensee})
+    led.buyLicense(wid, FLAT, 1_000, 0, 0, {"from": licensee})
+    led.distributePacked(wid, packed(*split), {"from": artist})
+    return qt, led
+
+
+def test_withdraw_accepts_a_token_that_returns_nothing(quirky, payees, outsider):
+    qt, led = quirky
+    qt.setMode(2, {"from": outsider})
+    tx = led.withdraw(outsider, {"from": payees[0]})
+    assert tx.return_value == 500
+    assert qt.balanceOf(outsider) == 500
+    assert led.balanceOf(payees[0]) == 0
+
+
+@pytest.mark.parametrize("mode", [1, 4])
+def test_withdraw_reverts_when_the_token_returns_false_or_short(quirky, payees, outsider, mode):
+    qt, led = quirky
+    qt.setMode(mode, {"from": outsider})
+    with brownie.reverts(err("SafeERC20FailedOperation(address)", qt.address)):
+        led.withdraw(outsider, {"from": payees[0]})
+    assert led.balanceOf(payees[0]) == 500
+
+
+def test_withdraw_bubbles_the_token_revert(quirky, payees, outsider):
+    qt, led = quirky
+    qt.setMode(3, {"from": outsider})
+    # As a call: the revert data comes back from eth_call (a mined revert's data would need a trace).
+    with brownie.reverts("QuirkyToken: transfer refused"):
+        led.withdraw.call(outsider, {"from": payees[0]})
+    assert led.balanceOf(payees[0]) == 500
+
+
+def test_withdraw_reverts_when_the_token_has_no_code(RoyaltyLedgerHarness, works, forwarder, deployer, outsider):
+    # A "token" without code returns nothing from a successful call: refused, as SafeERC20 does.
+    led = RoyaltyLedgerHarness.deploy(outsider, works, forwarder, {"from": deployer})
+    led.forceBalance(outsider, 5, {"from": deployer})
+    with brownie.reverts(err("SafeERC20FailedOperation(address)", outsider.address)):
+        led.withdraw(deployer, {"from": outsider})
+    assert led.balanceOf(outsider) == 5

@@ -175,9 +175,9 @@ def mqtt_consumer_factory(world):
 
     started = []
 
-    def make(engine, client_id=None):
+    def make(engine, client_id=None, **ctx_kw):
         consumer = MqttIngest(
-            make_ctx(world, engine),
+            make_ctx(world, engine, **ctx_kw),
             f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
             topic_prefix=TOPIC_PREFIX,
             client_id=client_id or f"e2e-ingest-{uuid.uuid4().hex[:10]}",

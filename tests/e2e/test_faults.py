@@ -18,6 +18,7 @@ from ledger.pending import CONFIRMED, INFLIGHT, PENDING, RelayTransaction
 from .conftest import (
     HttpIngestServer,
     assert_chain_matches,
+    assert_index_matches,
     free_port,
     make_ctx,
     relayer_for,
@@ -295,7 +296,12 @@ def test_relayer_splits_packs_by_calldata_size_and_gas_cap(world, sqlite_engine)
 def test_batches_whose_transaction_left_the_chain_are_relayed_again(world, engine, depth):
     """The relayer confirmed a batch; then the chain lost that block (a reorg, or a devnet that
     came back from an older state). The batch goes back to pending and is relayed again, once."""
+    from ledger.indexer import Indexer
+
     expected = _ingest_direct(world, engine, n_batches=1)
+    indexer = Indexer(engine, world.w3, world.deployment, progress=False)
+    indexer.run()
+    common = world.w3.eth.block_number
     snap = world.w3.provider.make_request("evm_snapshot", [])["result"]
     relayer = relayer_for(world, engine)
     relayer.run(once=True)
@@ -303,6 +309,7 @@ def test_batches_whose_transaction_left_the_chain_are_relayed_again(world, engin
     assert row.status == CONFIRMED
     for _ in range(depth - 1):  # more blocks after it, all to be lost
         world.w3.provider.make_request("evm_mine", [])
+    indexer.run()  # the index sees the plays, in blocks about to be lost
     assert world.w3.provider.make_request("evm_revert", [snap])["result"]
     assert all(world.admin.plays_of(w) == 0 for w in expected)  # the chain forgot the plays
     assert relayer.recheck_confirmed() == 1
@@ -310,4 +317,62 @@ def test_batches_whose_transaction_left_the_chain_are_relayed_again(world, engin
     relayer.run(once=True)
     assert stored(engine)[0].status == CONFIRMED
     assert relayer.recheck_confirmed() == 0
+    seen = indexer.checkpoint().block_number
+    stats = indexer.run()  # the index drops the lost blocks' plays (back to the common block only) ...
+    assert stats.rollbacks == [(seen, common)]
     assert_chain_matches(world, dict(expected))
+    assert_index_matches(world, engine, dict(expected))  # ... and counts the relayed ones once
+
+
+def test_a_batch_ahead_of_the_chain_clock_is_estimated_as_it_will_apply(world, engine):
+    """A batch whose toTime is ahead of the latest block's clock (+ the contract's skew) would be
+    skipped in that block (cheap) but applies in the next one, whose clock has moved on. The
+    relayer's gas must be for applying it: one transaction, mined without running out of gas."""
+    from ledger.pending import RelayTransaction
+
+    account = Account.create()
+    world.licensee.register_device(account.address, "FR", world.licensee.device_proof(account))
+    ctx = make_ctx(world, engine)
+    skew = ctx.skew()
+    latest = world.w3.eth.get_block("latest")["timestamp"]
+    to_time = latest + skew + 60
+    ctx.clock = lambda: to_time  # the device's (and the server's) clock is ahead of the chain's
+    counts = {world.works[0]: 40, world.works[1]: 30}
+    ingest_batch(signed_payload(account, world, 0, counts, from_time=to_time - 600, to_time=to_time), ctx)
+    before = {w: world.admin.plays_of(w) for w in counts}
+    world.w3.provider.make_request("evm_setNextBlockTimestamp", [latest + 120])  # the next block's clock
+    relayer_for(world, engine).run(once=True)
+    assert [r.status for r in stored(engine)] == [CONFIRMED]
+    with session_factory(engine)() as s:
+        txs = list(s.scalars(select(RelayTransaction)))
+    assert len(txs) == 1  # no reverted transaction re-packed: no gas wasted
+    receipt = world.w3.eth.get_transaction_receipt(txs[0].mined_tx_hash)
+    assert receipt["status"] == 1
+    assert {w: world.admin.plays_of(w) - before[w] for w in counts} == counts
+
+
+def test_a_batch_past_the_chain_clock_waits_pending_until_the_clock_reaches_it(world, engine):
+    """A batch whose toTime is beyond even the pending block's clock + skew would be skipped there:
+    the relayer holds it (pending, nothing sent) until the chain's clock has moved on."""
+    from ledger.pending import RelayTransaction
+
+    account = Account.create()
+    world.licensee.register_device(account.address, "FR", world.licensee.device_proof(account))
+    ctx = make_ctx(world, engine)
+    skew = ctx.skew()
+    latest = world.w3.eth.get_block("latest")["timestamp"]
+    to_time = latest + skew + 600
+    ctx.clock = lambda: to_time
+    counts = {world.works[0]: 5}
+    ingest_batch(signed_payload(account, world, 0, counts, from_time=to_time - 60, to_time=to_time), ctx)
+    relayer = relayer_for(world, engine)
+    relayer.run(once=True)
+    assert [r.status for r in stored(engine)] == [PENDING]  # held: the chain's clock is behind it
+    with session_factory(engine)() as s:
+        assert s.scalar(select(func.count()).select_from(RelayTransaction)) == 0
+    world.w3.provider.make_request("evm_setNextBlockTimestamp", [latest + 600])
+    relayer.run(once=True)
+    assert [r.status for r in stored(engine)] == [CONFIRMED]
+    with session_factory(engine)() as s:
+        (tx,) = s.scalars(select(RelayTransaction))
+    assert world.w3.eth.get_transaction_receipt(tx.mined_tx_hash)["status"] == 1

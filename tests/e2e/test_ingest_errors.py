@@ -12,7 +12,7 @@ from eth_account import Account
 
 from ledger import playbatch
 
-from .conftest import MQTT_HOST, MQTT_PORT, TOPIC_PREFIX, signed_payload, stored_count
+from .conftest import MQTT_HOST, MQTT_PORT, TOPIC_PREFIX, make_ctx, signed_payload, stored_count
 
 
 @pytest.fixture
@@ -273,3 +273,73 @@ def test_a_batch_naming_an_unregistered_work_is_refused_and_nothing_stored(world
     assert work == unknown
     status, _ = handle_json(body, make_ctx(world, sqlite_engine))
     assert status == 202
+
+
+# ----------------------------------------------------------------------------- per-device backlog
+
+
+def test_a_device_backlog_is_bounded_over_http_and_mqtt(world, engine, registered, mqtt_consumer_factory):
+    """A device with `max_unsettled` batches stored and not settled gets 429 device_backlog_full
+    (over MQTT: that error ack) and nothing is stored; a resend of a stored batch still gets its
+    202; once the relayer settles the backlog, the device's next batch is taken."""
+    from .conftest import HttpIngestServer, relayer_for
+
+    account, _ = registered
+    server = HttpIngestServer(make_ctx(world, engine, max_unsettled=2)).start()
+    try:
+        first, second, third = (signed_payload(account, world, n, {world.works[0]: 1}) for n in range(3))
+        assert post(server, first).status_code == 202
+        assert post(server, second).status_code == 202
+        refused = post(server, third)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "device_backlog_full"
+        assert stored_count(engine) == 2
+        again = post(server, second)  # a resend of a stored batch: answered as stored
+        assert again.status_code == 202 and again.json()["nonce"] == 1
+        other, _ = _register(world)  # another device of the same licensee is not held back
+        assert post(server, signed_payload(other, world, 0, {world.works[0]: 1})).status_code == 202
+
+        mqtt_consumer_factory(engine, max_unsettled=2)
+        ack = _mqtt_roundtrip(account.address, json.dumps(third).encode())
+        assert (ack["status"], ack["nonce"], ack["error"]["code"]) == (429, 2, "device_backlog_full")
+        assert stored_count(engine) == 3
+
+        relayer_for(world, engine).run(once=True)  # the backlog settles on chain
+        assert post(server, third).status_code == 202
+        ack = _mqtt_roundtrip(
+            account.address, json.dumps(signed_payload(account, world, 3, {world.works[1]: 2})).encode()
+        )
+        assert (ack["status"], ack["state"]) == (202, "pending")
+        assert stored_count(engine) == 5
+    finally:
+        server.stop()
+
+
+def _register(world):
+    account = Account.create()
+    return account, world.licensee.register_device(account.address, "GB", world.licensee.device_proof(account))
+
+
+def test_the_device_script_keeps_a_batch_refused_for_a_full_backlog_and_delivers_it_later(
+    world, sqlite_engine, new_device, tmp_path
+):
+    """device.py treats 429 device_backlog_full as retry-later: the batch stays spooled (no play
+    dropped) and is delivered once the backlog has settled."""
+    from .conftest import HttpIngestServer, relayer_for, write_plays
+
+    server = HttpIngestServer(make_ctx(world, sqlite_engine, max_unsettled=1)).start()
+    try:
+        device = new_device("http", endpoint=server.url)
+        start = world.w3.eth.get_block("latest")["timestamp"] - 3_000
+        plays = [(start + 10 * i, world.works[i % 2]) for i in range(20)]
+        device.cmd("replay", write_plays(tmp_path / "p.csv", plays), "--batch-size", 10, "--no-wait", check=False)
+        device.cmd("flush", check=False)
+        status = device.status()
+        assert status["spooledBatches"] == 1 and status["spooledPlays"] == 10  # refused, kept
+        assert stored_count(sqlite_engine) == 1
+        relayer_for(world, sqlite_engine).run(once=True)
+        device.cmd("flush")
+        assert device.status()["spooledBatches"] == 0
+        assert stored_count(sqlite_engine) == 2
+    finally:
+        server.stop()

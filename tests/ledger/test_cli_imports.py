@@ -20,7 +20,7 @@ from ledger import address
 from ledger.chain import checksum as chain_checksum
 from ledger.errors import UserError
 
-HEAVY = ("web3", "eth_utils", "eth_account", "paho")
+HEAVY = ("web3", "eth_utils", "eth_account", "paho", "sqlalchemy", "alembic", "ledger.models")
 
 PROBE = f"""
 import json, sys
@@ -50,12 +50,35 @@ def test_version_imports_no_web3():
     assert result == {"code": 0, "loaded": []}
 
 
-def test_statement_imports_no_web3(tmp_path):
+def test_statement_imports_no_web3_nor_sqlalchemy(db_url):
+    """``ledger statement`` reads the index through the driver: neither web3 nor SQLAlchemy
+    (nor the ORM models) is imported, on SQLite and on PostgreSQL."""
+    subprocess.run([sys.executable, "-m", "ledger", "--database-url", db_url, "db", "upgrade"], check=True, timeout=120)
+    payee = "0x" + "ab" * 20
+    for period in ("2026-11", "all"):
+        result = _run(["--database-url", db_url, "statement", "--payee", payee, "--period", period, "--format", "json"])
+        assert result == {"code": 0, "loaded": []}
+
+
+def test_statement_on_an_old_schema_says_to_upgrade(db_url, capsys):
+    """The driver path checks the schema revision as the engine path does (exit 1, one line)."""
+    from ledger.cli import main
+
+    subprocess.run(
+        [sys.executable, "-m", "ledger", "--database-url", db_url, "db", "upgrade", "0400"], check=True, timeout=120
+    )
+    code = main(["--database-url", db_url, "statement", "--payee", "0x" + "ab" * 20, "--period", "all"])
+    assert code == 1
+    assert "run `ledger db upgrade`" in capsys.readouterr().err
+
+
+def test_statement_by_territory_still_goes_through_an_engine(tmp_path):
+    """--by-territory is not on the driver path: it may import SQLAlchemy, and it still works."""
     db = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     subprocess.run([sys.executable, "-m", "ledger", "--database-url", db, "db", "upgrade"], check=True, timeout=120)
-    payee = "0x" + "ab" * 20
-    result = _run(["--database-url", db, "statement", "--payee", payee, "--period", "2026-11", "--format", "json"])
-    assert result == {"code": 0, "loaded": []}
+    args = ["--database-url", db, "statement", "--payee", "0x" + "ab" * 20, "--period", "all", "--by-territory"]
+    result = _run(args)
+    assert result["code"] == 0 and "web3" not in result["loaded"]  # type: ignore[operator]
 
 
 @given(st.binary(min_size=20, max_size=20))

@@ -135,9 +135,11 @@ def test_work_registered_inserts_the_work_with_its_metadata(projection, rows):
         "iswc": "T-123.456.789-0",
         "title": "Blue Harbour",
         "uri": uri,
+        "registered_uri": uri,
         "registered_block": BLOCK,
         "registered_at": TS,
         "split_locked": False,
+        "split_locked_block": None,
         "plays": 0,
         "licensed_plays": 0,
         "accrued": 0,
@@ -242,7 +244,7 @@ def test_split_set_for_an_unregistered_work_is_inconsistent(projection, rows):
 
 def test_split_locked_marks_the_work(projection, rows):
     apply(projection, ledger_event("SplitLocked", workId=WORK), rows)
-    assert rows.works.sets[WORK] == {"split_locked": True}
+    assert rows.works.sets[WORK] == {"split_locked": True, "split_locked_block": BLOCK}
 
 
 def test_distributed_gives_the_rounding_remainder_to_the_first_payee(projection, state, rows):
@@ -373,6 +375,8 @@ def test_license_bought_records_the_purchase_and_the_license(projection, rows):
             "fee": 250,
             "rate_per_play": 40,
             "expiry": TS + 5000,
+            "prev_rate_per_play": 0,
+            "prev_expiry": 0,
             "period": PERIOD,
         }
     ]
@@ -713,7 +717,9 @@ def test_timestamp_cache_keeps_the_blocks_just_loaded_when_it_is_full(monkeypatc
         def batch_requests(self):
             raise RuntimeError("no batches")
 
-        eth = SimpleNamespace(get_block=lambda n: {"timestamp": 1000 + n})
+        eth = SimpleNamespace(
+            get_block=lambda n: {"timestamp": 1000 + n, "hash": n.to_bytes(32, "big"), "parentHash": bytes(32)}
+        )
 
     from ledger.chain import ContractInfo, Deployment
 

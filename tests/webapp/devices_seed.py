@@ -17,9 +17,10 @@ from eth_account import Account
 
 from ledger import devices
 from ledger.db import session_scope
-from ledger.models import BatchSkip, Device, IndexerCheckpoint, Licensee, Play, PlayBatch, Work
+from ledger.models import BatchSkip, IndexerCheckpoint, Licensee
 from ledger.pending import PendingBatch
 from ledger.playbatch import encode_entries, make_device_id
+from tests.webapp.portal_support import batch_row, device_row, event, play_row, work_row
 
 T0 = 1_790_000_000  # 2026-09-21
 LEDGER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -70,78 +71,23 @@ def seed_devices(engine, lic, lic2, works: bool = True) -> DeviceSeed:
         Licensee(licensee_index=2, address=lic2.address, registered_block=11),
     ]
     for work_id, title in ((1, "Blue Hour"), (2, "Bob's Song")) if works else ():
-        rows.append(
-            Work(
-                work_id=work_id,
-                owner=lic2.address,
-                registrant=lic2.address,
-                title=title,
-                uri="data:",
-                registered_block=5,
-                registered_at=T0 - 1000,
-                split_locked=False,
-                plays=0,
-                licensed_plays=0,
-                accrued=0,
-                distributed=0,
-            )
-        )
+        rows.append(work_row(work_id, lic2.address, title, T0 - 1000, registered_block=5))
     for device_id, address, licensee, territory in (
         (bar_id, bar, lic.address, "GB"),
         (shop_id, shop, lic.address, "FR"),
         (rival_id, rival, lic2.address, "US"),
     ):
-        rows.append(
-            Device(
-                device_id=device_id,
-                address=address,
-                licensee=licensee,
-                territory=territory,
-                registered_block=20,
-                registered_at=T0 - 500,
-                revoked=False,
-            )
-        )
+        rows.append(device_row(device_id, address, licensee, territory, 20, T0 - 500))
     # on chain: Bar batch 0 (work 1: 30 licensed, work 2: 4 unlicensed); Rival batch 1 (work 1: 99)
     for i, (device_id, nonce, work_plays) in enumerate(
         [(bar_id, 0, {1: (30, True), 2: (4, False)}), (rival_id, 1, {1: (99, True)})]
     ):
-        block = 100 + i
+        e = event(100 + i, T0 - 100)
         charged = sum(c * RATE for c, licensed in work_plays.values() if licensed)
-        rows.append(
-            PlayBatch(
-                block_number=block,
-                log_index=0,
-                tx_hash="0x" + f"{block:064x}",
-                timestamp=T0 - 100,
-                batch_index=0,
-                device_id=device_id,
-                licensee_index=device_id >> 32,
-                nonce=nonce,
-                from_time=T0 - 200,
-                to_time=T0 - 150,
-                charged=charged,
-                entries=len(work_plays),
-                plays=sum(c for c, _ in work_plays.values()),
-                period=202609,
-            )
-        )
+        plays = sum(c for c, _ in work_plays.values())
+        rows.append(batch_row(e, device_id, nonce, T0 - 200, T0 - 150, charged, plays, 202609, len(work_plays)))
         for work_id, (count, licensed) in work_plays.items():
-            rows.append(
-                Play(
-                    block_number=block,
-                    log_index=0,
-                    batch_index=0,
-                    work_id=work_id,
-                    device_id=device_id,
-                    count=count,
-                    licensed=licensed,
-                    rate=RATE if licensed else 0,
-                    amount=count * RATE if licensed else 0,
-                    territory="GB",
-                    period=202609,
-                )
-            )
+            rows.append(play_row(e, work_id, device_id, count, licensed, RATE, "GB", 202609))
     rows.append(
         BatchSkip(
             block_number=102,

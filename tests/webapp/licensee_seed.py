@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass
 
 from ledger.db import session_scope
-from ledger.models import EscrowMovement, License, Licensee, LicensePurchase, PlayBatch, Terms, Work
+from ledger.models import EscrowMovement, Licensee, Terms
+from tests.webapp.portal_support import Events, batch_row, license_rows, work_row
 
 DAY = 86_400
 RATE = 1_000
@@ -30,11 +31,7 @@ class LicenseeSeed:
 
 def seed_licensees(engine, lic: str, other: str, filler: int = 0, lic_deposit: int = 5_000_000) -> LicenseeSeed:
     now = int(time.time())
-    block = [500]
-
-    def ev(t: int) -> dict:
-        block[0] += 1
-        return {"block_number": block[0], "log_index": 0, "tx_hash": "0x" + f"{block[0]:064x}", "timestamp": t}
+    ev = Events(500, block_each=True)
 
     recent, old = 3_000_000, 250_000
     rows: list = [
@@ -61,79 +58,14 @@ def seed_licensees(engine, lic: str, other: str, filler: int = 0, lic_deposit: i
         EscrowMovement(
             **ev(now - 20 * DAY), licensee=other, counterparty=other, direction="deposit", amount=77_700_000
         ),
-        License(
-            licensee=lic,
-            work_id=1,
-            kind=1,
-            rate_per_play=RATE,
-            expiry=now + 300 * DAY,
-            fees_paid=0,
-            updated_block=503,
-        ),
-        LicensePurchase(
-            **ev(now - 65 * DAY),
-            licensee=lic,
-            work_id=1,
-            kind=1,
-            fee=0,
-            rate_per_play=RATE,
-            expiry=now + 300 * DAY,
-            period=202609,
-        ),
-        License(
-            licensee=other,
-            work_id=2,
-            kind=0,
-            rate_per_play=0,
-            expiry=now + 10 * DAY,
-            fees_paid=50_000_000,
-            updated_block=504,
-        ),
-        LicensePurchase(
-            **ev(now - 20 * DAY),
-            licensee=other,
-            work_id=2,
-            kind=0,
-            fee=50_000_000,
-            rate_per_play=0,
-            expiry=now + 10 * DAY,
-            period=202611,
-        ),
+        *license_rows(ev(now - 65 * DAY), lic, 1, 1, 0, RATE, now + 300 * DAY, 202609, updated_block=503),
+        *license_rows(ev(now - 20 * DAY), other, 2, 0, 50_000_000, 0, now + 10 * DAY, 202611, updated_block=504),
     ]
     for i, (age, charged) in enumerate([(2 * DAY, recent // 2), (5 * DAY, recent - recent // 2), (20 * DAY, old)]):
-        rows.append(
-            PlayBatch(
-                **ev(now - age),
-                batch_index=0,
-                device_id=90 + i,
-                licensee_index=7,
-                nonce=i,
-                from_time=now - age - 60,
-                to_time=now - age,
-                charged=charged,
-                entries=1,
-                plays=charged // RATE,
-                period=202611,
-            )
-        )
+        e, t = ev(now - age), now - age
+        rows.append(batch_row(e, 90 + i, i, t - 60, t, charged, charged // RATE, 202611, licensee_index=7))
     for work_id in range(3, 3 + filler):
-        rows.append(
-            Work(
-                work_id=work_id,
-                owner=other,
-                registrant=other,
-                isrc=f"FRXYZ26{work_id:05d}",
-                title=f"Filler {work_id:02d}",
-                uri="data:",
-                registered_block=100,
-                registered_at=now,
-                split_locked=False,
-                plays=0,
-                licensed_plays=0,
-                accrued=0,
-                distributed=0,
-            )
-        )
+        rows.append(work_row(work_id, other, f"Filler {work_id:02d}", now, isrc=f"FRXYZ26{work_id:05d}"))
     with session_scope(engine) as session:
         session.add_all(rows)
     return LicenseeSeed(now, lic_deposit, recent, old, 77_700_000)

@@ -14,20 +14,16 @@ from eth_account import Account
 
 from ledger.db import session_scope
 from ledger.models import (
-    Device,
     Distribution,
-    License,
-    LicensePurchase,
     Payee,
     PayeeCredit,
-    Play,
-    PlayBatch,
     SplitShare,
     Terms,
     Withdrawal,
     Work,
     WorkPeriodStats,
 )
+from tests.webapp.portal_support import Events, batch_row, device_row, license_rows, play_row, work_row
 
 VENUE = Account.from_key(b"\x11" * 32).address
 PIRATE = Account.from_key(b"\x22" * 32).address
@@ -51,51 +47,13 @@ class Seeded:
 
 
 def seed(engine, alice: str, label: str, bob: str) -> Seeded:
-    block = [100]
-    log = [0]
-
-    def ev(t: int) -> dict:
-        log[0] += 1
-        return {"block_number": block[0], "log_index": log[0], "tx_hash": "0x" + f"{block[0]:064x}", "timestamp": t}
-
+    ev = Events(100)
     rows: list = []
     t0 = ts(2026, 10, 1)
-    rows.append(
-        Work(
-            work_id=1,
-            owner=alice,
-            registrant=alice,
-            isrc="USSKG1912345",
-            iswc="T-034.524.680-1",
-            title="Blue Hour",
-            uri="data:",
-            registered_block=100,
-            registered_at=t0,
-            split_locked=False,
-            plays=0,
-            licensed_plays=0,
-            accrued=0,
-            distributed=0,
-        )
-    )
-    rows.append(
-        Work(
-            work_id=2,
-            owner=bob,
-            registrant=bob,
-            isrc="GBABC2600002",
-            iswc=None,
-            title="Bob's Song",
-            uri="data:",
-            registered_block=100,
-            registered_at=t0,
-            split_locked=False,
-            plays=0,
-            licensed_plays=0,
-            accrued=0,
-            distributed=0,
-        )
-    )
+    rows += [
+        work_row(1, alice, "Blue Hour", t0, isrc="USSKG1912345", iswc="T-034.524.680-1"),
+        work_row(2, bob, "Bob's Song", t0, isrc="GBABC2600002"),
+    ]
     e = ev(t0)
     rows += [
         SplitShare(**e, work_id=1, position=0, payee=alice, bps=7000),
@@ -103,45 +61,12 @@ def seed(engine, alice: str, label: str, bob: str) -> Seeded:
     ]
     rows.append(SplitShare(**ev(t0), work_id=2, position=0, payee=bob, bps=10000))
     rows.append(Terms(**ev(t0), work_id=1, kind=1, fee=0, rate_per_play=RATE, duration=365 * 86400, offered=True))
-    rows.append(
-        License(
-            licensee=VENUE,
-            work_id=1,
-            kind=1,
-            rate_per_play=RATE,
-            expiry=t0 + 365 * 86400,
-            fees_paid=0,
-            updated_block=100,
-        )
-    )
-    rows.append(
-        LicensePurchase(
-            **ev(t0),
-            licensee=VENUE,
-            work_id=1,
-            kind=1,
-            fee=0,
-            rate_per_play=RATE,
-            expiry=t0 + 365 * 86400,
-            period=202610,
-        )
-    )
+    rows += license_rows(ev(t0), VENUE, 1, 1, 0, RATE, t0 + 365 * 86400, 202610, updated_block=100)
     devices = [(1, "GB", VENUE), (2, "GB", VENUE), (3, "GB", VENUE), (4, "FR", VENUE), (5, "US", PIRATE)]
     for device_id, territory, owner in devices:
-        rows.append(
-            Device(
-                device_id=device_id,
-                address=Account.from_key(bytes([device_id]) * 32).address,
-                licensee=owner,
-                territory=territory,
-                registered_block=100,
-                registered_at=t0,
-                revoked=False,
-            )
-        )
+        rows.append(device_row(device_id, Account.from_key(bytes([device_id]) * 32).address, owner, territory, 100, t0))
     stats: dict = {}
     total_plays = total_gross = 0
-    batch_index = 0
     for (y, m, d), device_id, count, licensed in [
         ((2026, 10, 3), 1, 10, True),
         ((2026, 10, 3), 2, 20, True),
@@ -151,42 +76,14 @@ def seed(engine, alice: str, label: str, bob: str) -> Seeded:
         ((2026, 11, 2), 1, 40, True),
         ((2026, 11, 2), 4, 2, True),
     ]:
-        block[0] += 1
+        ev.next_block()
         t = ts(y, m, d)
         period = y * 100 + m
         territory = devices[device_id - 1][1]
         amount = count * RATE if licensed else 0
         e = ev(t)
-        rows.append(
-            PlayBatch(
-                **e,
-                batch_index=batch_index,
-                device_id=device_id,
-                licensee_index=1,
-                nonce=block[0],
-                from_time=t - 60,
-                to_time=t,
-                charged=amount,
-                entries=1,
-                plays=count,
-                period=period,
-            )
-        )
-        rows.append(
-            Play(
-                block_number=e["block_number"],
-                log_index=e["log_index"],
-                batch_index=batch_index,
-                work_id=1,
-                device_id=device_id,
-                count=count,
-                licensed=licensed,
-                rate=RATE if licensed else 0,
-                amount=amount,
-                territory=territory,
-                period=period,
-            )
-        )
+        rows.append(batch_row(e, device_id, ev.block, t - 60, t, amount, count, period, licensee_index=1))
+        rows.append(play_row(e, 1, device_id, count, licensed, RATE, territory, period))
         cell = stats.setdefault((period, territory), [0, 0, 0])
         cell[0] += count
         cell[1] += count if licensed else 0
@@ -206,7 +103,7 @@ def seed(engine, alice: str, label: str, bob: str) -> Seeded:
             )
         )
     # November: distribute October's 65 licensed plays ($0.065): alice 45,500, label 19,500 units.
-    block[0] += 1
+    ev.next_block()
     dist = 65 * RATE
     e = ev(ts(2026, 11, 10))
     rows.append(Distribution(**e, work_id=1, amount=dist, period=202611))

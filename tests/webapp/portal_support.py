@@ -122,3 +122,148 @@ def deploy_gasless_world(w3: Any, forwarder_name: str) -> tuple[Any, Any]:
         },
     )
     return deployment, w3.eth.contract(address=target, abi=target_abi)
+
+
+# ----------------------------------------------------------------------------- index rows
+# What the seed modules (portal_seed, licensee_seed, devices_seed) write, as the indexer writes it.
+
+
+class Events:
+    """Positions of indexed events: block, log index, a transaction hash made from the block, and
+    the time. With ``block_each`` every event is in a block of its own (log index 0); without,
+    events share the current block (``next_block`` moves on) and number their logs."""
+
+    def __init__(self, block: int, block_each: bool = False) -> None:
+        self.block, self.log, self.block_each = block, 0, block_each
+
+    def next_block(self) -> int:
+        self.block += 1
+        return self.block
+
+    def __call__(self, t: int) -> dict[str, Any]:
+        if self.block_each:
+            self.next_block()
+        else:
+            self.log += 1
+        return event(self.block, t, self.log)
+
+
+def event(block: int, t: int, log_index: int = 0) -> dict[str, Any]:
+    return {"block_number": block, "log_index": log_index, "tx_hash": "0x" + f"{block:064x}", "timestamp": t}
+
+
+def work_row(
+    work_id: int,
+    owner: str,
+    title: str,
+    registered_at: int,
+    registered_block: int = 100,
+    isrc: str | None = None,
+    iswc: str | None = None,
+) -> Any:
+    """A registered work with no plays, accruals or distributions yet (registrant = owner)."""
+    from ledger.models import Work
+
+    return Work(
+        work_id=work_id,
+        owner=owner,
+        registrant=owner,
+        isrc=isrc,
+        iswc=iswc,
+        title=title,
+        uri="data:",
+        registered_block=registered_block,
+        registered_at=registered_at,
+        split_locked=False,
+        plays=0,
+        licensed_plays=0,
+        accrued=0,
+        distributed=0,
+    )
+
+
+def license_rows(
+    e: dict[str, Any],
+    licensee: str,
+    work_id: int,
+    kind: int,
+    fee: int,
+    rate: int,
+    expiry: int,
+    period: int,
+    updated_block: int,
+) -> list[Any]:
+    """A license held and the purchase event (at ``e``) that bought it."""
+    from ledger.models import License, LicensePurchase
+
+    terms = dict(licensee=licensee, work_id=work_id, kind=kind, rate_per_play=rate, expiry=expiry)
+    return [
+        License(**terms, fees_paid=fee, updated_block=updated_block),
+        LicensePurchase(**e, **terms, fee=fee, period=period),
+    ]
+
+
+def device_row(device_id: int, address: str, licensee: str, territory: str, registered_block: int, at: int) -> Any:
+    from ledger.models import Device
+
+    return Device(
+        device_id=device_id,
+        address=address,
+        licensee=licensee,
+        territory=territory,
+        registered_block=registered_block,
+        registered_at=at,
+        revoked=False,
+    )
+
+
+def batch_row(
+    e: dict[str, Any],
+    device_id: int,
+    nonce: int,
+    from_time: int,
+    to_time: int,
+    charged: int,
+    plays: int,
+    period: int,
+    entries: int = 1,
+    licensee_index: int | None = None,
+) -> Any:
+    """A play batch on chain, the first of its transaction (batch index 0)."""
+    from ledger.models import PlayBatch
+
+    return PlayBatch(
+        **e,
+        batch_index=0,
+        device_id=device_id,
+        licensee_index=device_id >> 32 if licensee_index is None else licensee_index,
+        nonce=nonce,
+        from_time=from_time,
+        to_time=to_time,
+        charged=charged,
+        entries=entries,
+        plays=plays,
+        period=period,
+    )
+
+
+def play_row(
+    e: dict[str, Any], work_id: int, device_id: int, count: int, licensed: bool, rate: int, territory: str, period: int
+) -> Any:
+    """A work's plays in the batch at ``e``: charged at ``rate`` when licensed, else at $0."""
+    from ledger.models import Play
+
+    rate = rate if licensed else 0
+    return Play(
+        block_number=e["block_number"],
+        log_index=e["log_index"],
+        batch_index=0,
+        work_id=work_id,
+        device_id=device_id,
+        count=count,
+        licensed=licensed,
+        rate=rate,
+        amount=count * rate,
+        territory=territory,
+        period=period,
+    )

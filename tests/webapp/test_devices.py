@@ -234,3 +234,55 @@ def test_rename_is_off_chain_and_own_devices_only(as_user, engine, users, dseed)
     rival = lic.client.post(f"/licensee/devices/{dseed.rival}/name", data={"csrf_token": token, "name": "Mine"})
     assert rival.status_code == 404
     assert [r.name for r in devices.portal_rows(engine, users["lic"].id)] == ["Shop", "Bar, back room"]
+
+
+def test_device_page_counts_charged_batches_in_words(as_user, dseed):
+    lic = as_user("lic")
+    bar = lic.get(f"/licensee/devices/{dseed.bar}").data.decode()
+    assert re.search(r'id="charged-count">1 batch charged<', bar)  # batch 0
+    shop = lic.get(f"/licensee/devices/{dseed.shop}").data.decode()
+    assert re.search(r'id="charged-count">0 batches charged<', shop)
+    assert "11 plays not on chain yet" in shop  # its inflight batch
+
+
+def test_unlicensed_limit_batch_on_the_device_page_links_to_the_catalogue(as_user, engine, dseed):
+    from devices_seed import T0, _pending
+
+    from ledger.db import session_scope
+
+    with session_scope(engine) as session:
+        session.add(_pending(dseed.shop, dseed.shop_id, 1, {2: 9}, "pending", "UnlicensedLimit", received=T0 + 60))
+    page = as_user("lic").get(f"/licensee/devices/{dseed.shop}").data.decode()
+    skipped = page[page.index('id="skipped"') : page.index("</article>", page.index('id="skipped"'))]
+    assert re.search(r"<td>#1</td><td class=\"num\">9</td>", skipped), skipped
+    assert '<a href="/licensee/">Buy a license</a>' in skipped
+    assert "today&#39;s allowance of unlicensed plays" in skipped or "today's allowance" in skipped
+
+
+LICENSEE_PAGES = [
+    "/licensee/",
+    "/licensee/basket",
+    "/licensee/licenses",
+    "/licensee/escrow",
+    "/licensee/actions",
+    "/licensee/devices/",
+    "/licensee/devices/register",
+    "/licensee/devices/{bar}",
+]
+
+
+@pytest.mark.parametrize("path", LICENSEE_PAGES)
+def test_every_licensee_page_has_the_licensee_navigation(as_user, dseed, path):
+    page = as_user("lic").get(path.format(bar=dseed.bar)).data.decode()
+    nav = page[page.index('<nav class="subnav" aria-label="Licensee">') : page.index("</nav>", page.index("subnav"))]
+    links = re.findall(r'<a href="([^"]+)"', nav)
+    assert links == [
+        "/licensee/",
+        "/licensee/basket",
+        "/licensee/licenses",
+        "/licensee/escrow",
+        "/licensee/devices/",
+        "/licensee/actions",
+    ]
+    (current,) = re.findall(r'<a href="([^"]+)"[^>]*aria-current="page"', nav)
+    assert current == (path if path in links else "/licensee/devices/")

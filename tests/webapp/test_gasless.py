@@ -187,6 +187,51 @@ def test_action_kinds_name_real_functions(abis):
         assert any(item.get("name") == function for item in abis[contract]), kind
 
 
+# ----------------------------------------------------------------------------- the token's permit ABI
+
+
+def _functions(abi):
+    """name(types) -> (output types, mutability) of an ABI's functions."""
+    return {
+        f"{e['name']}({','.join(i['type'] for i in e['inputs'])})": (
+            tuple(o["type"] for o in e["outputs"]),
+            e["stateMutability"],
+        )
+        for e in abi
+        if e.get("type") == "function"
+    }
+
+
+@pytest.fixture(scope="module")
+def built():
+    from tests.support import BUILD_DIR, ensure_compiled
+
+    ensure_compiled()
+    return BUILD_DIR
+
+
+def test_test_stablecoin_permit_abi_is_its_deployment_abi(built):
+    stablecoin = gasless.load_abi(built, "TestStablecoin")
+    assert gasless.token_permit_abi(stablecoin) == stablecoin
+
+
+def test_external_token_abi_gets_the_compiled_permit_functions(built):
+    """An external token's deployment ABI (IERC20Metadata, IERC20Errors) has no permit: the
+    written-out entries added to it are the compiled IERC20Permit's and IERC5267's."""
+    from ledger.chain import token_interface_abi
+
+    stored = token_interface_abi(built)
+    added = _functions(gasless.token_permit_abi(stored)).items() - _functions(stored).items()
+    compiled = _functions(gasless.load_abi(built, "IERC20Permit") + gasless.load_abi(built, "IERC5267"))
+    assert {name for name, _ in added} == {
+        "permit(address,address,uint256,uint256,uint8,bytes32,bytes32)",
+        "nonces(address)",
+        "eip712Domain()",
+    }
+    assert all(compiled[name] == shape for name, shape in added)
+    assert "allowance(address,address)" in _functions(stored) and "name()" in _functions(stored)
+
+
 # ----------------------------------------------------------------------------- budget
 
 

@@ -1,6 +1,13 @@
 """Authorization matrix: every role and user tries the others' pages and API routes and gets
 403/404 (or a log-in), never data. Work 1 "Blue Hour" is alice's (label is a 30% payee); work 2
-is bob's alone."""
+is bob's alone.
+
+The cases differ in who asks, not in what the database does: role checks are Python, and an
+owner's or licensee's rows are found by the same queries whoever asks. So the two large matrices
+(pages and API routes, device pages) run every case on SQLite and a representative subset on
+PostgreSQL: each route's allowed cases (its queries) and one refused case, the refused roles taken
+in turn so that every route, role and status is met there at least once
+(test_postgresql_subset_covers_every_route_and_role)."""
 
 import pytest
 from devices_seed import BAR, RIVAL, seed_devices
@@ -31,13 +38,35 @@ PAGES = {
 SECRETS = {1: "Blue Hour", 2: "Bob&#39;s Song"}
 
 
-def _cases():
-    for path, expected in PAGES.items():
-        for who, status in expected.items():
-            yield path, who, status
+def _on_both_databases(matrix: dict[str, dict[str, int]]) -> list:
+    """(db_url, path, who, status): every case on SQLite; on PostgreSQL each path's allowed cases
+    and one refused case, the least used refused role first (so each role is refused once)."""
+    cases = [
+        pytest.param("sqlite", p, w, s, id=f"sqlite-{p}-{w}")
+        for p, expected in matrix.items()
+        for w, s in expected.items()
+    ]
+    refused_count: dict[str, int] = {}
+    for path, expected in matrix.items():
+        chosen = [w for w, s in expected.items() if s == ALLOWED]
+        refused = [w for w, s in expected.items() if s != ALLOWED]
+        if refused:
+            who = min(refused, key=lambda w: (refused_count.get(w, 0), refused.index(w)))
+            refused_count[who] = refused_count.get(who, 0) + 1
+            chosen.append(who)
+        cases += [pytest.param("postgresql", path, w, expected[w], id=f"postgresql-{path}-{w}") for w in chosen]
+    return cases
 
 
-@pytest.mark.parametrize("path, who, status", list(_cases()))
+def test_postgresql_subset_covers_every_route_and_role():
+    for matrix in (PAGES, DEVICE_PAGES):
+        pg = [c.values[1:] for c in _on_both_databases(matrix) if c.values[0] == "postgresql"]
+        assert {path for path, _, _ in pg} == set(matrix)
+        assert {who for _, who, _ in pg} == {w for expected in matrix.values() for w in expected}
+        assert {status for _, _, status in pg} == {s for expected in matrix.values() for s in expected.values()}
+
+
+@pytest.mark.parametrize("db_url, path, who, status", _on_both_databases(PAGES), indirect=["db_url"])
 def test_pages_and_api_by_role_and_owner(app, as_user, seeded, path, who, status):
     portal = Portal(app) if who == "anon" else as_user(who)
     response = portal.get(path)
@@ -119,9 +148,7 @@ def device_world(engine, users, seeded, lic2):
     return seed_devices(engine, users["lic"], lic2, works=False)
 
 
-@pytest.mark.parametrize(
-    "path, who, status", [(p, w, s) for p, expected in DEVICE_PAGES.items() for w, s in expected.items()]
-)
+@pytest.mark.parametrize("db_url, path, who, status", _on_both_databases(DEVICE_PAGES), indirect=["db_url"])
 def test_device_pages_by_role_and_licensee(app, as_user, device_world, path, who, status):
     portal = Portal(app) if who == "anon" else as_user(who)
     response = portal.get(path)

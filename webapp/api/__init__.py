@@ -232,7 +232,7 @@ def _ingest_context():
                 from ledger.runtime import open_runtime
 
                 rt = open_runtime(current_app.config.get("LEDGER_SETTINGS"))
-                ctx = IngestContext.create(rt.w3, rt.deployment, rt.engine)
+                ctx = IngestContext.create(rt.w3, rt.deployment, rt.engine, max_unsettled=rt.settings.device_backlog)
                 current_app.config["INGEST_CONTEXT"] = ctx
     return ctx
 

@@ -54,6 +54,10 @@ contract GaslessTarget is ERC2771Context {
         emit Distributed(workId, 0);
     }
 
+    function distributePacked(uint256 workId, uint256[] calldata) external {
+        emit Distributed(workId, 0);
+    }
+
     function withdraw(address to) external {
         withdrawals[_msgSender()] += 1;
         emit Withdrawn(_msgSender(), to, 0);
