@@ -27,10 +27,9 @@ stale view can do, and why it is safe:
   changed: the batch is stored, and the contract, which checks everything again, skips it
   (``BatchSkipped``), and the relayer marks it ``rejected``. A batch is never counted twice.
 - It never refuses a valid batch on stale grounds: before an answer of "unknown" or "revoked"
-  the view is brought up to the head (at most every ``min_refresh`` seconds, so a flood of
-  batches from unknown keys costs the node a few requests per second, not one per batch), and
-  a nonce seen as used is read again from the chain before it is refused (a reorg can clear
-  a bit).
+  the view is brought up to the head (one ``eth_getBlockByNumber`` when no block came since;
+  a batch of a key registered a moment ago is taken), and a nonce seen as used is read again
+  from the chain before it is refused (a reorg can clear a bit).
 - A reorg (the hash of the last block followed changed) or a gap makes it load everything again.
 - If the node cannot be reached, the view is used while it is younger than ``max_lag``; after
   that each lookup raises :class:`ChainUnavailableError` (ingest answers 503 ``unavailable``),
@@ -130,7 +129,7 @@ class DeviceBook:
         deploy_block: int,
         read_word: Callable[[str, int], int],
         refresh: float = 1.0,
-        min_refresh: float = 0.2,
+        min_refresh: float = 0.0,
         max_lag: float = 30.0,
         chunk: int = 50_000,
         clock: Callable[[], float] = time.monotonic,
@@ -258,9 +257,10 @@ class DeviceBook:
             self._sync_lock.release()
 
     def _fresh(self, force: bool = False) -> None:
-        """Follows the chain if the view is due: older than ``refresh`` s (``min_refresh`` when
-        ``force``). A caller does not wait for another one following meanwhile, unless the view
-        is older than ``max_lag`` or ``force``; then it raises if the node cannot be reached."""
+        """Follows the chain if the view is due: older than ``refresh`` s, or always when
+        ``force`` (one ``eth_getBlockByNumber`` when the head has not moved). A caller does not
+        wait for another one following meanwhile, unless the view is older than ``max_lag`` or
+        ``force``; then it raises if the node cannot be reached."""
         due = self.min_refresh if force else self.refresh
         age = self.clock() - self._synced_at
         if age < due:
