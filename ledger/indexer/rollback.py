@@ -200,6 +200,25 @@ def _subtract(conn: Connection, table: Table, key: str, deltas: dict[Any, dict[s
         conn.execute(stmt, rows)
 
 
+def _latest_kept(conn: Connection, table: Table, column: Any, a: int, work_ids: set[int]) -> dict[int, Any]:
+    """``column`` of each work's latest row at or below block ``a`` (by block, then log index), for
+    the works in ``work_ids``: one query (a window function), not one per work."""
+    if not work_ids:
+        return {}
+    rank = (
+        func.row_number()
+        .over(partition_by=table.c.work_id, order_by=(table.c.block_number.desc(), table.c.log_index.desc()))
+        .label("rank")
+    )
+    ranked = (
+        select(table.c.work_id, column.label("value"), rank)
+        .where(table.c.work_id.in_(sorted(work_ids)), table.c.block_number <= a)
+        .subquery()
+    )
+    rows = conn.execute(select(ranked.c.work_id, ranked.c.value).where(ranked.c.rank == 1))
+    return {_int(work_id): value for work_id, value in rows}
+
+
 def _correct_works(conn: Connection, a: int, plays: Table) -> None:
     w = WORKS
     deltas: dict[int, dict[str, int]] = {}
@@ -236,26 +255,18 @@ def _correct_works(conn: Connection, a: int, plays: Table) -> None:
             select(t.c.work_id).where(t.c.block_number > a, t.c.from_address != ZERO_ADDRESS).distinct()
         ).scalars()
     )
+    kept_owner = _latest_kept(conn, t, t.c.to_address, a, moved)
     for work_id in moved:
-        last = conn.execute(
-            select(t.c.to_address)
-            .where(t.c.work_id == work_id, t.c.block_number <= a)
-            .order_by(t.c.block_number.desc(), t.c.log_index.desc())
-            .limit(1)
-        ).scalar()
+        last = kept_owner.get(work_id)
         owner = last if last is not None else w.c.registrant
         conn.execute(update(w).where(w.c.work_id == work_id).values(owner=owner))
 
     # URI, title, ISWC: the latest kept update, else the registration's.
     u = WORK_URI_UPDATES
     updated: set[int] = set(conn.execute(select(u.c.work_id).where(u.c.block_number > a).distinct()).scalars())
+    kept_uri = _latest_kept(conn, u, u.c.uri, a, updated)
     for work_id in updated:
-        uri = conn.execute(
-            select(u.c.uri)
-            .where(u.c.work_id == work_id, u.c.block_number <= a)
-            .order_by(u.c.block_number.desc(), u.c.log_index.desc())
-            .limit(1)
-        ).scalar()
+        uri = kept_uri.get(work_id)
         if uri is None:
             uri = conn.execute(select(w.c.registered_uri).where(w.c.work_id == work_id)).scalar()
         if uri is None:

@@ -302,6 +302,35 @@ def relayer_for(world: World, engine, **config) -> Relayer:
     return Relayer(world.w3, world.deployment, world.relayer_account, engine, RelayerConfig(**config))
 
 
+def register_device(world: World, country: str = "GB") -> tuple:
+    """A new device key registered to the world's licensee (with its proof of possession): (account, device id)."""
+    account = Account.create()
+    return account, world.licensee.register_device(account.address, country, world.licensee.device_proof(account))
+
+
+@pytest.fixture
+def registered(world):
+    """A device registered to the world's licensee: (account, device id)."""
+    return register_device(world)
+
+
+def apply_on_chain(world: World, account, device_id: int, nonce: int) -> None:
+    """One play of the first work in a batch signed by ``account`` and applied on chain directly by the
+    admin (not through the ingest store), e.g. by a third party holding the signed batch."""
+    licensee_index, device_number = playbatch.split_device_id(device_id)
+    now = int(time.time())
+    batch = playbatch.sign_batch(
+        account,
+        world.w3.eth.chain_id,
+        world.ledger_address,
+        nonce,
+        now - 10,
+        now - 5,
+        playbatch.encode_entries({world.works[0]: 1}),
+    )
+    assert len(world.admin.submit_batches([playbatch.Group(licensee_index, [(device_number, batch)])]).applied) == 1
+
+
 def signed_payload(account, world: World, nonce: int, counts: dict[int, int], from_time=None, to_time=None) -> dict:
     now = int(time.time())
     entries = playbatch.encode_entries(counts)

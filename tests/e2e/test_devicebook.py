@@ -2,17 +2,16 @@
 real Anvil: it answers as the contract does, sees registrations, revocations and applied nonces
 by following the chain, refuses only from a view brought to the head, and loads again on a reorg."""
 
-import time
 
 import pytest
 from eth_account import Account
 
-from ledger import playbatch
 from ledger.devicebook import DeviceBook, JsonRpc
 from ledger.errors import ChainUnavailableError
 from ledger.nonces import JsonRpcWordReader, nonce_bitmap_selector
 
-from .conftest import free_port
+from .conftest import apply_on_chain, free_port
+from .conftest import register_device as register
 
 
 class Clock:
@@ -39,12 +38,6 @@ def make_book(world, clock, reads=None):
     return DeviceBook(JsonRpc(url), world.ledger_address, abi, world.deployment.deploy_block, read, clock=clock)
 
 
-def register(world):
-    account = Account.create()
-    device_id = world.licensee.register_device(account.address, "GB", world.licensee.device_proof(account))
-    return account, device_id
-
-
 def on_chain(world, key):
     """(device id, licensee, revokedAt, notBefore) of the key's latest registration, per the contract."""
     ledger = world.w3.eth.contract(address=world.ledger_address, abi=world.deployment.ledger.abi)
@@ -58,21 +51,6 @@ def on_chain(world, key):
 def in_book(book, key):
     record = book.device(key)
     return None if record is None else (record.device_id, record.licensee, record.revoked_at, record.not_before)
-
-
-def apply_on_chain(world, account, device_id, nonce):
-    licensee_index, device_number = playbatch.split_device_id(device_id)
-    now = int(time.time())
-    batch = playbatch.sign_batch(
-        account,
-        world.w3.eth.chain_id,
-        world.ledger_address,
-        nonce,
-        now - 10,
-        now - 5,
-        playbatch.encode_entries({world.works[0]: 1}),
-    )
-    assert len(world.admin.submit_batches([playbatch.Group(licensee_index, [(device_number, batch)])]).applied) == 1
 
 
 def test_the_book_answers_as_the_contract_through_register_revoke_and_register_again(world):

@@ -310,8 +310,12 @@ def test_batches_whose_transaction_left_the_chain_are_relayed_again(world, engin
     for _ in range(depth - 1):  # more blocks after it, all to be lost
         world.w3.provider.make_request("evm_mine", [])
     indexer.run()  # the index sees the plays, in blocks about to be lost
+    lost_clock = world.w3.eth.get_block("latest")["timestamp"]
     assert world.w3.provider.make_request("evm_revert", [snap])["result"]
     assert all(world.admin.plays_of(w) == 0 for w in expected)  # the chain forgot the plays
+    # The same transaction mined again in the same second would make a byte-identical block (same
+    # hash: no reorg to see, and none to correct); the new chain's clock moves on, as it would.
+    world.w3.provider.make_request("evm_setNextBlockTimestamp", [lost_clock + 1])
     assert relayer.recheck_confirmed() == 1
     assert stored(engine)[0].status == PENDING
     relayer.run(once=True)
@@ -324,27 +328,38 @@ def test_batches_whose_transaction_left_the_chain_are_relayed_again(world, engin
     assert_index_matches(world, engine, dict(expected))  # ... and counts the relayed ones once
 
 
+def _ingest_ahead_of_the_chain_clock(world, engine, ahead: int, span: int, counts: dict[int, int]) -> int:
+    """Stores one batch of a new device whose toTime is ``ahead`` seconds past the latest block's
+    clock + the contract's skew (the device's and the server's clocks are ahead of the chain's).
+    Returns the latest block's timestamp."""
+    account = Account.create()
+    world.licensee.register_device(account.address, "FR", world.licensee.device_proof(account))
+    ctx = make_ctx(world, engine)
+    latest = world.w3.eth.get_block("latest")["timestamp"]
+    to_time = latest + ctx.skew() + ahead
+    ctx.clock = lambda: to_time
+    ingest_batch(signed_payload(account, world, 0, counts, from_time=to_time - span, to_time=to_time), ctx)
+    return latest
+
+
+def _relay_transactions(engine) -> list:
+    from ledger.pending import RelayTransaction
+
+    with session_factory(engine)() as s:
+        return list(s.scalars(select(RelayTransaction)))
+
+
 def test_a_batch_ahead_of_the_chain_clock_is_estimated_as_it_will_apply(world, engine):
     """A batch whose toTime is ahead of the latest block's clock (+ the contract's skew) would be
     skipped in that block (cheap) but applies in the next one, whose clock has moved on. The
     relayer's gas must be for applying it: one transaction, mined without running out of gas."""
-    from ledger.pending import RelayTransaction
-
-    account = Account.create()
-    world.licensee.register_device(account.address, "FR", world.licensee.device_proof(account))
-    ctx = make_ctx(world, engine)
-    skew = ctx.skew()
-    latest = world.w3.eth.get_block("latest")["timestamp"]
-    to_time = latest + skew + 60
-    ctx.clock = lambda: to_time  # the device's (and the server's) clock is ahead of the chain's
     counts = {world.works[0]: 40, world.works[1]: 30}
-    ingest_batch(signed_payload(account, world, 0, counts, from_time=to_time - 600, to_time=to_time), ctx)
+    latest = _ingest_ahead_of_the_chain_clock(world, engine, ahead=60, span=600, counts=counts)
     before = {w: world.admin.plays_of(w) for w in counts}
     world.w3.provider.make_request("evm_setNextBlockTimestamp", [latest + 120])  # the next block's clock
     relayer_for(world, engine).run(once=True)
     assert [r.status for r in stored(engine)] == [CONFIRMED]
-    with session_factory(engine)() as s:
-        txs = list(s.scalars(select(RelayTransaction)))
+    txs = _relay_transactions(engine)
     assert len(txs) == 1  # no reverted transaction re-packed: no gas wasted
     receipt = world.w3.eth.get_transaction_receipt(txs[0].mined_tx_hash)
     assert receipt["status"] == 1
@@ -354,25 +369,13 @@ def test_a_batch_ahead_of_the_chain_clock_is_estimated_as_it_will_apply(world, e
 def test_a_batch_past_the_chain_clock_waits_pending_until_the_clock_reaches_it(world, engine):
     """A batch whose toTime is beyond even the pending block's clock + skew would be skipped there:
     the relayer holds it (pending, nothing sent) until the chain's clock has moved on."""
-    from ledger.pending import RelayTransaction
-
-    account = Account.create()
-    world.licensee.register_device(account.address, "FR", world.licensee.device_proof(account))
-    ctx = make_ctx(world, engine)
-    skew = ctx.skew()
-    latest = world.w3.eth.get_block("latest")["timestamp"]
-    to_time = latest + skew + 600
-    ctx.clock = lambda: to_time
-    counts = {world.works[0]: 5}
-    ingest_batch(signed_payload(account, world, 0, counts, from_time=to_time - 60, to_time=to_time), ctx)
+    latest = _ingest_ahead_of_the_chain_clock(world, engine, ahead=600, span=60, counts={world.works[0]: 5})
     relayer = relayer_for(world, engine)
     relayer.run(once=True)
     assert [r.status for r in stored(engine)] == [PENDING]  # held: the chain's clock is behind it
-    with session_factory(engine)() as s:
-        assert s.scalar(select(func.count()).select_from(RelayTransaction)) == 0
+    assert _relay_transactions(engine) == []
     world.w3.provider.make_request("evm_setNextBlockTimestamp", [latest + 600])
     relayer.run(once=True)
     assert [r.status for r in stored(engine)] == [CONFIRMED]
-    with session_factory(engine)() as s:
-        (tx,) = s.scalars(select(RelayTransaction))
+    (tx,) = _relay_transactions(engine)
     assert world.w3.eth.get_transaction_receipt(tx.mined_tx_hash)["status"] == 1

@@ -12,14 +12,7 @@ from eth_account import Account
 
 from ledger import playbatch
 
-from .conftest import MQTT_HOST, MQTT_PORT, TOPIC_PREFIX, make_ctx, signed_payload, stored_count
-
-
-@pytest.fixture
-def registered(world):
-    account = Account.create()
-    device_id = world.licensee.register_device(account.address, "GB", world.licensee.device_proof(account))
-    return account, device_id
+from .conftest import MQTT_HOST, MQTT_PORT, TOPIC_PREFIX, make_ctx, register_device, signed_payload, stored_count
 
 
 def post(server, body) -> requests.Response:
@@ -296,7 +289,7 @@ def test_a_device_backlog_is_bounded_over_http_and_mqtt(world, engine, registere
         assert stored_count(engine) == 2
         again = post(server, second)  # a resend of a stored batch: answered as stored
         assert again.status_code == 202 and again.json()["nonce"] == 1
-        other, _ = _register(world)  # another device of the same licensee is not held back
+        other, _ = register_device(world)  # another device of the same licensee is not held back
         assert post(server, signed_payload(other, world, 0, {world.works[0]: 1})).status_code == 202
 
         mqtt_consumer_factory(engine, max_unsettled=2)
@@ -313,11 +306,6 @@ def test_a_device_backlog_is_bounded_over_http_and_mqtt(world, engine, registere
         assert stored_count(engine) == 5
     finally:
         server.stop()
-
-
-def _register(world):
-    account = Account.create()
-    return account, world.licensee.register_device(account.address, "GB", world.licensee.device_proof(account))
 
 
 def test_the_device_script_keeps_a_batch_refused_for_a_full_backlog_and_delivers_it_later(

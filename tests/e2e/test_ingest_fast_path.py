@@ -4,8 +4,6 @@ INSERT per new batch, and the same answers as before for resends and conflicts."
 import json
 import time
 
-import pytest
-from eth_account import Account
 from sqlalchemy import event
 from web3 import Web3
 
@@ -13,30 +11,7 @@ from ledger import playbatch
 from ledger.ingest import ChainDevices, IngestContext, handle_json
 from ledger.nonces import JsonRpcWordReader, nonce_bitmap_selector
 
-from .conftest import free_port, make_ctx, signed_payload, stored_count
-
-
-@pytest.fixture
-def registered(world):
-    account = Account.create()
-    device_id = world.licensee.register_device(account.address, "GB", world.licensee.device_proof(account))
-    return account, device_id
-
-
-def submit_on_chain(world, account, device_id, nonce):
-    """The batch applied on chain by someone else (not through our store)."""
-    licensee_index, device_number = playbatch.split_device_id(device_id)
-    now = int(time.time())
-    batch = playbatch.sign_batch(
-        account,
-        world.w3.eth.chain_id,
-        world.ledger_address,
-        nonce,
-        now - 10,
-        now - 5,
-        playbatch.encode_entries({world.works[0]: 1}),
-    )
-    assert len(world.admin.submit_batches([playbatch.Group(licensee_index, [(device_number, batch)])]).applied) == 1
+from .conftest import apply_on_chain, free_port, make_ctx, signed_payload, stored_count
 
 
 def dead_node_ctx(world, engine) -> IngestContext:
@@ -54,7 +29,7 @@ def dead_node_ctx(world, engine) -> IngestContext:
 def test_raw_nonce_word_equals_the_contracts(world, registered):
     account, device_id = registered
     for nonce in (0, 300):
-        submit_on_chain(world, account, device_id, nonce)
+        apply_on_chain(world, account, device_id, nonce)
     reader = JsonRpcWordReader(
         world.w3.provider.endpoint_uri, world.ledger_address, nonce_bitmap_selector(world.deployment.ledger.abi)
     )
@@ -100,7 +75,7 @@ def test_resend_after_the_nonce_is_used_on_chain_is_the_same_202(world, engine, 
     body = json.dumps(signed_payload(account, world, 0, {world.works[0]: 1}))
     first = handle_json(body, make_ctx(world, engine))
     assert first[0] == 202
-    submit_on_chain(world, account, device_id, 0)  # as the relayer would (same nonce)
+    apply_on_chain(world, account, device_id, 0)  # as the relayer would (same nonce)
     assert handle_json(body, make_ctx(world, engine, nonce_ttl=0)) == first
     assert stored_count(engine) == 1
 

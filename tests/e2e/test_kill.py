@@ -24,8 +24,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-import requests
 from eth_account import Account
 from sqlalchemy import func, select
 from web3 import Web3
