@@ -38,7 +38,6 @@ stale view can do, and why it is safe:
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -46,7 +45,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from eth_utils import keccak, to_checksum_address
 
 from .errors import ChainUnavailableError
@@ -85,35 +83,6 @@ def event_topic(abi: list[dict[str, Any]], name: str) -> str:
             types = ",".join(str(i["type"]) for i in item.get("inputs", []))
             return "0x" + keccak(text=f"{name}({types})").hex()
     raise ValueError(f"the ABI has no event {name}")
-
-
-class JsonRpc:
-    """Raw JSON-RPC over one kept-alive HTTP session (web3 costs several requests and its
-    middleware per call; these are plain POSTs). Failures raise :class:`ChainUnavailableError`."""
-
-    def __init__(self, url: str, timeout: float = 10.0, pool_size: int = 4) -> None:
-        self.url, self.timeout = url, timeout
-        self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self._ids = itertools.count(1)
-
-    def __call__(self, method: str, params: list[Any]) -> Any:
-        request = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
-        try:
-            response = self.session.post(self.url, json=request, timeout=self.timeout)
-            response.raise_for_status()
-            answer = response.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise ChainUnavailableError(f"{method} to {self.url} failed: {exc}") from None
-        if not isinstance(answer, dict) or "result" not in answer:
-            error = answer.get("error") if isinstance(answer, dict) else answer
-            raise ChainUnavailableError(f"{method} to {self.url} answered {error!r}")
-        return answer["result"]
-
-    def close(self) -> None:
-        self.session.close()
 
 
 class DeviceBook:

@@ -60,9 +60,9 @@ from web3.contract import Contract
 from . import nonces as nonces_mod
 from . import playbatch
 from .chain import Deployment
-from .devicebook import DeviceBook, DeviceRecord, JsonRpc
+from .devicebook import DeviceBook, DeviceRecord
 from .errors import ChainUnavailableError, IngestError
-from .nonces import JsonRpcWordReader, NonceWords, nonce_bitmap_selector
+from .nonces import JsonRpc, JsonRpcWordReader, NonceWords, nonce_bitmap_selector
 from .pending import PENDING, PendingBatch
 from .pending import utcnow as pending_now
 

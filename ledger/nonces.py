@@ -48,40 +48,51 @@ def nonce_bitmap_selector(ledger_abi: list[dict[str, Any]]) -> bytes:
     raise ValueError("the ledger ABI has no nonceBitmap(address,uint256) returns (uint256)")
 
 
-class JsonRpcWordReader:
-    """``nonceBitmap(device, word)`` by one raw ``eth_call`` over a kept-alive HTTP connection."""
+class JsonRpc:
+    """Raw JSON-RPC over one kept-alive HTTP session (web3 costs several requests and its
+    middleware per call; these are plain POSTs). Failures raise :class:`ChainUnavailableError`."""
 
-    def __init__(self, rpc_url: str, ledger_address: str, selector: bytes, timeout: float = 10.0, pool_size: int = 16):
-        self.rpc_url, self.timeout = rpc_url, timeout
-        self.ledger_address, self.selector = ledger_address, selector
+    def __init__(self, url: str, timeout: float = 10.0, pool_size: int = 4) -> None:
+        self.url, self.timeout = url, timeout
         self.session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self._ids = itertools.count(1)
 
-    def __call__(self, device: str, word: int) -> int:
-        data = (self.selector + bytes(12) + bytes.fromhex(device[2:]) + word.to_bytes(32, "big")).hex()
-        request = {
-            "jsonrpc": "2.0",
-            "id": next(self._ids),
-            "method": "eth_call",
-            "params": [{"to": self.ledger_address, "data": "0x" + data}, "latest"],
-        }
+    def __call__(self, method: str, params: list[Any]) -> Any:
+        request = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         try:
-            response = self.session.post(self.rpc_url, json=request, timeout=self.timeout)
+            response = self.session.post(self.url, json=request, timeout=self.timeout)
             response.raise_for_status()
             answer = response.json()
         except (requests.RequestException, ValueError) as exc:
-            raise ChainUnavailableError(f"nonceBitmap eth_call to {self.rpc_url} failed: {exc}") from None
-        result = answer.get("result") if isinstance(answer, dict) else None
-        if not isinstance(result, str) or not result.startswith("0x") or len(result) != 66:
+            raise ChainUnavailableError(f"{method} to {self.url} failed: {exc}") from None
+        if not isinstance(answer, dict) or "result" not in answer:
             error = answer.get("error") if isinstance(answer, dict) else answer
-            raise ChainUnavailableError(f"nonceBitmap eth_call to {self.rpc_url} answered {error!r}")
-        return int(result, 16)
+            raise ChainUnavailableError(f"{method} to {self.url} answered {error!r}")
+        return answer["result"]
 
     def close(self) -> None:
         self.session.close()
+
+
+class JsonRpcWordReader:
+    """``nonceBitmap(device, word)`` by one raw ``eth_call`` over a :class:`JsonRpc` session."""
+
+    def __init__(self, rpc_url: str, ledger_address: str, selector: bytes, timeout: float = 10.0, pool_size: int = 16):
+        self.rpc = JsonRpc(rpc_url, timeout=timeout, pool_size=pool_size)
+        self.rpc_url, self.ledger_address, self.selector = rpc_url, ledger_address, selector
+
+    def __call__(self, device: str, word: int) -> int:
+        data = (self.selector + bytes(12) + bytes.fromhex(device[2:]) + word.to_bytes(32, "big")).hex()
+        result = self.rpc("eth_call", [{"to": self.ledger_address, "data": "0x" + data}, "latest"])
+        if not isinstance(result, str) or not result.startswith("0x") or len(result) != 66:
+            raise ChainUnavailableError(f"nonceBitmap eth_call to {self.rpc_url} answered {result!r}")
+        return int(result, 16)
+
+    def close(self) -> None:
+        self.rpc.close()
 
 
 class NonceWords:

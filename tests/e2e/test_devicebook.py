@@ -2,13 +2,12 @@
 real Anvil: it answers as the contract does, sees registrations, revocations and applied nonces
 by following the chain, refuses only from a view brought to the head, and loads again on a reorg."""
 
-
 import pytest
 from eth_account import Account
 
-from ledger.devicebook import DeviceBook, JsonRpc
+from ledger.devicebook import DeviceBook
 from ledger.errors import ChainUnavailableError
-from ledger.nonces import JsonRpcWordReader, nonce_bitmap_selector
+from ledger.nonces import JsonRpc, JsonRpcWordReader, nonce_bitmap_selector
 
 from .conftest import apply_on_chain, free_port
 from .conftest import register_device as register
