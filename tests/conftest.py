@@ -9,30 +9,34 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import load_device_script, migrated_engine, postgres_database, sqlite_url
+from tests.support import load_device_script, migrated_engine, migrated_sqlite_file, postgres_database, sqlite_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path):
-    """An empty database: a SQLite file, or a PostgreSQL database created and dropped for the test."""
+    """A database: a SQLite file, or a PostgreSQL database created and dropped for the test. Empty,
+    unless the test also uses ``engine``: then already migrated to head (a copy of a template
+    migrated once per session)."""
+    migrated = "engine" in request.fixturenames
     if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
+        path = tmp_path / "ledger.sqlite3"
+        yield migrated_sqlite_file(path) if migrated else sqlite_url(tmp_path)
         return
-    with postgres_database() as url:
+    with postgres_database(migrated=migrated) as url:
         yield url
 
 
 @pytest.fixture
 def engine(db_url):
     """An engine on a database migrated to head (SQLite and PostgreSQL)."""
-    with migrated_engine(db_url) as eng:
+    with migrated_engine(db_url, upgrade_schema=False) as eng:
         yield eng
 
 
 @pytest.fixture
 def sqlite_engine(tmp_path):
     """A migrated SQLite database, for tests where the backend does not matter."""
-    with migrated_engine(sqlite_url(tmp_path)) as eng:
+    with migrated_engine(migrated_sqlite_file(tmp_path / "ledger.sqlite3"), upgrade_schema=False) as eng:
         yield eng
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import brownie.test
 import pytest
 from brownie import accounts
-
 from contract_helpers import (
     ESCROW,
     FLAT,

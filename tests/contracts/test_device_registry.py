@@ -3,9 +3,8 @@
 
 import brownie
 from brownie import ZERO_ADDRESS, chain
-from eth_account import Account
-
 from contract_helpers import err, new_key, registration_digest, sign_registration
+from eth_account import Account
 
 
 def register(ledger, licensee, key, territory=b"GB"):

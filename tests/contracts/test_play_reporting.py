@@ -6,8 +6,6 @@ import struct
 import brownie
 import pytest
 from brownie import chain
-from hexbytes import HexBytes
-
 from contract_helpers import (
     ESCROW,
     METERED,
@@ -23,6 +21,8 @@ from contract_helpers import (
     register_device,
     skips,
 )
+from hexbytes import HexBytes
+
 from ledger.playbatch import (
     PlayRecord,
     SignedBatch,

@@ -1,7 +1,6 @@
 """TestStablecoin: the devnet settlement token (6 decimals, faucet)."""
 
 import brownie
-
 from contract_helpers import err
 
 

@@ -10,21 +10,24 @@ import pytest
 from portal_support import PASSWORD, SECRET, Portal, make_app
 
 from ledger import accounts
-from tests.support import migrated_engine, postgres_database
+from tests.support import migrated_engine, migrated_sqlite_file, postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path):
+    """Migrated to head when the test uses ``engine`` (a copy of the session's template), else empty."""
+    migrated = "engine" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'portal.sqlite3'}"
+        path = tmp_path / "portal.sqlite3"
+        yield migrated_sqlite_file(path) if migrated else f"sqlite:///{path}"
     else:
-        with postgres_database("portal_test") as url:
+        with postgres_database("portal_test", migrated=migrated) as url:
             yield url
 
 
 @pytest.fixture
 def engine(db_url):
-    with migrated_engine(db_url) as eng:
+    with migrated_engine(db_url, upgrade_schema=False) as eng:
         yield eng
 
 
