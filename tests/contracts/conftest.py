@@ -10,6 +10,7 @@ from pathlib import Path
 import brownie.test
 import pytest
 from brownie import accounts
+
 from contract_helpers import (
     ESCROW,
     FLAT,

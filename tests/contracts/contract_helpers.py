@@ -17,7 +17,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils import keccak
 from hexbytes import HexBytes
 
-from ledger.playbatch import SKIP_REASONS, Group, encode_submission, sign_batch
+from ledger.playbatch import Group, SKIP_REASONS, encode_submission, sign_batch
 
 FLAT, METERED = 0, 1
 BPS = 10_000

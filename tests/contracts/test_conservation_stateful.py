@@ -14,6 +14,8 @@ remainder to the first payee, pending accrual paid under the old split before a 
 import brownie
 import pytest
 from brownie import accounts, chain
+from hypothesis import strategies as st
+
 from contract_helpers import (
     DAY,
     METERED,
@@ -26,8 +28,6 @@ from contract_helpers import (
     sign_registration,
     skips,
 )
-from hypothesis import strategies as st
-
 from ledger.playbatch import decode_entries, decode_play_records, encode_entries, split_shares
 
 # (rate, duration, activation fee) of the METERED terms of each work; the third expires fast.

@@ -3,8 +3,9 @@
 
 import brownie
 from brownie import ZERO_ADDRESS, chain
-from contract_helpers import err, new_key, registration_digest, sign_registration
 from eth_account import Account
+
+from contract_helpers import err, new_key, registration_digest, sign_registration
 
 
 def register(ledger, licensee, key, territory=b"GB"):

@@ -4,9 +4,10 @@ pays the gas; deposits use an ERC-2612 permit instead of an approve transaction.
 import brownie
 import pytest
 from brownie import chain, web3
-from contract_helpers import METERED, err
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+
+from contract_helpers import METERED, err
 
 FORWARD_REQUEST_TYPES = {
     "ForwardRequest": [

@@ -3,6 +3,7 @@
 import brownie
 import pytest
 from brownie import ZERO_ADDRESS, chain
+
 from contract_helpers import FLAT, FLAT_DURATION, FLAT_FEE, METERED, METERED_DURATION, RATE, err
 
 

@@ -3,10 +3,10 @@
 import brownie
 import pytest
 from brownie import ZERO_ADDRESS, accounts
-from contract_helpers import FLAT, METERED, err
 from eth_abi import encode
 from eth_utils import keccak
 
+from contract_helpers import FLAT, METERED, err
 from ledger.playbatch import pack_split, split_shares
 
 

@@ -22,12 +22,12 @@ import struct
 
 import pytest
 from brownie import accounts, chain, web3
-from brownie.test import given
-from contract_helpers import FLAT, METERED, register_device
 from eth_account import Account
+from brownie.test import given
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 
+from contract_helpers import FLAT, METERED, register_device, sign_registration
 from ledger.playbatch import SKIP_REASONS, batch_digest, decode_play_records, to_compact_signature
 
 EXAMPLES = int(os.environ.get("PLAY_PATH_FUZZ_EXAMPLES", "300"))

@@ -6,6 +6,8 @@ import struct
 import brownie
 import pytest
 from brownie import chain
+from hexbytes import HexBytes
+
 from contract_helpers import (
     ESCROW,
     METERED,
@@ -21,8 +23,6 @@ from contract_helpers import (
     register_device,
     skips,
 )
-from hexbytes import HexBytes
-
 from ledger.playbatch import (
     PlayRecord,
     SignedBatch,

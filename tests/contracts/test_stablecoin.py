@@ -1,6 +1,7 @@
 """TestStablecoin: the devnet settlement token (6 decimals, faucet)."""
 
 import brownie
+
 from contract_helpers import err
 
 

@@ -1,6 +1,7 @@
 """WorkRegistry: works as ERC-721 tokens with a URI and a once-only ISRC."""
 
 import brownie
+
 from contract_helpers import ISRC, err
 
 NO_ISRC = b"\x00" * 12

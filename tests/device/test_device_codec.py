@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import playbatch
+
 from tests.support import DEVICE_SCRIPT
 
 LEDGER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

@@ -7,11 +7,12 @@ Run from the repository root: ``pytest -p no:pytest-brownie tests/ledger``.
 from __future__ import annotations
 
 import pytest
-from ledger_history import build_history
 from web3 import Web3
 
 from ledger.chain import LedgerClient, deploy
 from tests.support import BUILD_DIR, ensure_compiled, running_anvil
+
+from ledger_history import build_history
 
 GENESIS = 1788220800  # 2026-09-01T00:00:00Z: the scripted history runs October to December 2026
 

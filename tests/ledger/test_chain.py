@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ledger import errors
+from ledger.playbatch import sorted_split
 from ledger.chain import LicenseKind, RevertDecoder
 from ledger.errors import ContractRevert, UserError
-from ledger.playbatch import sorted_split
 
 
 @pytest.fixture

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from ledger_helpers import index
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ledger.models import BatchSkip, Device, Licensee, Payee, PayeeCredit, PlayBatch, Work, WorkPeriodStats
 from ledger.statements import Period, credited_total, statement
+
+from ledger_helpers import index
 
 
 def test_statement_net_equals_chain_credits_for_every_payee(engine, w3, deployment, client, history):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from ledger_helpers import all_statements_csv, index, play_count, table_snapshot
-from ledger_history import METERED, USD, build_history
 from sqlalchemy import select, update
 from web3 import Web3
 
@@ -17,6 +15,9 @@ from ledger.errors import ReorgDetectedError
 from ledger.indexer import Indexer
 from ledger.models import IndexerCheckpoint, Play, Work
 from ledger.playbatch import Group, encode_entries, encode_submission, sign_batch, sorted_split
+
+from ledger_helpers import all_statements_csv, index, play_count, table_snapshot
+from ledger_history import METERED, USD, build_history
 from tests.support import BUILD_DIR, running_anvil
 
 GENESIS = 1788220800  # as in conftest: the scripted history runs October to December 2026

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from ledger.db import current_revision, downgrade, head_revision, make_engine, require_schema, table_names, upgrade
-from ledger.models import INDEXED_TABLES, Base
+from ledger.models import Base, INDEXED_TABLES
 
 
 def test_upgrade_downgrade_upgrade(db_url):

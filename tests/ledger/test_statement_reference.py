@@ -9,11 +9,12 @@ engine) and through ``ledger.statements.statement_at`` (the driver path of ``led
 
 from __future__ import annotations
 
-from ledger_helpers import MONTHS, index
 from sqlalchemy import select
 
 from ledger.models import LicensePurchase, PayeeCredit, Play, SplitShare, Work
 from ledger.statements import Period, StatementRow, period_of, statement, statement_at
+
+from ledger_helpers import MONTHS, index
 
 PERIODS = [*MONTHS, Period(202611, None), Period(None, 202610), Period(202609, 202609)]
 
