@@ -44,10 +44,13 @@ abstract contract DeviceRegistry is LedgerBase, EIP712, IDeviceRegistry {
         if (_licensees[uint32(deviceId >> 32)] != sender) revert NotDeviceLicensee(deviceId, sender);
         uint256 slot = _devices[deviceId];
         address device = address(uint160(slot));
-        if (device == address(0) || (slot >> REVOKED_AT_SHIFT) & TIME_MASK != 0) revert UnknownDevice(deviceId);
-        // Batches ending at or before now stay chargeable; later ones are skipped.
+        (uint256 revoked, uint256 notBefore) = _deviceTimes(slot);
+        if (device == address(0) || revoked != 0) revert UnknownDevice(deviceId);
+        // Batches ending at or before now stay chargeable; later ones are skipped. The slot is
+        // settled: its nonce chunk moves to the archive, where the key's later registrations
+        // see it.
         uint64 revokedAt = uint64(block.timestamp);
-        _devices[deviceId] = slot | (uint256(revokedAt) << REVOKED_AT_SHIFT);
+        _devices[deviceId] = _settleDevice(slot, revokedAt, notBefore);
         emit DeviceRevoked(deviceId, device, revokedAt);
     }
 
@@ -76,30 +79,26 @@ abstract contract DeviceRegistry is LedgerBase, EIP712, IDeviceRegistry {
         uint256 slot = _devices[deviceId];
         device = address(uint160(slot));
         if (device != address(0)) licensee = _licensees[uint32(deviceId >> 32)];
-        revokedAt = uint64((slot >> REVOKED_AT_SHIFT) & TIME_MASK);
-        notBefore = uint64((slot >> NOT_BEFORE_SHIFT) & TIME_MASK);
+        (uint256 revoked, uint256 start) = _deviceTimes(slot);
+        revokedAt = uint64(revoked);
+        notBefore = uint64(start);
     }
 
     /// @inheritdoc IDeviceRegistry
     function isNonceUsed(uint64 deviceId, uint32 nonce) external view returns (bool) {
         address device = address(uint160(_devices[deviceId]));
-        return (_nonceBitmaps[_bitmapKey(device, nonce)] >> (nonce & 0xff)) & 1 == 1;
+        return (_nonceWord(device, nonce >> 8) >> (nonce & 0xff)) & 1 == 1;
     }
 
     /// @inheritdoc IDeviceRegistry
     function nonceBitmap(address device, uint256 word) external view returns (uint256) {
-        return _nonceBitmaps[(uint256(uint160(device)) << NONCE_WORD_BITS) | word];
+        return _nonceWord(device, word);
     }
 
     /// @inheritdoc IDeviceRegistry
     function deviceCountOf(address licensee) external view returns (uint32) {
         uint32 index = _licenseeIndex[licensee];
         return index == 0 ? 0 : _deviceCounts[index];
-    }
-
-    /// @dev The nonce bitmap word of a key holding `nonce` (bit nonce & 255 of it).
-    function _bitmapKey(address device, uint256 nonce) internal pure returns (uint256) {
-        return (uint256(uint160(device)) << NONCE_WORD_BITS) | (nonce >> 8);
     }
 
     function _register(uint32 index, address licensee, address device, bytes2 territory, bytes calldata signature)
@@ -112,7 +111,7 @@ abstract contract DeviceRegistry is LedgerBase, EIP712, IDeviceRegistry {
         uint64 previousId = uint64(keyRecord);
         uint256 notBefore;
         if (previousId != 0) {
-            notBefore = (_devices[previousId] >> REVOKED_AT_SHIFT) & TIME_MASK;
+            (notBefore,) = _deviceTimes(_devices[previousId]);
             if (notBefore == 0) revert DeviceAlreadyRegistered(device);
         }
         // Proof of possession: the key itself agrees to charge this licensee on this ledger.
@@ -120,7 +119,9 @@ abstract contract DeviceRegistry is LedgerBase, EIP712, IDeviceRegistry {
         if (signer != device) revert BadDeviceSignature(device, signer);
         uint32 number = ++_deviceCounts[index];
         deviceId = (uint64(index) << 32) | number;
-        _devices[deviceId] = uint160(device) | (notBefore << NOT_BEFORE_SHIFT);
+        // A key's first registration starts live (nonce chunk 0, none used); a later one
+        // starts settled with its notBefore (the key's nonces are in the archive by then).
+        _devices[deviceId] = previousId == 0 ? uint160(device) : _settleDevice(uint160(device), 0, notBefore);
         _deviceKeys[device] = (((keyRecord >> REGISTRATIONS_SHIFT) + 1) << REGISTRATIONS_SHIFT) | deviceId;
         emit DeviceRegistered(deviceId, device, licensee, territory);
     }

@@ -11,8 +11,9 @@ import {LedgerBase} from "./LedgerBase.sol";
 /// @dev Built for gas (see docs/gas.md). Per call, an in-memory open-addressing table keyed by
 ///      work id accumulates each work's totals (loaded from storage when the work is first
 ///      met, written once at the end) and caches each work's license lane per licensee group;
-///      escrow is read and written once per group; a device's slot is read once per batch and
-///      its nonce bitmap word read and written; one event carries every applied batch.
+///      escrow is read and written once per group; a device's slot is read once per batch and,
+///      for a nonce of its current 64-nonce chunk (the common case), written once: no other
+///      slot (see useNonceAndCharge); one event carries every applied batch.
 ///      Memory layout of the call:
 ///        ctx   (CTX_BYTES)          the call's state and constants, see CTX_* offsets
 ///        table (ROW_BYTES << tableBits)  rows, see ROW_* offsets
@@ -63,6 +64,14 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
     // ---- nonce bitmap (Permit2-style): bit (nonce & 255) of word (nonce >> 8) ----
     uint256 private constant NONCE_BIT_MASK = 0xff;
     uint256 private constant NONCE_WORD_SHIFT = 8;
+    /// @dev DEVICE_SETTLED of a device slot (see LedgerBase), 1 << 255.
+    uint256 private constant SETTLED_FLAG = 0x8000000000000000000000000000000000000000000000000000000000000000;
+    /// @dev CHUNK_BITS_MASK, the 64 used bits of a live slot's chunk.
+    uint256 private constant U64 = 0xffffffffffffffff;
+    /// @dev Bits 224..255 of a device slot: the live chunk's index, or SETTLED_FLAG >> 224
+    ///      (2**31, above every chunk index, 2**26 - 1 at most) when settled, so one
+    ///      comparison sends a settled slot's batches the way of an older chunk: to the archive.
+    uint256 private constant SLOT_CHUNK_SHIFT = 224;
 
     // ---- EIP-2098 compact signature and ecrecover ----
     /// @dev The low 255 bits of yParityAndS are s; the top bit is the y parity.
@@ -204,6 +213,9 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 || CACHE_HAS_PREVIOUS != KEY_HAS_PREVIOUS << CACHE_KEY_SHIFT || TAG_STEP != KEY_HAS_PREVIOUS << 1
                 || MULTIPLIER_MASK != (1 << CACHE_EXPIRY_SHIFT) - 1 || CACHE_EXPIRY_MASK != U32 << CACHE_EXPIRY_SHIFT
                 || KEY_TIME_SHIFT != CACHE_KEY_SHIFT - CACHE_EXPIRY_SHIFT || TIME_RANGE != U32 + 1 || ONE_PLAY != 1 << 32
+                || SETTLED_FLAG != DEVICE_SETTLED || U64 != CHUNK_BITS_MASK || SLOT_CHUNK_SHIFT != CHUNK_INDEX_SHIFT
+                || CHUNK_INDEX_MASK >= SETTLED_FLAG >> SLOT_CHUNK_SHIFT || NONCE_WORD_SHIFT != CHUNK_NONCE_SHIFT + CHUNKS_PER_WORD_SHIFT
+                || NONCE_BIT_MASK != (CHUNK_IN_WORD_MASK << CHUNK_NONCE_SHIFT) | CHUNK_NONCE_MASK
         ) {
             revert();
         }
@@ -412,10 +424,13 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 }
                 // Outside this registration: after its revocation, or not after the key's
                 // previous revocation (those plays belong to the earlier registration).
-                let revokedAt := and(shr(REVOKED_AT_SHIFT, state), U32)
-                if or(and(iszero(iszero(revokedAt)), gt(toTime, revokedAt)), iszero(gt(toTime, shr(NOT_BEFORE_SHIFT, state)))) {
-                    reason := SKIP_DEVICE_REVOKED
-                    leave
+                // A live slot has neither (revokedAt and notBefore 0; toTime >= 1).
+                if and(state, SETTLED_FLAG) {
+                    let revokedAt := and(shr(REVOKED_AT_SHIFT, state), U32)
+                    if or(and(iszero(iszero(revokedAt)), gt(toTime, revokedAt)), iszero(gt(toTime, and(shr(NOT_BEFORE_SHIFT, state), U32)))) {
+                        reason := SKIP_DEVICE_REVOKED
+                        leave
+                    }
                 }
                 if or(iszero(n), gt(n, MAX_ENTRIES)) {
                     reason := SKIP_MALFORMED_ENTRIES
@@ -459,9 +474,40 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
             }
 
             // The nonce (unused, else NonceUsed), then the charge; marks the nonce used when
-            // the batch is applied.
-            function useNonceAndCharge(c, p, head, n, device) -> reason {
+            // the batch is applied. `state` is the device slot (at `deviceSlot`). A live slot's
+            // chunk (see LedgerBase) answers for its own nonces; a nonce of a later chunk is
+            // unused (the archive holds no bits of the live chunk or later ones) and, applied,
+            // moves the live chunk to the archive and starts its own; a nonce of an older chunk,
+            // or of a settled slot, is read and marked in the archive.
+            function useNonceAndCharge(c, p, head, n, state, deviceSlot) -> reason {
                 let nonce := and(shr(HEAD_NONCE_SHIFT, head), U32)
+                let chunk := shr(CHUNK_NONCE_SHIFT, nonce)
+                let live := shr(SLOT_CHUNK_SHIFT, state)
+                if eq(chunk, live) {
+                    let used := shl(add(CHUNK_BITS_SHIFT, and(nonce, CHUNK_NONCE_MASK)), 1)
+                    if and(state, used) {
+                        reason := SKIP_NONCE_USED
+                        leave
+                    }
+                    reason := charge(c, p, head, n)
+                    if eq(reason, APPLIED) { sstore(deviceSlot, or(state, used)) }
+                    leave
+                }
+                let device := and(state, DEVICE_ADDRESS_MASK)
+                if gt(chunk, live) {
+                    reason := charge(c, p, head, n)
+                    if eq(reason, APPLIED) {
+                        let bits := and(shr(CHUNK_BITS_SHIFT, state), U64)
+                        if bits {
+                            mstore(0x00, or(shl(NONCE_WORD_BITS, device), shr(CHUNKS_PER_WORD_SHIFT, live)))
+                            mstore(0x20, mload(add(c, CTX_BITMAP_SLOT)))
+                            let archived := keccak256(0x00, 0x40)
+                            sstore(archived, or(sload(archived), shl(shl(CHUNK_NONCE_SHIFT, and(live, CHUNK_IN_WORD_MASK)), bits)))
+                        }
+                        sstore(deviceSlot, or(or(device, shl(SLOT_CHUNK_SHIFT, chunk)), shl(add(CHUNK_BITS_SHIFT, and(nonce, CHUNK_NONCE_MASK)), 1)))
+                    }
+                    leave
+                }
                 mstore(0x00, or(shl(NONCE_WORD_BITS, device), shr(NONCE_WORD_SHIFT, nonce)))
                 mstore(0x20, mload(add(c, CTX_BITMAP_SLOT)))
                 let slot := keccak256(0x00, 0x40)
@@ -485,7 +531,8 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 let id := or(shl(DEVICE_NUMBER_BITS, mload(add(c, CTX_LICENSEE))), shr(HEAD_DEVICE_SHIFT, head))
                 mstore(0x00, id)
                 mstore(0x20, mload(add(c, CTX_DEVICES_SLOT)))
-                let state := sload(keccak256(0x00, 0x40))
+                let deviceSlot := keccak256(0x00, 0x40)
+                let state := sload(deviceSlot)
                 let device := and(state, DEVICE_ADDRESS_MASK)
                 // Unknown device id, or not the device's signature: nothing is attributable to
                 // the device, so the batch is skipped without an event.
@@ -494,7 +541,7 @@ abstract contract PlayReporting is LedgerBase, EIP712, IPlayReporting {
                 calldatacopy(copy, add(p, BATCH_HEADER_BYTES), mul(ENTRY_BYTES, n))
                 if iszero(signedBy(c, p, head, n, device, copy)) { leave }
                 let reason := checkHeader(c, head, n, state)
-                if eq(reason, APPLIED) { reason := useNonceAndCharge(c, p, head, n, device) }
+                if eq(reason, APPLIED) { reason := useNonceAndCharge(c, p, head, n, state, deviceSlot) }
                 if iszero(eq(reason, APPLIED)) {
                     skip(c, id, and(shr(HEAD_NONCE_SHIFT, head), U32), reason)
                     leave

@@ -119,13 +119,11 @@ contract PlayReportingReference is RoyaltyLedgerHarness {
         if (!_signedBy(b, device)) return (false, 0); // not the device's signature: no event
         uint256 reason = _headerReason(b, slot);
         if (reason == 255) {
-            uint256 key = (uint256(uint160(device)) << 24) | (b.nonce >> 8);
-            uint256 bit = 1 << (b.nonce & 255);
-            if (_nonceBitmaps[key] & bit != 0) {
+            if (_nonceUsed(slot, b.nonce)) {
                 reason = uint256(SkipReason.NonceUsed);
             } else {
                 (reason, charged) = _charge(b, escrowLeft, pending);
-                if (reason == 255) _nonceBitmaps[key] |= bit;
+                if (reason == 255) _markNonce(b.id, slot, b.nonce);
             }
         }
         if (reason != 255) {
@@ -133,6 +131,44 @@ contract PlayReportingReference is RoyaltyLedgerHarness {
             return (false, 0);
         }
         return (true, charged);
+    }
+
+    /// @dev Whether the key of device slot `slot` used `nonce`: a live slot's current chunk
+    ///      answers for its own nonces and a later chunk is unused; anything else (an older
+    ///      chunk, a settled slot) is in the key's archive word.
+    function _nonceUsed(uint256 slot, uint256 nonce) private view returns (bool) {
+        if (slot & DEVICE_SETTLED == 0) {
+            uint256 liveChunk = (slot >> CHUNK_INDEX_SHIFT) & CHUNK_INDEX_MASK;
+            uint256 chunk = nonce / 64;
+            if (chunk == liveChunk) return (slot >> (CHUNK_BITS_SHIFT + nonce % 64)) & 1 == 1;
+            if (chunk > liveChunk) return false;
+        }
+        return (_nonceBitmaps[_archiveKey(slot, nonce / 256)] >> (nonce % 256)) & 1 == 1;
+    }
+
+    /// @dev Marks `nonce` used: in the live chunk; or, for a later chunk, the live chunk goes
+    ///      to the archive (OR into its word) and the slot starts the new chunk with `nonce`;
+    ///      else in the archive word.
+    function _markNonce(uint64 id, uint256 slot, uint256 nonce) private {
+        if (slot & DEVICE_SETTLED == 0) {
+            uint256 liveChunk = (slot >> CHUNK_INDEX_SHIFT) & CHUNK_INDEX_MASK;
+            uint256 chunk = nonce / 64;
+            if (chunk == liveChunk) {
+                _devices[id] = slot | (1 << (CHUNK_BITS_SHIFT + nonce % 64));
+                return;
+            }
+            if (chunk > liveChunk) {
+                uint256 used = (slot >> CHUNK_BITS_SHIFT) & CHUNK_BITS_MASK;
+                if (used != 0) _nonceBitmaps[_archiveKey(slot, liveChunk / 4)] |= used << (64 * (liveChunk % 4));
+                _devices[id] = (slot & ADDRESS_MASK) | (chunk << CHUNK_INDEX_SHIFT) | (1 << (CHUNK_BITS_SHIFT + nonce % 64));
+                return;
+            }
+        }
+        _nonceBitmaps[_archiveKey(slot, nonce / 256)] |= 1 << (nonce % 256);
+    }
+
+    function _archiveKey(uint256 slot, uint256 word) private pure returns (uint256) {
+        return ((slot & ADDRESS_MASK) << 24) | word;
     }
 
     function _signedBy(Batch memory b, address device) private view returns (bool) {
@@ -152,8 +188,12 @@ contract PlayReportingReference is RoyaltyLedgerHarness {
         if (b.toTime == 0 || b.fromTime > b.toTime || b.toTime > block.timestamp + SKEW) {
             return uint256(SkipReason.BadTimeRange);
         }
-        uint256 revokedAt = (slot >> REVOKED_AT_SHIFT) & TIME_MASK;
-        uint256 notBefore = (slot >> NOT_BEFORE_SHIFT) & TIME_MASK;
+        uint256 revokedAt;
+        uint256 notBefore;
+        if (slot & DEVICE_SETTLED != 0) {
+            revokedAt = (slot >> REVOKED_AT_SHIFT) & TIME_MASK;
+            notBefore = (slot >> NOT_BEFORE_SHIFT) & TIME_MASK;
+        }
         if ((revokedAt != 0 && b.toTime > revokedAt) || b.toTime <= notBefore) {
             return uint256(SkipReason.DeviceRevoked);
         }

@@ -2,7 +2,9 @@
 reference (contracts/test/PlayReportingReference.sol), on the same state and the same call.
 
 Each example builds one random `submitBatches` call (several licensees and devices, works whose
-ids collide in a small table, every skip reason, nonces in any order and across bitmap words,
+ids collide in a small table, every skip reason, nonces in any order and across the 64-nonce
+chunks a live device slot holds and the 256-nonce archive words (devices whose live chunk was
+moved on, whose archive holds older nonces, whose chunk was archived by a revocation),
 time edges around revocation, re-registration, license periods and clock skew, counters next to
 their limits, unpayable batches undone, malformed calls). It runs the call on the Yul ledger,
 rewinds the chain, swaps the reference's runtime code in at the same address (same storage,
@@ -27,7 +29,7 @@ from brownie.test import given
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 
-from contract_helpers import FLAT, METERED, register_device, sign_registration
+from contract_helpers import FLAT, METERED, Reporter, register_device, sign_registration
 from ledger.playbatch import SKIP_REASONS, batch_digest, decode_play_records, to_compact_signature
 
 EXAMPLES = int(os.environ.get("PLAY_PATH_FUZZ_EXAMPLES", "300"))
@@ -90,6 +92,16 @@ def scene(RoyaltyLedgerHarness, PlayReportingReference, token, works, forwarder,
     ledger.buyLicense(NEAR_FULL_ACCRUAL_WORK, FLAT, fee, 0, 0, {"from": licensees[0]})
     # Devices: two per licensee; licensee 0's second is revoked and its key re-registered by 2.
     devices = [[register_device(ledger, who) for _ in range(2)] for who in licensees]
+    # Nonces used before the examples (unlicensed work 999: nothing charged), so batches meet a
+    # live chunk moved past older ones: licensee 0's first device ends with chunk 4 live {300}
+    # and the archive holding 2, 70 and 200 (200 archived when 300 came); licensee 1's first
+    # device with chunk 1 live {65}; the device revoked below with 3 and 257 (chunk 4 live, then
+    # archived by the revocation).
+    reporter = Reporter(ledger, accounts[7])
+    for device, nonces in ((devices[0][0], (200, 70, 300, 2)), (devices[1][0], (65,)), (devices[0][1], (3, 257))):
+        for nonce in nonces:
+            tx = reporter.submit([(device, reporter.sign(device, nonce, struct.pack(">IH", 999, 1)))])
+            assert tx.return_value == 1
     chain.sleep(60)
     revoked = devices[0][1]
     ledger.revokeDevice(revoked.device_id, {"from": licensees[0]})
@@ -130,7 +142,14 @@ st_entries = st.one_of(
 st_batch = st.fixed_dictionaries(
     {
         "device": st.integers(0, 3),  # 3 (or past the licensee's devices): an unknown number
-        "nonce": st.one_of(st.integers(0, 5), st.integers(254, 258), st.just(2**32 - 1)),
+        "nonce": st.one_of(  # chunk and archive-word edges, the nonces used in the scene
+            st.integers(0, 5),
+            st.integers(62, 66),
+            st.sampled_from([69, 70, 71, 127, 128, 199, 200, 201]),
+            st.integers(254, 258),
+            st.sampled_from([299, 300, 301, 319, 320, 511, 512]),
+            st.just(2**32 - 1),
+        ),
         "to": st.one_of(  # two times in three on an edge: revocation, period ends, clock skew
             st.sampled_from(ANCHORS),
             st.sampled_from(ANCHORS),

@@ -5,7 +5,7 @@ import struct
 
 import brownie
 import pytest
-from brownie import chain
+from brownie import chain, web3
 from hexbytes import HexBytes
 
 from contract_helpers import (
@@ -599,6 +599,91 @@ def test_submitBatches_in_any_order_by_anyone_leaves_every_batch_usable(
     assert applied == 70
     assert ledger.playsOf(work_id) == 70
     assert all(ledger.isNonceUsed(device.device_id, n) for n in range(70))
+
+
+def test_submitBatches_applies_older_chunk_after_newer_once(ledger, reporter, device, licensee, work_id):
+    # Finding 5 with the live chunk in the device slot (nonces 0-63 are chunk 0, 64-127 chunk 1,
+    # ...): batches of older chunks after newer ones are used, each once, whoever sends them.
+    order = [3, 200, 70, 5, 300, 199, 64, 2**32 - 1, 4]
+    batches = {n: reporter.sign(device, n, encode_entries({work_id: 1})) for n in order}
+    for n in order:
+        assert reporter.submit([(device, batches[n])]).return_value == 1
+
+    tx = reporter.submit([(device, batches[n]) for n in order])
+
+    assert tx.return_value == 0
+    assert [s[1:] for s in skips(tx)] == [(n, reason("NonceUsed")) for n in order]
+    assert ledger.playsOf(work_id) == len(order)
+    assert ledger.escrowOf(licensee) == ESCROW - len(order) * RATE
+    used = set(order)
+    assert [ledger.isNonceUsed(device.device_id, n) for n in range(320)] == [n in used for n in range(320)]
+    words = [sum(1 << (n & 255) for n in order if n >> 8 == w) for w in (0, 1)]
+    assert [ledger.nonceBitmap(device.address, w) for w in (0, 1)] == words
+    assert ledger.nonceBitmap(device.address, 2**24 - 1) == 1 << 255
+
+
+def _ledger_slots_read(ledger, tx) -> int:
+    """How many of the ledger's storage slots a transaction read or wrote (prestate trace)."""
+    pre = web3.provider.make_request("debug_traceTransaction", [tx.txid, {"tracer": "prestateTracer"}])["result"]
+    return next(len(a.get("storage") or {}) for addr, a in pre.items() if addr.lower() == ledger.address.lower())
+
+
+def test_submitBatches_batch_of_the_live_chunk_touches_no_nonce_bitmap_slot(ledger, reporter, device, work_id):
+    # The device's current 64-nonce chunk lives in its slot: a batch of it reads the device
+    # slot, the escrow, the license word and the work, nothing else; a later chunk archives the
+    # live one (one more slot) and becomes live.
+    def submit(n):
+        return reporter.submit([(device, reporter.sign(device, n, encode_entries({work_id: 1})))])
+
+    assert _ledger_slots_read(ledger, submit(0)) == 4
+    assert _ledger_slots_read(ledger, submit(63)) == 4
+    assert _ledger_slots_read(ledger, submit(64)) == 5  # chunk 0 goes to the archive
+    assert _ledger_slots_read(ledger, submit(65)) == 4
+    assert _ledger_slots_read(ledger, submit(1)) == 5  # an older chunk: its archive word
+    assert ledger.nonceBitmap(device.address, 0) == (1 << 0) | (1 << 1) | (1 << 63) | (1 << 64) | (1 << 65)
+
+
+def test_submitBatches_uses_each_nonce_once_across_chunks_within_one_call(ledger, reporter, device, work_id):
+    order = [300, 4, 300, 129, 4, 63, 64, 129]
+    tx = reporter.submit([(device, reporter.sign(device, n, encode_entries({work_id: 1}))) for n in order])
+
+    assert tx.return_value == 5
+    assert [s[1] for s in skips(tx)] == [300, 4, 129]
+    assert [r.nonce for r in decode_play_records(records_bytes(tx))] == [300, 4, 129, 63, 64]
+
+
+def test_revoking_keeps_the_keys_used_nonces_for_every_registration(
+    ledger, reporter, device, device2, licensee, licensee2, work_id
+):
+    # Revocation moves the device's live chunk to the archive: the used nonces stay used, for
+    # the revoked registration (late batches played before the revocation) and for a later
+    # registration of the same key.
+    for n in (1, 2, 130):
+        assert reporter.submit([(device, reporter.sign(device, n, encode_entries({work_id: 1})))]).return_value == 1
+    late = {n: reporter.sign(device, n, encode_entries({work_id: 1})) for n in (2, 3, 131, 132)}
+    revoked_at = ledger.revokeDevice(device.device_id, {"from": licensee}).events["DeviceRevoked"]["revokedAt"]
+
+    assert [ledger.isNonceUsed(device.device_id, n) for n in (1, 2, 3, 130, 131)] == [True, True, False, True, False]
+    assert ledger.nonceBitmap(device.address, 0) == (1 << 1) | (1 << 2) | (1 << 130)
+    assert list(ledger.deviceInfo(device.device_id))[2:] == [revoked_at, 0]
+    tx = reporter.submit([(device, late[n]) for n in (2, 3, 131)])
+    assert tx.return_value == 2
+    assert skips(tx) == [(device.device_id, 2, reason("NonceUsed"))]
+
+    moved = register_device(ledger, licensee2, b"FR", key=device.key)
+    assert list(ledger.deviceInfo(moved.device_id))[2:] == [0, revoked_at]
+    assert ledger.isNonceUsed(moved.device_id, 131) and not ledger.isNonceUsed(moved.device_id, 132)
+    again = [
+        (moved, reporter.sign(moved, n, encode_entries({work_id: 1}), to_time=revoked_at + 1)) for n in (3, 131, 133, 1)
+    ]
+    tx = reporter.submit(again)
+    assert tx.return_value == 1
+    assert [s[1:] for s in skips(tx)] == [(n, reason("NonceUsed")) for n in (3, 131, 1)]
+    tx = reporter.submit([(device, late[132])])
+    assert tx.return_value == 1
+    assert ledger.nonceBitmap(device.address, 0) == sum(1 << n for n in (1, 2, 3, 130, 131, 132, 133))
+    assert ledger.playsOf(work_id) == 3 + 2 + 1 + 1
+    assert ledger.escrowOf(licensee2) == ESCROW - RATE
 
 
 def test_reregistered_key_charges_each_batch_to_the_registration_it_was_played_under(
