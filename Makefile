@@ -72,7 +72,7 @@ test: install lint slither
 	brownie test tests/contracts --network contract-tests -p no:cacheprovider
 	python scripts/gas_w1.py --smoke
 	python -m bench.run --smoke --reuse-gas-report
-	pytest -p no:pytest-brownie -p no:cacheprovider tests/ledger tests/e2e tests/device tests/webapp tests/browser
+	pytest -p no:pytest-brownie -p no:cacheprovider --durations=25 tests/ledger tests/e2e tests/device tests/webapp tests/browser
 	$(TOOLS_VENV)/bin/python tools/api_fuzz.py
 
 # Analysis tools in their own virtualenv: their pins (hypothesis 6.170 for schemathesis, Slither's
