@@ -15,12 +15,20 @@ write is in flight.
 
 The thread runs while the caller projects; the projection is Python and holds the GIL, the commit
 mostly waits on the database (COPY and the upserts run in the server process), so the two overlap.
+Each time the writer's socket answers, it must win the GIL back from the projection, which keeps it
+for the interpreter's switch interval (5 ms by default) first; a commit waits on the server a few
+dozen times, so while a pipeline runs the process's switch interval is lowered to
+``SWITCH_INTERVAL`` (0.5 ms), and put back when the last pipeline ends. Measured on W3's write
+(250,000 play rows), on 2 shared cores: in turn 119-122k rows/s; pipelined at 5 ms 109-130k, at
+0.5 ms 125-136k.
 An in-memory SQLite engine (one connection per thread) is written on the caller's thread instead.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +41,31 @@ from . import checkpoint, writer
 from .projection import PlayRow, RangeRows, Row
 
 log = logging.getLogger("ledger.indexer")
+
+#: The interpreter's switch interval while a pipeline runs (see the module doc).
+SWITCH_INTERVAL = 0.0005
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+def _lower_switch_interval() -> None:
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL))
+        _switch_users += 1
+
+
+def _restore_switch_interval() -> None:
+    global _switch_users
+    with _switch_lock:
+        _switch_users -= 1
+        if _switch_users == 0:
+            sys.setswitchinterval(_switch_saved)
+
 
 WriteRows = Callable[[Connection, Table, list[Row]], None]
 WritePlays = Callable[[Connection, list[PlayRow]], None]
@@ -100,6 +133,7 @@ class RangeWriter:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+                _restore_switch_interval()
 
     def _timed(self, job: RangeWrite) -> None:
         t = time.perf_counter()
@@ -120,6 +154,7 @@ class RangeWriter:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-indexer-writer")
+            _lower_switch_interval()  # put back when the pool is shut down
         self._pending = self._pool.submit(self._timed, job)
 
     @property

@@ -5,13 +5,14 @@ anything after it is written."""
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 import pytest
 from sqlalchemy import select
 
 from ledger.indexer import Indexer
-from ledger.indexer.pipeline import RangeWrite, RangeWriter
+from ledger.indexer.pipeline import SWITCH_INTERVAL, RangeWrite, RangeWriter
 from ledger.indexer.projection import RangeRows
 from ledger.models import IndexerCheckpoint
 
@@ -42,6 +43,20 @@ def test_writer_commits_in_order_one_at_a_time_on_its_own_thread():
     assert [s for s, _ in done] == [0, 1, 2, 3, 4]
     assert all(name.startswith("ledger-indexer-writer") for _, name in done)
     assert not writer.in_flight
+
+
+def test_the_switch_interval_is_lowered_while_a_pipeline_runs_and_put_back_after():
+    """The writer wins the GIL back from the projection sooner (see ledger.indexer.pipeline)."""
+    before = sys.getswitchinterval()
+    seen = []
+    with RangeWriter(lambda job: seen.append(sys.getswitchinterval())) as writer:
+        writer.submit(_job(0))
+        with RangeWriter(lambda job: seen.append(sys.getswitchinterval())) as inner:  # two indexers at once
+            inner.submit(_job(0))
+        assert sys.getswitchinterval() == SWITCH_INTERVAL  # the first one still runs
+        writer.submit(_job(1))
+    assert seen == [SWITCH_INTERVAL] * 3 and before > SWITCH_INTERVAL
+    assert sys.getswitchinterval() == before
 
 
 def test_submit_raises_the_error_of_the_range_before_and_writes_nothing_after_it():
