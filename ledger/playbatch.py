@@ -93,7 +93,7 @@ def decode_entries(entries: bytes) -> list[tuple[int, int]]:
     """Unpacks entry bytes into [(work id, count)]."""
     if len(entries) % ENTRY_SIZE:
         raise BatchFormatError("entry bytes are not a multiple of 6")
-    return [struct.unpack_from(">IH", entries, i) for i in range(0, len(entries), ENTRY_SIZE)]
+    return list(struct.iter_unpack(">IH", entries))
 
 
 def domain(chain_id: int, ledger_address: str) -> dict[str, Any]:

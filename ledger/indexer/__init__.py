@@ -7,6 +7,10 @@ How it stays exact:
   ``block_range`` blocks, in (block, log index) order.
 - Each range is written in ONE transaction together with the new checkpoint: after a crash the
   index is at the end of the last committed range and the next run starts right after it.
+- Range N is committed on a writer thread while range N+1 is read and projected (``pipeline``: at
+  most one range in flight, committed in order; a write's error stops the run at the next range
+  and the in-memory projection is reloaded from the index). A rollback, a rebuild or a reload of
+  the projection first waits for the write in flight.
 - Event rows have unique keys (block, log index[, part]); writing an event twice fails loudly
   instead of counting it twice.
 - It derives what the events imply exactly as the chain does: a ``Distributed`` amount is split
@@ -22,6 +26,7 @@ The package, one module per job; :class:`Indexer` here composes them:
 - ``source``: logs and block timestamps from the node (adaptive range shrinking);
 - ``projection``: decoded events -> rows and counters of a range (no database, no web3);
 - ``writer``: a range's rows into SQL in bulk, and the projection state read back;
+- ``pipeline``: the writer thread committing each range with its checkpoint;
 - ``checkpoint``: the last indexed block and its hash;
 - ``rollback``: after a reorg, the nearest common ancestor and the rollback of the rows above it.
 
@@ -55,7 +60,8 @@ from ..events import EventDecoder
 from ..models import IndexerCheckpoint
 from . import checkpoint, rollback, writer
 from .checkpoint import CHECKPOINT_ID
-from .projection import ZERO_ADDRESS, PlayRow, Projection, RangeRows, Row, period_of
+from .pipeline import RangeWrite, RangeWriter, commit_range, threads_share
+from .projection import ZERO_ADDRESS, PlayRow, Projection, Row, period_of
 from .source import LogSource
 from .writer import PLAY_COLUMNS
 
@@ -116,6 +122,8 @@ class Indexer:
         self.ledger_address = deployment.ledger.address
         self.source = LogSource(w3, deployment, self.decoder)
         self._projection: Projection | None = None  # loaded from the index on first use
+        self._writer: RangeWriter | None = None  # during run(): the range being committed
+        self._tip_hash: str | None = None  # during run(): hash of the last block handed to the writer
 
     # ------------------------------------------------------------------ checkpoint
     def checkpoint(self) -> IndexerCheckpoint | None:
@@ -123,6 +131,7 @@ class Indexer:
 
     def reset(self) -> None:
         """Empties every indexed table and the checkpoint, in one transaction."""
+        self._drain()
         checkpoint.reset(self.engine)
         self._projection = None
         self.source.timestamps.clear()
@@ -134,6 +143,29 @@ class Indexer:
     def run(self, to_block: int | None = None, rebuild: bool = False) -> IndexStats:
         """Indexes from the checkpoint to `to_block` (default: head - confirmations)."""
         started = time.monotonic()
+        with RangeWriter(self._write, threaded=threads_share(self.engine)) as self._writer:
+            try:
+                stats = self._run(to_block, rebuild)
+            except BaseException:
+                # the range in flight is committed or not (the context waits for it); what the
+                # projection holds may not be: it is loaded again from the index next time
+                self._projection = None
+                raise
+            finally:
+                self._writer = None
+        stats.seconds = time.monotonic() - started
+        return stats
+
+    def _drain(self) -> None:
+        """Waits for the range being committed (raising its error): nothing is in flight after it."""
+        if self._writer is not None:
+            try:
+                self._writer.drain()
+            except BaseException:
+                self._projection = None
+                raise
+
+    def _run(self, to_block: int | None, rebuild: bool) -> IndexStats:
         if rebuild:
             self.reset()
         stats = IndexStats()
@@ -143,6 +175,7 @@ class Indexer:
                 break
             except ReorgDetectedError as exc:
                 self._recover(exc, stats)
+        self._tip_hash = self._checkpoint_hash()
         target = self.head() if to_block is None else min(to_block, self.head())
         stats.from_block, stats.to_block = last + 1, target
         if target <= last:
@@ -174,11 +207,11 @@ class Indexer:
                     bar.update(end - start + 1)
                     bar.set_postfix(events=stats.events, plays=stats.plays_rows, refresh=False)
                 start = end + 1
+            self._drain()  # run() returns with every range it indexed committed
             stats.to_block = max(stats.to_block, start - 1)
         finally:
             if bar is not None:
                 bar.close()
-        stats.seconds = time.monotonic() - started
         return stats
 
     def _recover(self, exc: ReorgDetectedError, stats: IndexStats) -> int:
@@ -186,6 +219,7 @@ class Indexer:
         block), in one transaction; returns the new checkpoint."""
         if not self.rebuild_on_reorg or len(stats.rollbacks) >= MAX_ROLLBACKS_PER_RUN:
             raise exc
+        self._drain()  # the rollback never races a write in flight
         self._projection = None  # reloaded from the rolled-back tables
         with self.engine.begin() as conn:
             query = select(IndexerCheckpoint.block_number).where(IndexerCheckpoint.id == CHECKPOINT_ID)
@@ -209,7 +243,9 @@ class Indexer:
             )
             self.reset()
             stats.rollbacks.append((cp, self.deployment.deploy_block - 1))
-            return checkpoint.ensure(self.engine, self.deployment, self.source.block_hash)
+            last = checkpoint.ensure(self.engine, self.deployment, self.source.block_hash)
+            self._tip_hash = self._checkpoint_hash()
+            return last
         self.source.forget(above=ancestor.block_number)
         log.warning(
             "indexer: %s; rolled back from block %d to the common ancestor %d (%d blocks asked; rows deleted: %s)",
@@ -220,6 +256,7 @@ class Indexer:
             ", ".join(f"{k} {v}" for k, v in deleted.items() if v) or "none",
         )
         stats.rollbacks.append((cp, ancestor.block_number))
+        self._tip_hash = self._checkpoint_hash()
         return ancestor.block_number
 
     def follow(
@@ -271,7 +308,7 @@ class Indexer:
         blocks = {start, end} | {e["blockNumber"] for e in logs}
         source.forget(above=start - 1)  # blocks of this range are read afresh, never from the cache
         source.load_timestamps(blocks)
-        parent = self._checkpoint_hash()
+        parent = self._tip_hash  # the checkpoint's hash once the range in flight is committed
         if parent is not None and source.parents[start] != parent:
             raise ReorgDetectedError(
                 f"block {start - 1} at the checkpoint is no longer on the chain (the parent of block {start} "
@@ -282,28 +319,24 @@ class Indexer:
         for entry in logs:
             if "0x" + bytes(entry["blockHash"]).hex() != source.hashes[entry["blockNumber"]]:
                 raise _ChainMoved(f"a log of block {entry['blockNumber']} is of another block with that number")
-        timestamps = source.timestamps
         if self._projection is None:
+            self._drain()  # the state is read from the index: with nothing in flight
             with self.engine.connect() as conn:
                 self._projection = Projection(writer.load_state(conn))
         projection = self._projection
-        batch = RangeRows()
         try:
-            for entry in logs:
-                event = self.decoder.decode(entry)
-                if event is None:
-                    continue
-                handler = projection.handler(event)
-                if handler is None:
-                    continue
-                ts = timestamps[event.block_number]
-                handler(event, batch, ts, period_of(ts))
-                batch.events += 1
+            decode = self.decoder.decode
+            batch = projection.project((decode(entry) for entry in logs), source.timestamps)
             hashes = {n: source.hashes[n] for n in blocks}
-            self._write(batch, start, end, end_hash, hashes)
+            job = RangeWrite(batch, start, end, end_hash, hashes)
+            if self._writer is None:
+                self._write(job)
+            else:
+                self._writer.submit(job)  # waits for the range before it, raising its error
         except BaseException:
-            self._projection = None  # its state may hold changes of the range that was not written
+            self._projection = None  # its state may hold changes of ranges that were not written
             raise
+        self._tip_hash = end_hash
         return batch.events, len(batch.plays), end
 
     def _checkpoint_hash(self) -> str | None:
@@ -313,12 +346,9 @@ class Indexer:
             ).scalar()
         return value
 
-    def _write(self, batch: RangeRows, start: int, end: int, end_hash: str, hashes: dict[int, str]) -> None:
-        with self.engine.begin() as conn:
-            checkpoint.claim(conn, start)
-            writer.write_range(conn, batch, self._write_rows, self._write_plays)
-            checkpoint.keep_hashes(conn, hashes, below=end - self.max_reorg_depth)
-            checkpoint.advance(conn, end, end_hash)
+    def _write(self, job: RangeWrite) -> None:
+        """One range and its checkpoint in one transaction (on the writer thread during run())."""
+        commit_range(self.engine, job, self.max_reorg_depth, self._write_rows, self._write_plays)
 
     # ------------------------------------------------------------------ bulk writers (hooks)
     def _write_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:

@@ -9,7 +9,7 @@ tested alone; the writer turns a :class:`RangeRows` into SQL and the facade load
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -217,6 +217,29 @@ class Projection:
         A handler is called as ``handler(event, rows, ts, period_of(ts))`` with the unix time of the event's block.
         """
         return self._handlers.get((event.contract, event.name))
+
+    def project(
+        self, events: Iterable[DecodedEvent | None], timestamps: Mapping[int, int], rows: RangeRows | None = None
+    ) -> RangeRows:
+        """Applies ``events`` (in chain order; None and events the index does not keep are passed
+        over) to ``rows`` (default: a new :class:`RangeRows`); ``timestamps`` maps block numbers to
+        unix times. What the indexer does with each range it reads."""
+        rows = RangeRows() if rows is None else rows
+        handlers = self._handlers
+        periods: dict[int, int] = {}
+        for event in events:
+            if event is None:
+                continue
+            handler = handlers.get((event.contract, event.name))
+            if handler is None:
+                continue
+            ts = timestamps[event.block_number]
+            period = periods.get(ts)
+            if period is None:
+                period = periods[ts] = period_of(ts)
+            handler(event, rows, ts, period)
+            rows.events += 1
+        return rows
 
     # ------------------------------------------------------------------ checks shared by handlers
     def _require_work(self, work_id: int, e: DecodedEvent) -> None:
@@ -490,7 +513,15 @@ class Projection:
                         work_id,
                     )
                     continue
-                rate = metered_rate(metered.get((licensee, work_id)), to_time)
+                m = metered.get((licensee, work_id))  # metered_rate(m, to_time), inlined: once per entry
+                if m is None:
+                    rate = None
+                elif to_time <= m[3]:
+                    rate = m[2]
+                elif to_time <= m[1]:
+                    rate = m[0]
+                else:
+                    rate = None
                 key = (work_id, period, territory)
                 s = stats.get(key)
                 if s is None:

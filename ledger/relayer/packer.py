@@ -2,10 +2,21 @@
 
 It owns the choice of candidates from the pending store (pending, and not an unpayable batch
 waiting for its retry), fitting them under the input byte limit with
-:func:`ledger.playbatch.plan_calls`, encoding them, and the estimate loop: too much gas shrinks
-the pack (:func:`ledger.playbatch.shrink_for_gas`), a failing estimate halves it, a single batch
-that reverts the call on its own is rejected (``Reverted``). Gas estimation is injected as a
-callable (``data -> gas``, raising when the call would revert), so the packer needs no node.
+:func:`ledger.playbatch.plan_calls`, encoding them, and the gas each pack gets.
+
+The gas: once a receipt in which every batch applied has been seen, the packer predicts the gas of
+the next pack from it (:class:`GasModel`: the receipt's gasUsed per batch and per entry, the larger
+of the two predictions, scaled by what the last estimate asked over what its transaction used,
+as refunds make a transaction need more gas than it uses) and sizes the pack so that the
+prediction stays under ``GAS_FILL`` of the cap; no ``eth_estimateGas`` (which executes the whole
+call, several times on some nodes) is spent.
+It estimates instead when there is no model yet, and for the next pack after a receipt that used
+more gas than predicted, a transaction that reverted or ran out of gas, or one the node refused.
+An out-of-gas transaction changes nothing on the chain: settlement puts its batches back to
+pending and they go out again under an estimate. The estimate loop: too much gas shrinks the pack
+(:func:`ledger.playbatch.shrink_for_gas`), a failing estimate halves it, a single batch that
+reverts the call on its own is rejected (``Reverted``). Gas estimation is injected as a callable
+(``data -> gas``, raising when the call would revert), so the packer needs no node.
 An optional screen (:class:`ledger.relayer.unlicensed.UnlicensedAllowance`) holds back batches
 that pay nobody once their licensee's daily allowance is spent.
 """
@@ -13,7 +24,9 @@ that pay nobody once their licensee's daily allowance is spent.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, cast
 
@@ -41,6 +54,27 @@ MIN_BATCH_SIZE = playbatch.BATCH_HEADER_SIZE + playbatch.ENTRY_SIZE + playbatch.
 #: The share of the gas cap a pack sized from the last gas per batch aims at (batches differ:
 #: one that writes a fresh nonce word costs more).
 GAS_FILL = 0.92
+
+
+@dataclass(frozen=True)
+class GasModel:
+    """Gas per batch and per entry of the last receipt in which every batch applied."""
+
+    per_batch: float
+    per_entry: float
+
+    @classmethod
+    def of(cls, gas: int, batches: int, entries: int) -> GasModel:
+        return cls(gas / max(1, batches), gas / max(1, entries))
+
+    def predict(self, batches: int, entries: int) -> int:
+        """The gas ``batches`` batches of ``entries`` entries in all should use (the larger of the
+        two rates: bigger batches than last time are caught by the entries, smaller by the count)."""
+        return math.ceil(max(batches * self.per_batch, entries * self.per_entry))
+
+
+def entries_of(row: PendingBatch) -> int:
+    return len(row.entries) // playbatch.ENTRY_SIZE
 
 
 class PackLimits(Protocol):
@@ -97,6 +131,15 @@ class Packer:
         #: that predicts fits (each ``eth_estimateGas`` executes the whole call, several times on
         #: some nodes: a pack that fits the bytes but not the gas cost one estimate too many)
         self.gas_per_batch: float | None = None
+        #: gas per batch and per entry seen in the last receipt where every batch applied
+        self.model: GasModel | None = None
+        #: the next pack is estimated, not predicted (no model yet, or the last prediction failed)
+        self.must_estimate = True
+        #: whether the last pack's gas was predicted (else estimated)
+        self.predicted = False
+        #: the last estimate over the gasUsed of its receipt: a transaction needs more gas than it
+        #: ends up using (storage refunds are paid back after it ran, 1/64 stays with each call)
+        self.need_ratio = 1.0
 
     def candidates(self, session: Session, limit: int) -> list[PendingBatch]:
         """Up to ``limit`` pending batches in (licensee index, device number, nonce) order; a
@@ -136,6 +179,11 @@ class Packer:
         """(batches, submitBatches data, gas estimate) of the next transaction, or ([], b'', 0)."""
         cap_rows = self.limits.max_input_bytes // MIN_BATCH_SIZE + 1
         rows = self.fit_bytes(self.screened(session, cap_rows))
+        self.predicted = False
+        if rows and self.model is not None and not self.must_estimate:
+            predicted = self.predict(rows)
+            if predicted is not None:
+                return predicted
         if self.gas_per_batch and len(rows) > 1:
             rows = rows[: max(1, int(self.limits.gas_cap * GAS_FILL / self.gas_per_batch))]
         while rows:
@@ -160,6 +208,64 @@ class Packer:
             log.info("relayer: %d batches need %d gas > cap %d; trying %d", len(rows), gas, self.limits.gas_cap, shrink)
             rows = rows[:shrink]
         return [], b"", 0
+
+    def predict(self, rows: list[PendingBatch]) -> Pack | None:
+        """The longest prefix of ``rows`` whose predicted gas is at most ``GAS_FILL`` of the cap,
+        with that prediction; None when not even one batch fits (it is estimated then)."""
+        assert self.model is not None
+        budget = self.limits.gas_cap * GAS_FILL
+        entries = n = 0
+        for row in rows:
+            if self.model.predict(n + 1, entries + entries_of(row)) > budget:
+                break
+            n += 1
+            entries += entries_of(row)
+        if n == 0:
+            return None
+        rows = rows[:n]
+        self.predicted = True
+        return rows, encode(rows), self.model.predict(n, entries)
+
+    def observe(self, batches: int, entries: int, expected: int, gas_used: int, applied: bool, reverted: bool) -> None:
+        """What the receipt of the last pack said: ``expected`` gas (predicted or estimated),
+        ``gas_used`` by it, whether every batch applied, whether it reverted (out of gas
+        included) or never got mined. A receipt where every batch applied becomes the model
+        (its gasUsed times the last estimate's ratio to its gasUsed), one with skipped batches
+        may only raise it; the next pack is estimated after a revert or a receipt that needed
+        more than expected."""
+        if reverted:
+            self.must_estimate = True
+            log.warning(
+                "relayer: a transaction of %d batches reverted (gas used %d of %d expected); estimating the next pack",
+                batches,
+                gas_used,
+                expected,
+            )
+            return
+        if gas_used > 0:
+            if not self.predicted:
+                self.need_ratio = max(1.0, expected / gas_used)
+            seen = GasModel.of(math.ceil(gas_used * self.need_ratio), batches, entries)
+            if applied:
+                self.model = seen
+            elif self.model is not None:
+                # skipped or rejected batches cost other gas than applied ones (a skip for
+                # InsufficientEscrow more): such a receipt may raise the model, never lower it
+                self.model = GasModel(
+                    max(self.model.per_batch, seen.per_batch), max(self.model.per_entry, seen.per_entry)
+                )
+            if self.model is not None:
+                self.gas_per_batch = self.model.per_batch
+        if gas_used * self.need_ratio > expected:
+            self.must_estimate = True
+            log.info(
+                "relayer: %d batches used %d gas, over the %d expected; estimating the next pack",
+                batches,
+                gas_used,
+                expected,
+            )
+        elif self.model is not None:
+            self.must_estimate = False
 
     def screened(self, session: Session, limit: int) -> list[PendingBatch]:
         """The candidates that pass the screen. A held batch is committed with its reason and

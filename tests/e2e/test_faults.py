@@ -292,6 +292,42 @@ def test_relayer_splits_packs_by_calldata_size_and_gas_cap(world, sqlite_engine)
     assert_chain_matches(world, expected)
 
 
+def test_a_predicted_gas_limit_too_low_runs_out_of_gas_and_every_batch_lands_once(world, engine):
+    """The relayer predicts a pack's gas from the last receipt instead of estimating it. A
+    prediction far too low (forced here) sends a transaction that runs out of gas: it applies
+    nothing, its batches go back to pending, the next pack is estimated, and every batch lands
+    exactly once, on the chain and in the index."""
+    from ledger.relayer.packer import GasModel
+
+    account = Account.create()
+    world.licensee.register_device(account.address, "DE", world.licensee.device_proof(account))
+    ctx = make_ctx(world, engine)
+    expected = collections.Counter()
+    for nonce in range(40):
+        counts = {world.works[0]: 1 + nonce % 5, world.works[1]: 2, world.works[2]: 3}
+        ingest_batch(signed_payload(account, world, nonce, counts), ctx)
+        expected.update(counts)
+    relayer = relayer_for(world, engine, gas_cap=200_000)  # about 17 of these batches a transaction
+    first = relayer.relay_once()  # no model yet: estimated; its receipt becomes the model
+    assert first is not None and first.confirmed == first.batches > 0, first
+    assert first.batches < 40, first
+    assert relayer.packer.model is not None and not relayer.packer.must_estimate
+    model = relayer.packer.model
+    relayer.packer.model = GasModel(model.per_batch / 3, model.per_entry / 3)
+    out_of_gas = relayer.relay_once()
+    assert out_of_gas is not None and relayer.packer.predicted
+    assert out_of_gas.reverted and out_of_gas.gas_used > 0  # mined, and out of gas
+    with session_factory(engine)() as s:
+        oog_tx = s.scalars(select(RelayTransaction).where(RelayTransaction.gas_used == out_of_gas.gas_used)).one()
+        assert oog_tx.gas_limit == out_of_gas.gas_used  # it used all the gas it had
+    assert relayer.packer.must_estimate
+    rest = relayer.run(once=True)
+    assert rest and not rest[0].reverted and sum(r.confirmed for r in (first, out_of_gas, *rest)) == 40
+    assert {r.status for r in stored(engine)} == {CONFIRMED}
+    assert_chain_matches(world, expected)
+    assert_index_matches(world, engine, expected)
+
+
 @pytest.mark.parametrize("depth", [1, 5])
 def test_batches_whose_transaction_left_the_chain_are_relayed_again(world, engine, depth):
     """The relayer confirmed a batch; then the chain lost that block (a reorg, or a devnet that

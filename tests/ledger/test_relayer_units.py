@@ -545,3 +545,108 @@ def test_await_receipt_re_signs_a_stuck_transaction_and_returns_the_receipt_of_t
     assert sender.await_receipt(1, [first], signed.raw_transaction, tx_nonce=5, gas=90_000) is mined
     assert [c[0] for c in calls] == ["record", "broadcast"]
     assert len(hashes) == 2
+
+
+# ----------------------------------------------------------------------------- predicted gas
+def _observed(packer, batches, gas_used, entries=None, applied=True, reverted=False, expected=None):
+    """The packer sees the receipt of a pack of `batches` one-entry batches."""
+    packer.observe(
+        batches,
+        batches if entries is None else entries,
+        gas_used if expected is None else expected,
+        gas_used,
+        applied=applied,
+        reverted=reverted,
+    )
+
+
+def test_after_a_receipt_where_every_batch_applied_the_gas_is_predicted_without_an_estimate(sessions):
+    _store(sessions, 20)
+    estimator = Estimator()
+    packer = Packer(RelayerConfig(gas_cap=1_000_000), estimator)
+    with sessions() as s:
+        first, _, gas = packer.pack(s)  # no model yet: estimated
+        assert (estimator.seen[-1], packer.predicted) == (len(first), False)
+        _observed(packer, 4, 320_000)  # 80,000 per batch on the chain
+        estimator.seen.clear()
+        rows, data, gas = packer.pack(s)
+    assert estimator.seen == []  # no eth_estimateGas
+    assert packer.predicted
+    assert len(rows) == 11  # 11 * 80,000 <= 0.92 * 1,000,000 < 12 * 80,000
+    assert gas == 880_000 and data == encode(rows)
+
+
+def test_the_prediction_takes_the_larger_of_gas_per_batch_and_gas_per_entry(sessions):
+    _store(sessions, 20)  # one entry each
+    packer = Packer(RelayerConfig(gas_cap=1_000_000), Estimator())
+    _observed(packer, 4, 320_000, entries=16)  # 80,000 per batch but 20,000 per entry
+    with sessions() as s:
+        rows, _, gas = packer.pack(s)
+    assert (len(rows), gas) == (11, 880_000)  # by batches: one-entry batches cost more than 20,000
+    packer = Packer(RelayerConfig(gas_cap=1_000_000), Estimator())
+    _observed(packer, 8, 320_000, entries=2)  # 40,000 per batch, 160,000 per entry
+    with sessions() as s:
+        rows, _, gas = packer.pack(s)
+    assert (len(rows), gas) == (5, 800_000)  # by entries: bigger batches than the receipt's
+
+
+@pytest.mark.parametrize(
+    "receipt",
+    [
+        {"gas_used": 330_000, "expected": 320_000},  # used more than predicted
+        {"gas_used": 320_000, "reverted": True},  # reverted, or ran out of gas
+    ],
+)
+def test_after_a_receipt_over_the_prediction_or_a_revert_the_next_pack_is_estimated(sessions, receipt):
+    _store(sessions, 20)
+    estimator = Estimator()
+    packer = Packer(RelayerConfig(gas_cap=1_000_000), estimator)
+    _observed(packer, 4, 320_000)
+    with sessions() as s:
+        packer.pack(s)
+        assert packer.predicted and estimator.seen == []
+        _observed(packer, 4, **receipt)
+        packer.pack(s)
+        assert not packer.predicted and estimator.seen  # estimated again
+        _observed(packer, 4, 320_000, expected=400_000)  # a good receipt under the estimate
+        estimator.seen.clear()
+        packer.pack(s)
+    assert packer.predicted and estimator.seen == []
+
+
+def test_a_receipt_with_skipped_batches_does_not_become_the_model(sessions):
+    _store(sessions, 20)
+    estimator = Estimator()
+    packer = Packer(RelayerConfig(gas_cap=1_000_000), estimator)
+    _observed(packer, 4, 40_000, applied=False)  # skipped batches cost little: no model from it
+    with sessions() as s:
+        packer.pack(s)
+    assert not packer.predicted and estimator.seen
+
+
+def test_the_model_needs_what_the_last_estimate_asked_over_what_its_receipt_used(sessions):
+    """A transaction needs more gas than it uses (refunds come after it ran): the prediction
+    scales the receipt's gasUsed by the last estimate's ratio to it."""
+    _store(sessions, 20)
+    packer = Packer(RelayerConfig(gas_cap=1_000_000), Estimator())
+    with sessions() as s:
+        rows, _, estimate = packer.pack(s)  # estimated: 100,000 per batch
+        assert not packer.predicted
+        _observed(packer, len(rows), estimate * 4 // 5, expected=estimate)  # it used 80% of the estimate
+        rows, _, gas = packer.pack(s)
+    assert packer.predicted
+    assert (len(rows), gas) == (9, 900_000)  # 100,000 per batch again, not 80,000
+
+
+def test_a_receipt_with_skipped_batches_raises_the_model_but_never_lowers_it(sessions):
+    _store(sessions, 20)
+    packer = Packer(RelayerConfig(gas_cap=1_000_000), Estimator())
+    _observed(packer, 4, 320_000)  # 80,000 per batch
+    packer.predicted = True  # the next receipts are of predicted packs
+    _observed(packer, 4, 200_000, applied=False, expected=320_000)  # cheaper skips: kept at 80,000
+    assert packer.model.per_batch == 80_000
+    _observed(packer, 4, 400_000, applied=False, expected=420_000)  # dearer skips: 100,000
+    assert packer.model.per_batch == 100_000
+    with sessions() as s:
+        rows, _, gas = packer.pack(s)
+    assert packer.predicted and (len(rows), gas) == (9, 900_000)
