@@ -104,17 +104,7 @@ def search(engine: Engine, query: str = "", page: int = 1, per_page: int = PER_P
         ids: list[int] = list(
             conn.execute(base.order_by(w.c.work_id).limit(per_page).offset((page - 1) * per_page)).scalars()
         )
-        rows = conn.execute(
-            select(w, u.c.username).select_from(w.outerjoin(u, u.c.address == w.c.owner)).where(w.c.work_id.in_(ids))
-        ).all()
-    terms = terms_of(engine, ids)
-    by_id = {
-        int(r.work_id): CatalogueEntry(
-            int(r.work_id), r.title, r.isrc, r.iswc, r.owner, r.username, terms.get(int(r.work_id), {})
-        )
-        for r in rows
-    }
-    return CataloguePage([by_id[i] for i in ids if i in by_id], total, page, per_page)
+    return CataloguePage(_entries_in_order(engine, ids), total, page, per_page)
 
 
 def entries(engine: Engine, work_ids: list[int]) -> list[CatalogueEntry]:
@@ -122,6 +112,12 @@ def entries(engine: Engine, work_ids: list[int]) -> list[CatalogueEntry]:
     ids = [int(i) for i in dict.fromkeys(work_ids)]
     if not ids:
         return []
+    return _entries_in_order(engine, ids)
+
+
+def _entries_in_order(engine: Engine, ids: list[int]) -> list[CatalogueEntry]:
+    """The entries of works ``ids`` (with their owner's username and current terms), in that order;
+    unknown ids left out."""
     w, u = Work.__table__, User.__table__
     with engine.connect() as conn:
         rows = conn.execute(
