@@ -314,9 +314,9 @@ def registered(world):
     return register_device(world)
 
 
-def apply_on_chain(world: World, account, device_id: int, nonce: int) -> None:
-    """One play of the first work in a batch signed by ``account`` and applied on chain directly by the
-    admin (not through the ingest store), e.g. by a third party holding the signed batch."""
+def apply_on_chain(world: World, account, device_id: int, nonce: int, counts: dict[int, int] | None = None) -> None:
+    """A batch (``counts``; default one play of the first work) signed by ``account`` and applied on
+    chain directly by the admin (not through the ingest store), e.g. by a third party holding it."""
     licensee_index, device_number = playbatch.split_device_id(device_id)
     now = int(time.time())
     batch = playbatch.sign_batch(
@@ -326,7 +326,7 @@ def apply_on_chain(world: World, account, device_id: int, nonce: int) -> None:
         nonce,
         now - 10,
         now - 5,
-        playbatch.encode_entries({world.works[0]: 1}),
+        playbatch.encode_entries(counts if counts is not None else {world.works[0]: 1}),
     )
     assert len(world.admin.submit_batches([playbatch.Group(licensee_index, [(device_number, batch)])]).applied) == 1
 

@@ -12,7 +12,16 @@ from eth_account import Account
 
 from ledger import playbatch
 
-from .conftest import MQTT_HOST, MQTT_PORT, TOPIC_PREFIX, make_ctx, register_device, signed_payload, stored_count
+from .conftest import (
+    MQTT_HOST,
+    MQTT_PORT,
+    TOPIC_PREFIX,
+    apply_on_chain,
+    make_ctx,
+    register_device,
+    signed_payload,
+    stored_count,
+)
 
 
 def post(server, body) -> requests.Response:
@@ -71,19 +80,7 @@ def test_nonce_used_on_chain_is_refused(world, sqlite_engine, registered):
     from .conftest import HttpIngestServer, make_ctx
 
     account, device_id = registered
-    licensee_index, device_number = playbatch.split_device_id(device_id)
-    now = int(time.time())
-    batch = playbatch.sign_batch(
-        account,
-        world.w3.eth.chain_id,
-        world.ledger_address,
-        0,
-        now - 10,
-        now - 5,
-        playbatch.encode_entries({world.works[0]: 2}),
-    )
-    result = world.admin.submit_batches([playbatch.Group(licensee_index, [(device_number, batch)])])
-    assert len(result.applied) == 1  # submitted by someone else, never through our store
+    apply_on_chain(world, account, device_id, 0, {world.works[0]: 2})  # by someone else, not our store
     server = HttpIngestServer(make_ctx(world, sqlite_engine)).start()
     try:
         resp = post(server, signed_payload(account, world, 0, {world.works[1]: 3}))
